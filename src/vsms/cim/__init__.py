@@ -1,0 +1,1 @@
+"""The CIM vocabulary: class names, wire enums, object paths and embedded instances."""

@@ -1,0 +1,1 @@
+"""Asynchronous jobs: Msvm_ConcreteJob / Msvm_StorageJob state machine, persistence, recovery."""

@@ -1,0 +1,1 @@
+"""The only place CIM property names meet model fields (CIMInstance <-> model)."""

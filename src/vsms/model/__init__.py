@@ -1,0 +1,1 @@
+"""Typed dataclasses that cross module borders. Imports neither pywbem nor libvirt."""

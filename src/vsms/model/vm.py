@@ -1,0 +1,119 @@
+"""A virtual machine as vsms sees it, independent of CIM and of libvirt.
+
+Device identifiers (``dev_id``) are short GUID strings local to the VM; the CIM InstanceID of a
+device is derived from the VM GUID and the dev_id (see ``vsms.mapping.ids``), so giving a VM a new
+GUID re-derives every InstanceID.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+
+
+def new_guid() -> str:
+    """A new upper-case GUID without braces, the way Hyper-V writes VM and job IDs."""
+    return str(uuid.uuid4()).upper()
+
+
+class ControllerKind(StrEnum):
+    IDE = "ide"
+    SCSI = "scsi"
+
+
+class DriveKind(StrEnum):
+    DISK = "disk"
+    DVD = "dvd"
+
+
+class ImageFormat(StrEnum):
+    """On-disk image formats, named as qemu-img names them (VHD is ``vpc``)."""
+
+    VHD = "vpc"
+    VHDX = "vhdx"
+    QCOW2 = "qcow2"
+    RAW = "raw"
+
+
+IDE_CONTROLLERS = 2
+IDE_SLOTS = 2
+SCSI_CONTROLLERS_MAX = 4
+SCSI_SLOTS = 64
+
+
+@dataclass
+class Controller:
+    dev_id: str
+    kind: ControllerKind
+    index: int  # 0..1 for IDE, 0..3 for SCSI
+
+
+@dataclass
+class Drive:
+    """A disk or DVD drive in a controller slot (RASD type 22 or 16)."""
+
+    dev_id: str
+    kind: DriveKind
+    controller_id: str
+    address: int  # slot on the controller
+
+
+@dataclass
+class Media:
+    """An image inserted in a drive (RASD type 21): a VHD/VHDX/qcow2 disk or an ISO."""
+
+    dev_id: str
+    drive_id: str
+    path: str
+    format: ImageFormat
+
+
+@dataclass
+class NetworkAdapter:
+    dev_id: str
+    mac: str  # "00:15:5D:xx:xx:xx" (upper-case, colon-separated)
+    switch: str = ""  # name of the virtual switch (libvirt network); "" = not connected
+    synthetic: bool = True
+
+
+@dataclass
+class VirtualSystem:
+    guid: str
+    name: str
+    memory_mb: int = 512
+    processors: int = 1
+    controllers: list[Controller] = field(default_factory=list)
+    drives: list[Drive] = field(default_factory=list)
+    media: list[Media] = field(default_factory=list)
+    nics: list[NetworkAdapter] = field(default_factory=list)
+    notes: str = ""
+    boot_order: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    external_data_root: str = ""
+    snapshot_data_root: str = ""
+    scope_of_residence: str = ""
+    # lineage: where this VM came from ("" when defined here)
+    imported_from: str = ""
+    memory_dev_id: str = "4764334D-E001-4176-82EE-5594EC9B530E"
+    processor_dev_id: str = "B637F347-6A0E-4DEC-AF52-BD70CB80A21D"
+
+    def controller(self, dev_id: str) -> Controller | None:
+        return next((c for c in self.controllers if c.dev_id == dev_id), None)
+
+    def drive(self, dev_id: str) -> Drive | None:
+        return next((d for d in self.drives if d.dev_id == dev_id), None)
+
+    def media_in(self, drive_id: str) -> Media | None:
+        return next((m for m in self.media if m.drive_id == drive_id), None)
+
+    def disk_media(self) -> list[Media]:
+        """Media in disk drives (not DVDs): the virtual hard disks that export copies."""
+        disks = {d.dev_id for d in self.drives if d.kind is DriveKind.DISK}
+        return [m for m in self.media if m.drive_id in disks]
+
+
+def default_controllers() -> list[Controller]:
+    """The two emulated IDE controllers every Hyper-V VM has."""
+    return [Controller(new_guid(), ControllerKind.IDE, i) for i in range(IDE_CONTROLLERS)]

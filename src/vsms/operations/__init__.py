@@ -1,0 +1,1 @@
+"""Long operations (define, export, import, ...): prepare without side effects, run, roll back."""

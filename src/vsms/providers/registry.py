@@ -1,0 +1,254 @@
+"""The registry: classes and providers per namespace, and the generic CIM operations on them.
+
+The WBEM front end (and the Python API) talks only to :class:`Registry`. It raises
+``pywbem.CIMError`` with DSP0200 status codes for intrinsic-operation failures; extrinsic methods
+return their ReturnValue and never raise for a documented failure.
+
+Providers state what they serve through ``classnames``; the registry checks what they return
+(class names, key properties present) before it goes to a client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pywbem
+
+CIMTarget = pywbem.CIMInstanceName | pywbem.CIMClassName
+
+
+class InstanceProvider(Protocol):
+    """Serves the instances of some classes (exact class names, no subclassing implied)."""
+
+    classnames: tuple[str, ...]
+
+    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
+        """All instances of ``classname`` (one of ``classnames``), each with ``path`` set."""
+        ...
+
+    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
+        """The instance at ``path`` (class already checked to be one of ours), or None."""
+        ...
+
+
+class MethodProvider(Protocol):
+    classnames: tuple[str, ...]
+
+    def invoke(self, target: CIMTarget, method: str,
+               params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Run an extrinsic method. ``params`` were checked against the class definition
+        (names known, IN direction, values converted to the declared CIM types, case-folded to the
+        declared names). Returns (ReturnValue, out parameters by declared name)."""
+        ...
+
+
+def _err(status: int, msg: str) -> pywbem.CIMError:
+    return pywbem.CIMError(status, msg)
+
+
+@dataclass
+class Namespace:
+    name: str
+    classes: dict[str, pywbem.CIMClass]  # keyed by lower-case class name
+    instance_providers: dict[str, InstanceProvider] = field(default_factory=dict)
+    method_providers: dict[str, MethodProvider] = field(default_factory=dict)
+
+    def cls(self, classname: str) -> pywbem.CIMClass:
+        c = self.classes.get(classname.lower())
+        if c is None:
+            raise _err(pywbem.CIM_ERR_INVALID_CLASS, f"class {classname} does not exist in {self.name}")
+        return c
+
+    def subclasses(self, classname: str | None, deep: bool = True) -> list[pywbem.CIMClass]:
+        """Direct (or all, when deep) subclasses of classname; top-level classes for None."""
+        base = classname.lower() if classname else None
+        direct: dict[str | None, list[pywbem.CIMClass]] = {}
+        for c in self.classes.values():
+            direct.setdefault(c.superclass.lower() if c.superclass else None, []).append(c)
+        out: list[pywbem.CIMClass] = []
+        todo = list(direct.get(base, []))
+        while todo:
+            c = todo.pop(0)
+            out.append(c)
+            if deep:
+                todo.extend(direct.get(c.classname.lower(), []))
+        return out
+
+    def is_subclass(self, classname: str, ancestor: str) -> bool:
+        name: str | None = classname
+        while name:
+            if name.lower() == ancestor.lower():
+                return True
+            c = self.classes.get(name.lower())
+            name = c.superclass if c is not None else None
+        return False
+
+
+class Registry:
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._ns: dict[str, Namespace] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def add_namespace(self, name: str, classes: Iterable[pywbem.CIMClass]) -> None:
+        self._ns[name.strip("/").lower()] = Namespace(name, {c.classname.lower(): c for c in classes})
+
+    def add_provider(self, namespace: str, provider: Any) -> None:
+        ns = self.namespace(namespace)
+        for cn in provider.classnames:
+            ns.cls(cn)  # must be declared
+            if hasattr(provider, "enumerate"):
+                ns.instance_providers[cn.lower()] = provider
+            if hasattr(provider, "invoke"):
+                ns.method_providers[cn.lower()] = provider
+
+    # ------------------------------------------------------------------ lookup
+    def namespaces(self) -> list[str]:
+        return [ns.name for ns in self._ns.values()]
+
+    def namespace(self, name: str) -> Namespace:
+        ns = self._ns.get(name.strip("/").lower())
+        if ns is None:
+            raise _err(pywbem.CIM_ERR_INVALID_NAMESPACE, f"namespace {name} does not exist")
+        return ns
+
+    def get_class(self, namespace: str, classname: str) -> pywbem.CIMClass:
+        return self.namespace(namespace).cls(classname)
+
+    def enumerate_classes(self, namespace: str, classname: str | None = None,
+                          deep: bool = False) -> list[pywbem.CIMClass]:
+        ns = self.namespace(namespace)
+        if classname:
+            ns.cls(classname)
+        return ns.subclasses(classname, deep)
+
+    # ------------------------------------------------------------------ instances
+    def _fix_path(self, ns: Namespace, inst: pywbem.CIMInstance) -> pywbem.CIMInstance:
+        if inst.path is None:
+            raise _err(pywbem.CIM_ERR_FAILED, f"provider returned a {inst.classname} without a path")
+        inst.path.namespace = ns.name
+        inst.path.host = self.host
+        return inst
+
+    def enumerate_instances(self, namespace: str, classname: str) -> list[pywbem.CIMInstance]:
+        """Instances of classname and of all its subclasses."""
+        ns = self.namespace(namespace)
+        base = ns.cls(classname)
+        out: list[pywbem.CIMInstance] = []
+        for c in [base, *ns.subclasses(base.classname, deep=True)]:
+            prov = ns.instance_providers.get(c.classname.lower())
+            if prov is None:
+                continue
+            out.extend(self._fix_path(ns, i) for i in prov.enumerate(c.classname))
+        return out
+
+    def get_instance(self, namespace: str, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance:
+        ns = self.namespace(namespace)
+        cls = ns.cls(path.classname)
+        prov = ns.instance_providers.get(cls.classname.lower())
+        inst = prov.get(path) if prov is not None else None
+        if inst is None:
+            raise _err(pywbem.CIM_ERR_NOT_FOUND, f"instance {path} does not exist")
+        return self._fix_path(ns, inst)
+
+    # ------------------------------------------------------------------ associations
+    def _association_classes(self, ns: Namespace, assoc_class: str | None) -> list[pywbem.CIMClass]:
+        out = []
+        for c in ns.classes.values():
+            if "association" not in {q.lower() for q in c.qualifiers}:
+                continue
+            if assoc_class and not ns.is_subclass(c.classname, assoc_class):
+                continue
+            out.append(c)
+        return out
+
+    @staticmethod
+    def _same(a: pywbem.CIMInstanceName, b: pywbem.CIMInstanceName) -> bool:
+        if a.classname.lower() != b.classname.lower():
+            return False
+        ka = {k.lower(): str(v) for k, v in a.keybindings.items()}
+        kb = {k.lower(): str(v) for k, v in b.keybindings.items()}
+        return ka == kb
+
+    def references(self, namespace: str, target: pywbem.CIMInstanceName,
+                   result_class: str | None = None, role: str | None = None
+                   ) -> list[pywbem.CIMInstance]:
+        """Association instances (of result_class) that refer to target (in role)."""
+        ns = self.namespace(namespace)
+        out = []
+        for ac in self._association_classes(ns, result_class):
+            prov = ns.instance_providers.get(ac.classname.lower())
+            if prov is None:
+                continue
+            for inst in prov.enumerate(ac.classname):
+                for pname, prop in inst.properties.items():
+                    if prop.type != "reference" or prop.value is None:
+                        continue
+                    if role and pname.lower() != role.lower():
+                        continue
+                    if self._same(prop.value, target):
+                        out.append(self._fix_path(ns, inst))
+                        break
+        return out
+
+    def associators(self, namespace: str, target: pywbem.CIMInstanceName,
+                    assoc_class: str | None = None, result_class: str | None = None,
+                    role: str | None = None, result_role: str | None = None
+                    ) -> list[pywbem.CIMInstance]:
+        ns = self.namespace(namespace)
+        seen: list[pywbem.CIMInstanceName] = []
+        out: list[pywbem.CIMInstance] = []
+        for assoc in self.references(namespace, target, assoc_class, role):
+            for pname, prop in assoc.properties.items():
+                ref = prop.value
+                if prop.type != "reference" or ref is None or self._same(ref, target):
+                    continue
+                if result_role and pname.lower() != result_role.lower():
+                    continue
+                if result_class and not ns.is_subclass(ref.classname, result_class):
+                    continue
+                if any(self._same(ref, s) for s in seen):
+                    continue
+                seen.append(ref)
+                try:
+                    out.append(self.get_instance(namespace, ref))
+                except pywbem.CIMError as exc:
+                    if exc.status_code != pywbem.CIM_ERR_NOT_FOUND:
+                        raise
+        return out
+
+    # ------------------------------------------------------------------ methods
+    def invoke_method(self, namespace: str, target: CIMTarget, method: str,
+                      params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        ns = self.namespace(namespace)
+        cls = ns.cls(target.classname)
+        meth = next((m for n, m in cls.methods.items() if n.lower() == method.lower()), None)
+        if meth is None:
+            raise _err(pywbem.CIM_ERR_METHOD_NOT_FOUND,
+                       f"method {method} does not exist in class {cls.classname}")
+        prov = ns.method_providers.get(cls.classname.lower())
+        if prov is None:
+            raise _err(pywbem.CIM_ERR_NOT_SUPPORTED, f"class {cls.classname} has no method provider")
+        if isinstance(target, pywbem.CIMInstanceName):
+            self.get_instance(namespace, target)  # CIM_ERR_NOT_FOUND if it does not exist
+        checked = self._check_params(cls.classname, meth, params)
+        return prov.invoke(target, meth.name, checked)
+
+    @staticmethod
+    def _check_params(classname: str, meth: pywbem.CIMMethod,
+                      params: Mapping[str, Any]) -> dict[str, Any]:
+        declared = {n.lower(): p for n, p in meth.parameters.items()}
+        out: dict[str, Any] = {}
+        for name, value in params.items():
+            p = declared.get(name.lower())
+            if p is None:
+                raise _err(pywbem.CIM_ERR_INVALID_PARAMETER,
+                           f"method {classname}.{meth.name} has no parameter {name}")
+            quals = {q.lower(): v.value for q, v in p.qualifiers.items()}
+            if quals.get("in") is False or ("out" in quals and "in" not in quals):
+                raise _err(pywbem.CIM_ERR_INVALID_PARAMETER,
+                           f"parameter {p.name} of {classname}.{meth.name} is not an input")
+            out[p.name] = value
+        return out

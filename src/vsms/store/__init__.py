@@ -1,0 +1,1 @@
+"""SQLite (WAL) for what libvirt does not hold: jobs, undo journals, consumed imports."""

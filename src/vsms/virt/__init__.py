@@ -1,0 +1,1 @@
+"""Everything that imports libvirt: connection, domain XML with our metadata, state changes."""

@@ -1,0 +1,1 @@
+"""CIM-XML over HTTP(S) (DSP0200/DSP0201): request parser, response writer, dispatcher."""

@@ -1,0 +1,35 @@
+"""Shared fixtures.
+
+QEMU (running as the libvirt-qemu user) must reach the disk images, so storage used with
+qemu:///system lives under /var/tmp in world-traversable directories, not in pytest's 0700 tmp.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+QEMU_URI = os.environ.get("VSMS_TEST_LIBVIRT_URI", "qemu:///system")
+TEST_ROOT = Path(os.environ.get("VSMS_TEST_ROOT", "/var/tmp/vsms-tests"))
+
+
+@pytest.fixture
+def storage_root() -> Iterator[Path]:
+    """A fresh world-traversable directory usable as a storage root by real QEMU."""
+    TEST_ROOT.mkdir(parents=True, exist_ok=True)
+    os.chmod(TEST_ROOT, 0o755)
+    root = TEST_ROOT / uuid.uuid4().hex[:12]
+    root.mkdir()
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def qemu_uri() -> str:
+    return QEMU_URI
