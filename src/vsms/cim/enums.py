@@ -58,6 +58,22 @@ class JobRequestedState(IntEnum):
     SERVICE = 6
 
 
+class StateChangeReturn(IntEnum):
+    """DMTF return codes of CIM_ConcreteJob.RequestStateChange (not the 327xx Msvm codes)."""
+
+    COMPLETED = 0
+    NOT_SUPPORTED = 1
+    UNKNOWN_ERROR = 2
+    TIMEOUT = 3
+    FAILED = 4
+    INVALID_PARAMETER = 5
+    IN_USE = 6
+    TRANSITION_STARTED = 4096
+    INVALID_STATE_TRANSITION = 4097
+    TIMEOUT_NOT_SUPPORTED = 4098
+    BUSY = 4099
+
+
 class EnabledState(IntEnum):
     """Msvm_ComputerSystem.EnabledState as Hyper-V reports it for a virtual machine."""
 
