@@ -1,0 +1,70 @@
+"""The composition root: builds settings, store, libvirt host, job manager, providers, registry.
+
+Start-up order: state directory → store → libvirt → job manager (+ recovery of jobs a crash
+interrupted) → registry. Shutdown runs the other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from types import TracebackType
+
+from vsms.cim import names
+from vsms.cim.schema import load_classes
+from vsms.jobs.manager import JobManager
+from vsms.operations.paths import StorageRoots
+from vsms.operations.transitions import Transitions
+from vsms.operations.undo import undo_handlers
+from vsms.providers import build
+from vsms.providers.context import ServiceContext
+from vsms.providers.registry import Registry
+from vsms.settings import Settings
+from vsms.store.db import Store
+from vsms.virt.host import VirtHost
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """One running vsms: ``service.registry`` is the Python API the WBEM front end also uses."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        for root in settings.storage_roots:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        hostname = socket.gethostname().split(".")[0].upper() or "LOCALHOST"
+        self.store = Store(settings.database)
+        try:
+            self.host = VirtHost(settings.libvirt_uri, settings.domain_type)
+        except Exception:
+            self.store.close()
+            raise
+        self.jobs = JobManager(self.store, undo_handlers(self.host, self.store),
+                               workers=settings.job_workers)
+        self.context = ServiceContext(
+            settings=settings, hostname=hostname, host=self.host, store=self.store,
+            jobs=self.jobs, roots=StorageRoots(settings.storage_roots),
+            transitions=Transitions())
+        recovered = self.jobs.recover()
+        if recovered:
+            log.warning("recovered %d job(s) interrupted by a crash: %s",
+                        len(recovered), ", ".join(recovered))
+        self.registry = Registry(hostname)
+        self.registry.add_namespace(names.NAMESPACE, load_classes(names.NAMESPACE))
+        for provider in build.providers(self.context):
+            self.registry.add_provider(names.NAMESPACE, provider)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.jobs.shutdown(timeout)
+        self.host.close()
+        self.store.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

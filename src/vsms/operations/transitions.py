@@ -1,0 +1,61 @@
+"""In-flight state changes: what a VM shows while a job changes it.
+
+libvirt only knows steady states; while a job starts, stops, saves, pauses, resumes or exports a
+VM, Msvm_ComputerSystem shows Hyper-V's transitional EnabledState (Starting 32770, Saving 32773,
+…), RequestedState holds the requested value and OperationalStatus[1] may say "Exporting".
+A VM has at most one transition at a time; a second state-changing request gets InvalidState.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from vsms.cim.enums import EnabledState, OperationalStatus, RequestedState
+from vsms.errors import InvalidState
+
+
+@dataclass(frozen=True)
+class Transition:
+    enabled_state: EnabledState | None  # None: keep the steady state (e.g. while exporting)
+    requested: RequestedState
+    operational: OperationalStatus | None = None
+    what: str = ""
+
+
+class Transitions:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_guid: dict[str, Transition] = {}
+
+    def get(self, guid: str) -> Transition | None:
+        with self._lock:
+            return self._by_guid.get(guid)
+
+    def snapshot(self) -> dict[str, Transition]:
+        with self._lock:
+            return dict(self._by_guid)
+
+    def begin(self, guid: str, transition: Transition, vm_name: str = "") -> None:
+        with self._lock:
+            current = self._by_guid.get(guid)
+            if current is not None:
+                label = f"'{vm_name}' ({guid})" if vm_name else guid
+                raise InvalidState(
+                    f"virtual machine {label} is busy: {current.what or 'a state change'} is in "
+                    "progress; wait for its job to finish and try again")
+            self._by_guid[guid] = transition
+
+    def end(self, guid: str) -> None:
+        with self._lock:
+            self._by_guid.pop(guid, None)
+
+    @contextmanager
+    def during(self, guid: str, transition: Transition, vm_name: str = "") -> Iterator[None]:
+        self.begin(guid, transition, vm_name)
+        try:
+            yield
+        finally:
+            self.end(guid)

@@ -1,0 +1,125 @@
+"""Helpers every provider shares: argument coercion, object paths, error-to-ReturnValue."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pywbem
+
+from vsms.cim import names
+from vsms.cim.embedded import parse_instance
+from vsms.cim.enums import ReturnCode
+from vsms.errors import InvalidParameter, VsmsError
+from vsms.model.job import JobRecord
+
+log = logging.getLogger(__name__)
+
+Params = Mapping[str, Any]
+Result = tuple[int, dict[str, Any]]
+Handler = Callable[[pywbem.CIMInstanceName | pywbem.CIMClassName, Params], Result]
+
+_WMI_PATH = re.compile(r"^(?:\\\\(?P<host>[^\\]+)\\(?P<ns>[^:]+):)?(?P<rest>[A-Za-z_][\w]*(?:\..*)?)$")
+
+
+def guarded(fn: Handler) -> Handler:
+    """Run a method handler; a VsmsError becomes its ReturnValue (logged by severity)."""
+
+    def run(target: pywbem.CIMInstanceName | pywbem.CIMClassName, params: Params) -> Result:
+        try:
+            return fn(target, params)
+        except VsmsError as err:
+            level = logging.INFO if err.expected else logging.ERROR
+            log.log(level, "%s failed with %d: %s", getattr(fn, "__name__", "method"),
+                    int(err.code), err)
+            return int(err.code), {}
+
+    run.__name__ = getattr(fn, "__name__", "handler")
+    return run
+
+
+def param(params: Params, name: str, *, required: bool = True) -> Any:
+    for key, value in params.items():
+        if key.lower() == name.lower():
+            if value is None and required:
+                break
+            return value
+    if required:
+        raise InvalidParameter(f"parameter {name} is required")
+    return None
+
+
+def as_bool(params: Params, name: str, default: bool | None = None) -> bool:
+    value = param(params, name, required=default is None)
+    if value is None:
+        assert default is not None
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InvalidParameter(f"parameter {name} must be a boolean, got {value!r}")
+
+
+def as_str(params: Params, name: str, *, required: bool = True) -> str | None:
+    value = param(params, name, required=required)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter(f"parameter {name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def as_instance(value: Any, name: str, classname: str | None = None) -> pywbem.CIMInstance:
+    """An embedded-instance parameter: a CIMInstance, or a string holding one (CIM-XML)."""
+    inst = value if isinstance(value, pywbem.CIMInstance) else None
+    if inst is None:
+        if not isinstance(value, str):
+            raise InvalidParameter(f"parameter {name} must be an embedded instance string")
+        inst = parse_instance(value)
+    if classname and inst.classname.lower() != classname.lower():
+        raise InvalidParameter(
+            f"parameter {name} must hold a {classname} instance, not {inst.classname}")
+    return inst
+
+
+def parse_path(value: Any, name: str) -> pywbem.CIMInstanceName:
+    """A REF parameter: a CIMInstanceName, a WBEM URI, or a WMI path string."""
+    if isinstance(value, pywbem.CIMInstanceName):
+        return value
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        m = _WMI_PATH.match(text)
+        if m and "\\" in text[:2]:
+            text = m.group("rest")
+        try:
+            return pywbem.CIMInstanceName.from_wbem_uri(text)
+        except (ValueError, TypeError) as exc:
+            raise InvalidParameter(f"parameter {name} is not an object path: {value!r}: {exc}"
+                                   ) from None
+    raise InvalidParameter(f"parameter {name} must be a reference to an object")
+
+
+def key(path: pywbem.CIMInstanceName, name: str) -> str:
+    for k, v in path.keybindings.items():
+        if k.lower() == name.lower():
+            return str(v)
+    raise InvalidParameter(f"object path {path} has no key {name}")
+
+
+def vm_path(guid: str) -> pywbem.CIMInstanceName:
+    return pywbem.CIMInstanceName(
+        names.COMPUTER_SYSTEM,
+        keybindings={"CreationClassName": names.COMPUTER_SYSTEM, "Name": guid},
+        namespace=names.NAMESPACE)
+
+
+def job_path(rec: JobRecord) -> pywbem.CIMInstanceName:
+    return pywbem.CIMInstanceName(rec.classname, keybindings={"InstanceID": rec.instance_id},
+                                  namespace=names.NAMESPACE)
+
+
+def job_started(rec: JobRecord, **out: Any) -> Result:
+    return int(ReturnCode.JOB_STARTED), {"Job": job_path(rec), **out}

@@ -1,0 +1,23 @@
+"""What every provider may use: the backends and shared state, built by app.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vsms.jobs.manager import JobManager
+from vsms.operations.paths import StorageRoots
+from vsms.operations.transitions import Transitions
+from vsms.settings import Settings
+from vsms.store.db import Store
+from vsms.virt.host import VirtHost
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    settings: Settings
+    hostname: str  # SystemName of the services and the host part of returned paths
+    host: VirtHost
+    store: Store
+    jobs: JobManager
+    roots: StorageRoots
+    transitions: Transitions
