@@ -31,6 +31,7 @@ class JobRecord:
     error_code: int = 0
     error_description: str = ""
     error_summary: str = ""
+    job_status: str = ""  # JobStatus: free-form text of what the job is doing now
     time_submitted: datetime | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None

@@ -1,0 +1,123 @@
+"""JobContext: what the work of one running job sees and reports through.
+
+The context owns the job's in-memory ``JobRecord``; every change to it happens under the
+manager's condition lock (shared with the context), so readers always get a consistent
+snapshot. Progress and status are held in memory and written to the store at most every
+``PROGRESS_INTERVAL`` seconds (plus whenever the manager records a state change, and whenever
+an undo record or affected element is added); clients read the in-memory value, the store copy
+only matters after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Collection
+from typing import Any
+
+from vsms.errors import JobCancelled, OperationFailed, VsmsError
+from vsms.model.job import AffectedElement, JobRecord
+from vsms.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+class JobContext:
+    """Handed to ``Work.run``: progress, status, cancellation, undo journal, results."""
+
+    PROGRESS_INTERVAL = 0.5
+    """Minimum seconds between two writes of progress/status to the store."""
+
+    def __init__(self, record: JobRecord, *, store: Store, lock: threading.Condition,
+                 undo_kinds: Collection[str]) -> None:
+        self.job_id = record.instance_id
+        self.cancel_event = threading.Event()
+        self.record = record
+        self._store = store
+        self._lock = lock
+        self._undo_kinds = frozenset(undo_kinds)
+        self._last_write = -math.inf
+        self._dirty = False
+
+    # -- for the work ---------------------------------------------------------------------
+
+    def progress(self, percent: float) -> None:
+        """Report PercentComplete: clamped to 0..100 and never lowered."""
+        if math.isnan(percent):
+            return
+        value = int(min(100.0, max(0.0, percent)))
+        with self._lock:
+            if value > self.record.percent:
+                self.record.percent = value
+                self._dirty = True
+                self._write_if_due()
+
+    def status(self, text: str) -> None:
+        """Set JobStatus, a short free-form text of what the job is doing."""
+        with self._lock:
+            if text != self.record.job_status:
+                self.record.job_status = text
+                self._dirty = True
+                self._write_if_due()
+
+    def check_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if a Terminate/Kill request (or a shutdown) cancelled the job."""
+        if self.cancel_event.is_set():
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def add_undo(self, kind: str, **args: Any) -> None:
+        """Append a write-ahead undo record; it is committed to the store when this returns.
+
+        Call it BEFORE the side effect it undoes. Raises ``OperationFailed`` for a kind that has
+        no handler and ``InvalidParameter`` for arguments that are not JSON.
+        """
+        if kind not in self._undo_kinds:
+            raise OperationFailed(
+                f"job {self.job_id} registered an undo step of unknown kind {kind!r}; known "
+                f"kinds: {', '.join(sorted(self._undo_kinds)) or 'none'} (a vsms bug)")
+        with self._lock, self._store.transaction():
+            self._store.add_undo(self.job_id, kind, dict(args))
+            self.persist()
+
+    def set_result(self, **values: Any) -> None:
+        """Add out parameters; readable in ``JobRecord.result`` once the job has completed."""
+        try:
+            json.dumps(values)
+        except (TypeError, ValueError) as exc:
+            raise OperationFailed(
+                f"job {self.job_id} set a result that is not JSON-serialisable: {exc} "
+                "(a vsms bug)") from exc
+        with self._lock:
+            self.record.result.update(values)
+            self._dirty = True
+
+    def add_affected(self, element: AffectedElement) -> None:
+        """Record an element the job affects (Msvm_AffectedJobElement); written at once."""
+        with self._lock:
+            self.record.affected.append(element)
+            try:
+                self.persist()
+            except VsmsError:
+                self._dirty = True
+                log.warning("could not store the affected elements of job %s", self.job_id,
+                            exc_info=True)
+
+    # -- for the manager ------------------------------------------------------------------
+
+    def persist(self) -> None:
+        """Write the record to the store now. The caller holds the lock; errors propagate."""
+        self._store.save_job(self.record)
+        self._dirty = False
+        self._last_write = time.monotonic()
+
+    def _write_if_due(self) -> None:
+        if not self._dirty or time.monotonic() - self._last_write < self.PROGRESS_INTERVAL:
+            return
+        try:
+            self.persist()
+        except VsmsError:
+            # progress is advisory: the job carries on, the next write tries again
+            log.warning("could not store the progress of job %s", self.job_id, exc_info=True)
