@@ -1,0 +1,183 @@
+"""Parsed VirtualSystems keyed by GUID, so listing does not re-read every domain's XML.
+
+What keeps it current:
+* our own ``define``/``undefine`` update it directly;
+* libvirt's DEFINED/UNDEFINED lifecycle events and metadata-change events (``virsh define``,
+  ``virsh edit``, ``virsh undefine``, ``virsh metadata`` by anyone) mark a GUID dirty, and the
+  next read re-reads only that domain;
+* every listing call also gets the set of all domain UUIDs from libvirt in the same call it
+  needs anyway, so domains that appear or vanish while events were lost are still noticed;
+* a new connection (after libvirtd restarted) or a driver without events forces a full re-read.
+
+Domains without our metadata are remembered as foreign so they are not read again, and domains
+whose metadata is damaged are remembered as broken (ours, but not listed).
+All methods are thread-safe; callers get deep copies.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from typing import Any
+
+import libvirt
+
+from vsms.model.vm import VirtualSystem
+from vsms.virt import domxml
+from vsms.virt.metadata import MetadataError
+
+log = logging.getLogger(__name__)
+
+
+class SystemCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the tables below; held while re-reading domains
+        self._ours: dict[str, VirtualSystem] = {}
+        self._foreign: set[str] = set()
+        self._broken: dict[str, str] = {}
+        self._pending_lock = threading.Lock()  # never held during a libvirt call
+        self._dirty: set[str] = set()
+        self._resync = True
+
+    # -- called from libvirt's event thread --------------------------------------------
+
+    def mark(self, guid: str) -> None:
+        with self._pending_lock:
+            self._dirty.add(guid.upper())
+
+    def reset(self) -> None:
+        with self._pending_lock:
+            self._resync = True
+
+    # -- refreshing ----------------------------------------------------------------------
+
+    def _take_pending(self, force_resync: bool) -> tuple[set[str], bool]:
+        with self._pending_lock:
+            dirty, self._dirty = self._dirty, set()
+            resync, self._resync = self._resync or force_resync, False
+        return dirty, resync
+
+    def _give_back(self, dirty: set[str], resync: bool) -> None:
+        with self._pending_lock:
+            self._dirty |= dirty
+            self._resync = self._resync or resync
+
+    def _read(self, dom: Any) -> None:
+        guid = dom.UUIDString().upper()
+        self._forget(guid)
+        try:
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return
+            raise
+        self._store_xml(guid, xml)
+
+    def _store_xml(self, guid: str, xml: str) -> None:
+        try:
+            vs = domxml.parse(xml)
+        except MetadataError as exc:
+            log.error("libvirt domain %s carries vsms metadata that cannot be read (%s); "
+                      "it is not listed until it is defined again", guid, exc)
+            self._broken[guid] = str(exc)
+            return
+        if vs is None:
+            self._foreign.add(guid)
+        else:
+            self._ours[guid] = vs
+
+    def _forget(self, guid: str) -> None:
+        self._ours.pop(guid, None)
+        self._foreign.discard(guid)
+        self._broken.pop(guid, None)
+
+    def refresh(self, conn: Any, domains: list[Any] | None, *, force_resync: bool) -> None:
+        """Bring the tables up to date.
+
+        ``domains`` is every domain libvirt has (from a listing the caller made anyway), or
+        None when the caller has no listing: then only dirty GUIDs are re-read, unless a full
+        re-read is due, which lists the domains itself.
+        """
+        with self._lock:
+            dirty, resync = self._take_pending(force_resync)
+            try:
+                if resync:
+                    self._ours.clear()
+                    self._foreign.clear()
+                    self._broken.clear()
+                    if domains is None:
+                        domains = conn.listAllDomains(0)
+                if domains is not None:
+                    present = {d.UUIDString().upper(): d for d in domains}
+                    for guid in self._known() - present.keys():
+                        self._forget(guid)
+                    for guid, dom in present.items():
+                        if guid in dirty or guid not in self._known():
+                            self._read(dom)
+                else:
+                    for guid in dirty:
+                        self._read_by_guid(conn, guid)
+            except BaseException:
+                self._give_back(dirty, resync)
+                raise
+
+    def _known(self) -> set[str]:
+        return self._ours.keys() | self._foreign | self._broken.keys()
+
+    def _read_by_guid(self, conn: Any, guid: str) -> None:
+        try:
+            dom = conn.lookupByUUIDString(guid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+            self._forget(guid)
+            return
+        self._read(dom)
+
+    def read_one(self, conn: Any, guid: str) -> None:
+        """Read one domain now if the tables know nothing about it (absent: nothing happens)."""
+        with self._lock:
+            if guid not in self._known():
+                self._read_by_guid(conn, guid)
+
+    # -- our own changes -----------------------------------------------------------------
+
+    def store_xml(self, guid: str, xml: str) -> None:
+        with self._lock:
+            self._forget(guid)
+            self._store_xml(guid, xml)
+
+    def drop(self, guid: str) -> None:
+        with self._lock:
+            self._forget(guid)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def systems(self) -> list[VirtualSystem]:
+        with self._lock:
+            return [copy.deepcopy(vs) for _, vs in sorted(self._ours.items())]
+
+    def get(self, guid: str) -> VirtualSystem | None:
+        with self._lock:
+            vs = self._ours.get(guid)
+            return copy.deepcopy(vs) if vs is not None else None
+
+    def name_of(self, guid: str) -> str | None:
+        with self._lock:
+            vs = self._ours.get(guid)
+            return vs.name if vs is not None else None
+
+    def guids(self) -> set[str]:
+        """GUIDs of the VMs that are listed (ours, metadata readable)."""
+        with self._lock:
+            return set(self._ours)
+
+    def is_ours(self, guid: str) -> bool:
+        """Ours, including those whose metadata is damaged (they may still be managed)."""
+        with self._lock:
+            return guid in self._ours or guid in self._broken
+
+    def is_foreign(self, guid: str) -> bool:
+        with self._lock:
+            return guid in self._foreign

@@ -1,0 +1,241 @@
+"""VirtHost: the virtual machines of one libvirt connection, as vsms models and states.
+
+Only domains that carry our metadata are seen; every other domain is ignored. Every method is
+thread-safe and raises ``vsms.errors`` classes only (a libvirt error never escapes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Collection
+from typing import Any
+
+import libvirt
+
+from vsms.cim.enums import EnabledState
+from vsms.errors import InUse, InvalidState, NotFound
+from vsms.model.vm import VirtualSystem
+from vsms.virt import caps, domxml, validate
+from vsms.virt.cache import SystemCache
+from vsms.virt.connection import Connection
+from vsms.virt.metadata import MetadataError
+from vsms.virt.states import describe, steady_state
+
+log = logging.getLogger(__name__)
+
+_UNDEFINE_ALL = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                 | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+_UNDEFINE_BASIC = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                   | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+_UNSUPPORTED_FLAGS = (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT)
+
+Action = Callable[[Any, EnabledState, str], None]  # (domain, its steady state, label)
+
+
+class VirtHost:
+    """Virtual machines on the libvirt connection ``uri``.
+
+    ``domain_type`` is "qemu" (TCG), "kvm", or "auto" (kvm when libvirt offers it for x86_64
+    guests). If libvirtd restarts, the next call reconnects, waiting at most
+    ``reconnect_timeout`` seconds, and is retried once.
+    """
+
+    def __init__(self, uri: str, domain_type: str = "qemu", *,
+                 reconnect_timeout: float = 10.0) -> None:
+        self._domain_type = caps.check_requested(domain_type)
+        self._cache = SystemCache()
+        self._conn = Connection(uri, on_domain_changed=self._cache.mark,
+                                on_reset=self._cache.reset, reconnect_timeout=reconnect_timeout)
+        self.uri = uri
+
+    def close(self) -> None:
+        """Close the connection; later calls raise SystemNotAvailable. Idempotent."""
+        self._conn.close()
+
+    def __enter__(self) -> VirtHost:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- listing -------------------------------------------------------------------------
+
+    def _refresh(self, conn: Any, domains: list[Any] | None) -> None:
+        self._cache.refresh(conn, domains, force_resync=not self._conn.events_ok)
+
+    def list_systems(self) -> list[VirtualSystem]:
+        """Every domain that carries our metadata, as a model (sorted by GUID)."""
+        def work(conn: Any) -> list[VirtualSystem]:
+            self._refresh(conn, conn.listAllDomains(0))
+            return self._cache.systems()
+        return self._conn.run("list the virtual machines", work)
+
+    def get_system(self, guid: str) -> VirtualSystem | None:
+        """The VM with this GUID, or None when there is none (or the domain is not ours)."""
+        g = validate.canonical_guid(guid)
+        if g is None:
+            return None
+
+        def work(conn: Any) -> VirtualSystem | None:
+            self._refresh(conn, None)
+            self._cache.read_one(conn, g)
+            return self._cache.get(g)
+        return self._conn.run(f"read virtual machine {g}", work)
+
+    def states(self) -> dict[str, EnabledState]:
+        """Steady EnabledState of every VM: two libvirt calls whatever the number of VMs (plus
+        one re-read per domain whose definition changed since the last call)."""
+        def work(conn: Any) -> dict[str, EnabledState]:
+            stats = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
+            saved = {d.UUIDString().upper() for d in
+                     conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)}
+            self._refresh(conn, [dom for dom, _ in stats])
+            ours = self._cache.guids()
+            result = {}
+            for dom, values in stats:
+                guid = dom.UUIDString().upper()
+                if guid in ours:
+                    result[guid] = steady_state(values.get("state.state", 0), guid in saved)
+            return result
+        return self._conn.run("read the states of the virtual machines", work)
+
+    def state(self, guid: str) -> EnabledState:
+        """Steady EnabledState of one VM; NotFound when there is no such VM."""
+        state: EnabledState = self._act(guid, "read the state of", lambda _d, st, _l: st)
+        return state
+
+    def paths_in_use(self) -> dict[str, str]:
+        """Real path of every image (disks and DVD media) of every VM → that VM's GUID."""
+        return {os.path.realpath(m.path): vs.guid
+                for vs in self.list_systems() for m in vs.media}
+
+    # -- definition ----------------------------------------------------------------------
+
+    def define(self, vs: VirtualSystem) -> None:
+        """Create the VM, or replace its definition; on failure the previous one stays.
+
+        A running VM keeps running; the new definition applies from its next start.
+        """
+        guid = validate.check(vs)
+
+        def work(conn: Any) -> None:
+            domain_type, emulator = caps.resolve(self._domain_type,
+                                                 self._conn.capabilities(conn), self.uri)
+            xml = domxml.build(vs, guid, domain_type, emulator)
+            self._refuse_foreign(conn, guid)
+            # No schema validation flag: libvirt's own parser names the actual cause
+            # (e.g. an unknown disk format), which the schema error would hide.
+            dom = conn.defineXML(xml)
+            self._cache.store_xml(guid, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        self._conn.run(f"define virtual machine '{vs.name}' ({guid})", work)
+
+    def _refuse_foreign(self, conn: Any, guid: str) -> None:
+        try:
+            existing = conn.lookupByUUIDString(guid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return
+            raise
+        try:
+            ours = domxml.parse(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) is not None
+        except MetadataError:
+            ours = True  # ours, damaged: redefining repairs it
+        if not ours:
+            raise InUse(f"cannot define virtual machine {guid}: libvirt domain "
+                        f"'{existing.name()}' already uses this UUID and is not managed by "
+                        "vsms; give the VM a new GUID or remove that domain with virsh")
+
+    def undefine(self, guid: str) -> None:
+        """Remove the VM: turned off first if it runs, its saved state and libvirt-owned files
+        (NVRAM, snapshot metadata) dropped. Disk images are never deleted."""
+        def act(dom: Any, _state: EnabledState, _label: str) -> None:
+            if dom.isActive():
+                dom.destroy()
+            try:
+                dom.undefineFlags(_UNDEFINE_ALL)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in _UNSUPPORTED_FLAGS:
+                    raise
+                dom.undefineFlags(_UNDEFINE_BASIC)
+            self._cache.drop(dom.UUIDString().upper())
+        self._act(guid, "undefine", act)
+
+    # -- state changes -------------------------------------------------------------------
+
+    def _label(self, guid: str) -> str:
+        name = self._cache.name_of(guid)
+        return f"VM '{name}' ({guid})" if name is not None else f"VM {guid}"
+
+    def _act(self, guid: str, verb: str, action: Callable[[Any, EnabledState, str], Any]) -> Any:
+        g = validate.canonical_guid(guid)
+        if g is None:
+            raise NotFound(f"cannot {verb} VM {guid!r}: it is not a GUID; pass the GUID of "
+                           "an existing virtual machine")
+
+        def work(conn: Any) -> Any:
+            self._refresh(conn, None)
+            self._cache.read_one(conn, g)
+            if not self._cache.is_ours(g):
+                raise NotFound(f"cannot {verb} VM {g}: there is no virtual machine with this "
+                               f"GUID on {self.uri}; list the virtual machines and use an "
+                               "existing GUID")
+            dom = conn.lookupByUUIDString(g)
+            state = dom.state()[0]
+            saved = state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0))
+            return action(dom, steady_state(state, saved), self._label(g))
+        return self._conn.run(f"{verb} {self._label(g)}", work)
+
+    def _change(self, guid: str, verb: str, allowed: Collection[EnabledState],
+                call: Callable[[Any, EnabledState], object], hint: str = "") -> None:
+        def act(dom: Any, state: EnabledState, label: str) -> None:
+            if state not in allowed:
+                extra = f"; {hint}" if hint else ""
+                raise InvalidState(f"cannot {verb} {label}: {describe(state)}{extra}")
+            call(dom, state)
+        self._act(guid, verb, act)
+
+    def start(self, guid: str) -> None:
+        """Turn the VM on; from SUSPENDED this restores the saved state."""
+        self._change(guid, "start", (EnabledState.DISABLED, EnabledState.SUSPENDED),
+                     lambda dom, _s: dom.create(), "only a turned-off or saved VM can start")
+
+    def turn_off(self, guid: str) -> None:
+        """Hard power-off; from SUSPENDED this discards the saved state."""
+        def off(dom: Any, state: EnabledState) -> None:
+            if state is EnabledState.SUSPENDED:
+                dom.managedSaveRemove(0)
+            else:
+                dom.destroy()
+        self._change(guid, "turn off", (EnabledState.ENABLED, EnabledState.PAUSED,
+                                        EnabledState.STOPPING, EnabledState.SUSPENDED), off)
+
+    def pause(self, guid: str) -> None:
+        self._change(guid, "pause", (EnabledState.ENABLED,), lambda dom, _s: dom.suspend(),
+                     "only a running VM can be paused")
+
+    def resume(self, guid: str) -> None:
+        def wake(dom: Any, _state: EnabledState) -> None:
+            if dom.state()[0] == libvirt.VIR_DOMAIN_PMSUSPENDED:
+                dom.pmWakeup(0)
+            else:
+                dom.resume()
+        self._change(guid, "resume", (EnabledState.PAUSED,), wake,
+                     "only a paused VM can be resumed")
+
+    def save(self, guid: str) -> None:
+        """Save the memory to disk (libvirt managed save) and stop; ``start`` restores it."""
+        self._change(guid, "save", (EnabledState.ENABLED, EnabledState.PAUSED),
+                     lambda dom, _s: dom.managedSave(libvirt.VIR_DOMAIN_SAVE_RUNNING),
+                     "only a running or paused VM can be saved")
+
+    def reset(self, guid: str) -> None:
+        """Hard reset of a running VM."""
+        self._change(guid, "reset", (EnabledState.ENABLED,), lambda dom, _s: dom.reset(0),
+                     "only a running VM can be reset")
+
+    def discard_saved_state(self, guid: str) -> None:
+        self._change(guid, "discard the saved state of", (EnabledState.SUSPENDED,),
+                     lambda dom, _s: dom.managedSaveRemove(0), "only a saved VM has one")
