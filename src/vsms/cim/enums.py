@@ -26,6 +26,7 @@ class ReturnCode(IntEnum):
     SYSTEM_NOT_AVAILABLE = 32777
     OUT_OF_MEMORY = 32778
     FILE_NOT_FOUND = 32779
+    NOT_COMPATIBLE = 32784  # CheckSystemCompatibilityInfo only (2008 R2)
 
 
 class JobState(IntEnum):
@@ -45,7 +46,8 @@ class JobState(IntEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.COMPLETED, JobState.TERMINATED, JobState.KILLED, JobState.EXCEPTION)
+        return self in (JobState.COMPLETED, JobState.TERMINATED, JobState.KILLED,
+                        JobState.EXCEPTION)
 
 
 class JobRequestedState(IntEnum):
@@ -103,6 +105,7 @@ class RequestedState(IntEnum):
 
 
 class HealthState(IntEnum):
+    UNKNOWN = 0
     OK = 5
     CRITICAL_FAILURE = 25
 
@@ -167,6 +170,7 @@ class SettingType(IntEnum):
     CURRENT = 3
     CAPABILITY = 4
     SNAPSHOT = 5
+    GLOBAL = 32768  # Msvm_VirtualSystemGlobalSettingData only
 
 
 class VirtualHardDiskType(IntEnum):

@@ -20,6 +20,8 @@ IMAGE_SERVICE = "Msvm_ImageManagementService"
 VHD_INFO = "Msvm_VirtualHardDiskInfo"
 EXPORT_SD = "Msvm_VirtualSystemExportSettingData"
 IMPORT_SD = "Msvm_VirtualSystemImportSettingData"
+MSVM_ERROR = "Msvm_Error"  # embedded only (GetErrorEx, FormatError)
+CIM_ERROR = "CIM_Error"  # embedded only (GetError)
 
 # associations
 AFFECTED_JOB_ELEMENT = "Msvm_AffectedJobElement"

@@ -1,0 +1,258 @@
+"""The compiled root/virtualization schema: classes, keys, associations, method signatures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import pywbem
+
+from vsms.cim import names, schema
+from vsms.errors import InvalidParameter, OperationFailed
+from vsms.providers.registry import Registry
+
+MSVM_CLASSES = [v for k, v in vars(names).items()
+                if k.isupper() and isinstance(v, str) and v.startswith("Msvm_")]
+ASSOCIATIONS = {  # class -> (aggregation?, {reference: referenced class})
+    names.AFFECTED_JOB_ELEMENT: (True, {"AffectingElement": names.CONCRETE_JOB,
+                                        "AffectedElement": "CIM_ManagedElement"}),
+    names.SETTINGS_DEFINE_STATE: (False, {"ManagedElement": names.COMPUTER_SYSTEM,
+                                          "SettingData": names.VSSD}),
+    names.VSSD_COMPONENT: (True, {"GroupComponent": "CIM_VirtualSystemSettingData",
+                                  "PartComponent": "CIM_ResourceAllocationSettingData"}),
+    names.SYSTEM_EXPORT_SD: (True, {"ManagedElement": names.COMPUTER_SYSTEM,
+                                    "SettingData": names.EXPORT_SD}),
+    names.ELEMENT_SETTING_DATA: (True, {"ManagedElement": "CIM_ManagedElement",
+                                        "SettingData": "CIM_SettingData"}),
+    names.HOSTED_SERVICE: (False, {"Antecedent": "CIM_System", "Dependent": "CIM_Service"}),
+}
+KEYS = {
+    names.COMPUTER_SYSTEM: {"CreationClassName", "Name"},
+    names.VSMS: {"CreationClassName", "Name", "SystemCreationClassName", "SystemName"},
+    names.IMAGE_SERVICE: {"CreationClassName", "Name", "SystemCreationClassName", "SystemName"},
+    names.CONCRETE_JOB: {"InstanceID"}, names.STORAGE_JOB: {"InstanceID"},
+    names.VSSD: {"InstanceID"}, names.VSGSD: {"InstanceID"}, names.RASD: {"InstanceID"},
+    names.MEMORY_SD: {"InstanceID"}, names.PROCESSOR_SD: {"InstanceID"},
+    names.SYNTHETIC_NIC_SD: {"InstanceID"}, names.EMULATED_NIC_SD: {"InstanceID"},
+    names.EXPORT_SD: {"InstanceID"}, names.IMPORT_SD: {"InstanceID"}, names.VHD_INFO: set(),
+}
+
+# (name, direction, CIM type, array, reference class, EmbeddedInstance class)
+Sig = list[tuple[str, str, str, bool, str | None, str | None]]
+JOB = ("Job", "out", "reference", False, "CIM_ConcreteJob", None)
+SIGNATURES: dict[str, Sig] = {
+    "ExportVirtualSystem": [
+        ("ComputerSystem", "in", "reference", False, "CIM_ComputerSystem", None),
+        ("CopyVmState", "in", "boolean", False, None, None),
+        ("ExportDirectory", "in", "string", False, None, None), JOB],
+    "ExportVirtualSystemEx": [
+        ("ComputerSystem", "in", "reference", False, "CIM_ComputerSystem", None),
+        ("ExportDirectory", "in", "string", False, None, None),
+        ("ExportSettingData", "in", "string", False, None, names.EXPORT_SD), JOB],
+    "ImportVirtualSystem": [
+        ("ImportDirectory", "in", "string", False, None, None),
+        ("GenerateNewID", "in", "boolean", False, None, None), JOB],
+    "ImportVirtualSystemEx": [
+        ("ImportDirectory", "in", "string", False, None, None),
+        ("ImportSettingData", "in", "string", False, None, names.IMPORT_SD), JOB],
+    "GetVirtualSystemImportSettingData": [
+        ("ImportDirectory", "in", "string", False, None, None),
+        ("ImportSettingData", "out", "string", False, None, names.IMPORT_SD), JOB],
+    "DefineVirtualSystem": [
+        ("SystemSettingData", "in", "string", False, None, names.VSGSD),
+        ("ResourceSettingData", "in", "string", True, None, "CIM_ResourceAllocationSettingData"),
+        ("SourceSetting", "in", "reference", False, "CIM_VirtualSystemSettingData", None),
+        ("DefinedSystem", "out", "reference", False, "CIM_ComputerSystem", None), JOB],
+    "ModifyVirtualSystem": [
+        ("ComputerSystem", "in", "reference", False, "CIM_ComputerSystem", None),
+        ("SystemSettingData", "in", "string", False, None, "CIM_VirtualSystemSettingData"),
+        ("ModifiedSettingData", "out", "reference", False, "CIM_VirtualSystemSettingData",
+         None), JOB],
+    "AddVirtualSystemResources": [
+        ("TargetSystem", "in", "reference", False, "CIM_ComputerSystem", None),
+        ("ResourceSettingData", "in", "string", True, None, "CIM_ResourceAllocationSettingData"),
+        ("NewResources", "out", "reference", True, "CIM_ResourceAllocationSettingData", None),
+        JOB],
+    "ModifyVirtualSystemResources": [
+        ("ComputerSystem", "in", "reference", False, "CIM_ComputerSystem", None),
+        ("ResourceSettingData", "in", "string", True, None, "CIM_ResourceAllocationSettingData"),
+        JOB],
+    "RemoveVirtualSystemResources": [
+        ("TargetSystem", "in", "reference", False, "CIM_ComputerSystem", None),
+        ("ResourceSettingData", "in", "reference", True, "CIM_ResourceAllocationSettingData",
+         None), JOB],
+    "DestroyVirtualSystem": [
+        ("ComputerSystem", "in", "reference", False, "CIM_ComputerSystem", None), JOB],
+}
+
+
+def direction(p: pywbem.CIMParameter) -> str:
+    q = {k.lower(): v.value for k, v in p.qualifiers.items()}
+    assert "in" in q or "out" in q, f"parameter {p.name} has neither IN nor OUT"
+    if q.get("out") and q.get("in") is False:
+        return "out"
+    assert not q.get("out"), f"parameter {p.name} is IN and OUT"
+    assert q.get("in") is not False, f"parameter {p.name} is neither IN nor OUT"
+    return "in"
+
+
+def signature(meth: pywbem.CIMMethod) -> Sig:
+    out: Sig = []
+    for p in meth.parameters.values():
+        ei = p.qualifiers.get("EmbeddedInstance")
+        out.append((p.name, direction(p), p.type, p.is_array, p.reference_class,
+                    ei.value if ei is not None else None))
+    return out
+
+
+def elements(cls: pywbem.CIMClass):  # every property, method and parameter with a label
+    for p in cls.properties.values():
+        yield f"{cls.classname}.{p.name}", p
+    for m in cls.methods.values():
+        yield f"{cls.classname}.{m.name}()", m
+        for p in m.parameters.values():
+            yield f"{cls.classname}.{m.name}({p.name})", p
+
+
+def test_every_named_class_is_served(classes: dict[str, pywbem.CIMClass]) -> None:
+    assert len(MSVM_CLASSES) >= 21
+    missing = [c for c in MSVM_CLASSES if c.lower() not in classes]
+    assert not missing
+    for cls in classes.values():  # every superclass is there too
+        assert cls.superclass is None or cls.superclass.lower() in classes, cls.classname
+
+
+@pytest.mark.parametrize("classname", sorted(KEYS))
+def test_keys(classes: dict[str, pywbem.CIMClass], classname: str) -> None:
+    cls = classes[classname.lower()]
+    keys = {n for n, p in cls.properties.items()
+            if p.qualifiers.get("Key") is not None and p.qualifiers["Key"].value}
+    assert keys == KEYS[classname]
+
+
+@pytest.mark.parametrize("classname", sorted(ASSOCIATIONS))
+def test_associations(classes: dict[str, pywbem.CIMClass], classname: str) -> None:
+    aggregation, refs = ASSOCIATIONS[classname]
+    cls = classes[classname.lower()]
+    assert cls.qualifiers["Association"].value is True
+    assert ("Aggregation" in cls.qualifiers) is aggregation
+    got = {n: p.reference_class for n, p in cls.properties.items() if p.type == "reference"}
+    assert got == refs
+    for name in refs:
+        assert cls.properties[name].qualifiers["Key"].value is True
+
+
+@pytest.mark.parametrize("method", sorted(SIGNATURES))
+def test_documented_method_signatures(classes: dict[str, pywbem.CIMClass], method: str) -> None:
+    meth = classes[names.VSMS.lower()].methods[method]
+    assert meth.return_type == "uint32"
+    assert signature(meth) == SIGNATURES[method]
+
+
+def test_vhd_info_is_a_plain_string(classes: dict[str, pywbem.CIMClass]) -> None:
+    meth = classes[names.IMAGE_SERVICE.lower()].methods["GetVirtualHardDiskInfo"]
+    assert signature(meth) == [("Path", "in", "string", False, None, None),
+                               ("Info", "out", "string", False, None, None), JOB]
+    assert "EmbeddedObject" not in meth.parameters["Info"].qualifiers
+
+
+def test_state_change_signatures(classes: dict[str, pywbem.CIMClass]) -> None:
+    cs = classes[names.COMPUTER_SYSTEM.lower()].methods["RequestStateChange"]
+    assert signature(cs) == [("RequestedState", "in", "uint16", False, None, None), JOB,
+                             ("TimeoutPeriod", "in", "datetime", False, None, None)]
+    job = classes[names.CONCRETE_JOB.lower()].methods
+    assert signature(job["RequestStateChange"]) == [
+        ("RequestedState", "in", "uint16", False, None, None),
+        ("TimeoutPeriod", "in", "datetime", False, None, None)]
+    assert signature(job["GetError"]) == [("Error", "out", "string", False, None, "CIM_Error")]
+    assert signature(job["KillJob"]) == [("DeleteOnKill", "in", "boolean", False, None, None)]
+
+
+def test_value_maps_are_well_formed(classes: dict[str, pywbem.CIMClass]) -> None:
+    for cls in classes.values():
+        for label, el in elements(cls):
+            vm, vs = el.qualifiers.get("ValueMap"), el.qualifiers.get("Values")
+            assert (vm is None) == (vs is None), f"{label}: ValueMap without Values or back"
+            if vm is None:
+                continue
+            assert len(vm.value) == len(vs.value), f"{label}: ValueMap and Values differ"
+            assert len(set(vm.value)) == len(vm.value), f"{label}: repeated ValueMap entry"
+            for entry in vm.value:
+                for part in entry.split(".."):
+                    if part:
+                        int(part, 0)  # raises for a malformed entry
+
+
+def test_every_method_documents_its_return_values(classes: dict[str, pywbem.CIMClass]) -> None:
+    for cls in classes.values():
+        for name, meth in cls.methods.items():
+            assert "ValueMap" in meth.qualifiers, f"{cls.classname}.{name}"
+            for p in meth.parameters.values():
+                direction(p)
+
+
+def test_embedded_instance_qualifiers_name_served_classes(
+        classes: dict[str, pywbem.CIMClass]) -> None:
+    for cls in classes.values():
+        for label, el in elements(cls):
+            q = el.qualifiers.get("EmbeddedInstance")
+            if q is not None:
+                assert q.value.lower() in classes, label
+                assert el.type == "string", label
+
+
+def test_inherited_members_are_resolved(classes: dict[str, pywbem.CIMClass]) -> None:
+    vsms = classes[names.VSMS.lower()]
+    assert {"RequestStateChange", "StartService", "StopService",
+            "CloneVirtualSystem"} <= set(vsms.methods)
+    cs = classes[names.COMPUTER_SYSTEM.lower()]
+    assert cs.properties["ElementName"].propagated is True
+    assert cs.properties["ElementName"].class_origin == "CIM_ManagedElement"
+    assert cs.properties["ProcessID"].class_origin == names.COMPUTER_SYSTEM
+    job = classes[names.CONCRETE_JOB.lower()]
+    assert job.properties["TimeBeforeRemoval"].value == \
+        pywbem.CIMDateTime("00000000000500.000000:000")
+
+
+def test_registry_accepts_the_schema() -> None:
+    reg = Registry("testhost")
+    reg.add_namespace(names.NAMESPACE, schema.load_classes())
+    subs = {c.classname for c in reg.enumerate_classes(names.NAMESPACE, "CIM_SettingData", True)}
+    assert {names.VSSD, names.VSGSD, names.RASD, names.MEMORY_SD, names.EXPORT_SD,
+            names.IMPORT_SD} <= subs
+
+
+def test_each_call_compiles_fresh_objects() -> None:
+    started = time.perf_counter()
+    first = schema.load_schema()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 5.0, f"compiling took {elapsed:.2f} s"
+    assert first.namespace == names.NAMESPACE
+    assert {q.name.lower() for q in first.qualifiers} >= {"key", "valuemap", "values", "in",
+                                                          "out", "embeddedinstance"}
+    second = schema.load_classes()
+    first.classes[0].properties.clear()
+    assert second[0].properties, "a later call must not share objects with an earlier one"
+    order = [c.classname for c in second]
+    for i, cls in enumerate(second):  # superclasses come first
+        assert cls.superclass is None or order.index(cls.superclass) < i
+
+
+def test_unknown_namespace() -> None:
+    with pytest.raises(InvalidParameter, match="no MOF for namespace 'root/nothing'"):
+        schema.load_classes("root/nothing")
+
+
+def test_mof_errors_name_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "qualifiers.mof").write_text("Qualifier Key : boolean = false, "
+                                             "Scope(property), Flavor(DisableOverride);\n")
+    (tmp_path / "good.mof").write_text('#pragma include ("qualifiers.mof")\n'
+                                       "class T_A { [Key] string Id; };\n")
+    (tmp_path / "bad.mof").write_text('#pragma include ("qualifiers.mof")\n'
+                                      "class T_B : T_Missing { string X; };\n")
+    monkeypatch.setattr(schema, "mof_dir", lambda: tmp_path)
+    assert [c.classname for c in schema.load_classes("root/good")] == ["T_A"]
+    with pytest.raises(OperationFailed, match=r"bad\.mof") as exc:
+        schema.load_classes("bad")
+    assert "T_Missing" in str(exc.value)
