@@ -28,6 +28,9 @@ class Settings:
     https_port: int = 5989
     job_workers: int = 4
     job_retention_seconds: int = 300
+    # HTTPS certificate and key (PEM); None = a self-signed pair made in state_dir on first start
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -39,7 +42,7 @@ _ENV_PREFIX = "VSMS_"
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name == "state_dir":
+    if name in ("state_dir", "tls_cert", "tls_key"):
         return Path(value)
     if name == "storage_roots":
         items = value.split(os.pathsep) if isinstance(value, str) else list(value)

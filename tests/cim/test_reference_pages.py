@@ -2,7 +2,7 @@
 
 Each class page shows every property (inherited ones included) with its type; each method page
 shows the method's parameters in order with direction and type. The pages live outside the
-repository (VSMS_REFERENCE_PAGES, default /work/shared/reference/hyperv-v1/pages); without them
+repository (VSMS_REFERENCE_PAGES, default ../shared/reference/hyperv-v1/pages beside the checkout); without them
 these tests are skipped.
 """
 
@@ -17,7 +17,9 @@ import pywbem
 
 from vsms.cim import names
 
-PAGES = Path(os.environ.get("VSMS_REFERENCE_PAGES", "/work/shared/reference/hyperv-v1/pages"))
+PAGES = Path(os.environ.get(
+    "VSMS_REFERENCE_PAGES",
+    str(Path(__file__).resolve().parents[3] / "shared" / "reference" / "hyperv-v1" / "pages")))
 pytestmark = pytest.mark.skipif(not PAGES.is_dir(), reason=f"no reference pages in {PAGES}")
 
 CLASS_PAGES = {
