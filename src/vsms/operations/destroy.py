@@ -1,0 +1,46 @@
+"""DestroyVirtualSystem: remove a VM that is off or saved; its disks stay, its saved state goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vsms.cim.enums import EnabledState
+from vsms.errors import InvalidState
+from vsms.mapping.vmjson import to_json
+from vsms.model.vm import VirtualSystem
+from vsms.operations.modify import describe_state, load_system
+from vsms.operations.undo import OpContext
+from vsms.virt.host import VirtHost
+
+DESTROYABLE = (EnabledState.DISABLED, EnabledState.SUSPENDED)
+
+
+def _check_state(host: VirtHost, vs: VirtualSystem) -> None:
+    state = host.state(vs.guid)
+    if state not in DESTROYABLE:
+        raise InvalidState(
+            f"cannot destroy '{vs.name}' ({vs.guid}): it is {describe_state(state)}; turn it "
+            "off (RequestStateChange 3) or save it (32769) first")
+
+
+@dataclass
+class DestroySystem:
+    """Undefine the VM (undo: define it again; a discarded saved state does not come back)."""
+
+    host: VirtHost
+    vs: VirtualSystem
+
+    def run(self, ctx: OpContext) -> None:
+        ctx.check_cancelled()
+        ctx.status(f"Destroying '{self.vs.name}'")
+        _check_state(self.host, self.vs)
+        ctx.add_undo("redefine", vm=to_json(self.vs))
+        self.host.undefine(self.vs.guid)
+        ctx.progress(100)
+
+
+def prepare_destroy(host: VirtHost, guid: str) -> DestroySystem:
+    """Plan the destruction; InvalidState (32775) unless the VM is off or saved."""
+    vs = load_system(host, guid)
+    _check_state(host, vs)
+    return DestroySystem(host, vs)

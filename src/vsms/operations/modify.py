@@ -1,0 +1,81 @@
+"""ModifyVirtualSystem, and the one side effect every configuration change shares.
+
+A configuration change is planned on a copy of the VM (``prepare_*``, no side effects) and
+applied by ``ReplaceSystem.run``: one ``host.define`` of the new definition, preceded by a
+``redefine`` undo record holding the old one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pywbem
+
+from vsms.cim.enums import EnabledState
+from vsms.errors import InvalidParameter, InvalidState, NotFound
+from vsms.mapping import checks
+from vsms.mapping.system import apply_system_settings
+from vsms.mapping.vmjson import to_json
+from vsms.model.vm import VirtualSystem
+from vsms.operations.undo import OpContext
+from vsms.virt.host import VirtHost
+
+
+def load_system(host: VirtHost, guid: str) -> VirtualSystem:
+    """The VM with this GUID, or NotFound naming it."""
+    vs = host.get_system(guid)
+    if vs is None:
+        raise NotFound(f"virtual machine {guid} does not exist: pass the path of an existing "
+                       "Msvm_ComputerSystem")
+    return vs
+
+
+def require_off(host: VirtHost, vs: VirtualSystem, what: str) -> None:
+    """InvalidState unless the VM is turned off (changing devices needs it off)."""
+    state = host.state(vs.guid)
+    if state is not EnabledState.DISABLED:
+        raise InvalidState(
+            f"cannot {what} of '{vs.name}' ({vs.guid}): it is {describe_state(state)}; turn it "
+            "off first (RequestStateChange 3)")
+
+
+def describe_state(state: EnabledState) -> str:
+    return {
+        EnabledState.ENABLED: "running", EnabledState.DISABLED: "off",
+        EnabledState.PAUSED: "paused", EnabledState.SUSPENDED: "saved",
+        EnabledState.STARTING: "starting", EnabledState.STOPPING: "stopping",
+        EnabledState.SAVING: "saving", EnabledState.PAUSING: "pausing",
+        EnabledState.RESUMING: "resuming",
+    }.get(state, f"in state {int(state)}")
+
+
+def check_defineable(vs: VirtualSystem) -> None:
+    """InvalidParameter listing every broken invariant of the planned VM."""
+    problems = checks.problems(vs)
+    if problems:
+        raise InvalidParameter(f"the changed settings of '{vs.name}' are not valid: "
+                               + "; ".join(problems))
+
+
+@dataclass
+class ReplaceSystem:
+    """Replace the VM's definition by ``new`` (undo: define ``old`` again)."""
+
+    host: VirtHost
+    old: VirtualSystem
+    new: VirtualSystem
+
+    def run(self, ctx: OpContext) -> None:
+        ctx.check_cancelled()
+        ctx.add_undo("redefine", vm=to_json(self.old))
+        self.host.define(self.new)
+        ctx.progress(100)
+
+
+def prepare_modify(host: VirtHost, guid: str, setting: pywbem.CIMInstance) -> ReplaceSystem:
+    """Plan ModifyVirtualSystem: apply an embedded VSSD or VSGSD (ElementName, Notes, BootOrder,
+    SnapshotDataRoot, ScopeOfResidence) to the VM, in any state."""
+    old = load_system(host, guid)
+    new = apply_system_settings(old, setting)
+    check_defineable(new)
+    return ReplaceSystem(host, old, new)

@@ -1,0 +1,139 @@
+"""Undo handlers for the job journal, and running an operation within a method call.
+
+``undo_handlers(host, store)`` gives the job manager one handler per undo kind of the contract;
+each is idempotent (undoing something already undone is not an error), because recovery after a
+crash may replay a record whose side effect never happened.
+
+Operations that finish within the method call (DefineVirtualSystem, Modify…, Add/Remove…
+Resources) run through ``run_now``: the same ``run(ctx)`` as a job, with the undo records kept
+in memory and replayed in reverse if the operation fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from vsms.cim.enums import EnabledState
+from vsms.errors import NotFound, OperationFailed
+from vsms.mapping.vmjson import from_json
+from vsms.store.db import Store
+from vsms.virt.host import VirtHost
+
+log = logging.getLogger(__name__)
+
+UndoHandler = Callable[[dict[str, Any]], None]
+
+
+class OpContext(Protocol):
+    """What an operation's ``run`` uses of its context (a job's JobContext provides it)."""
+
+    def add_undo(self, kind: str, **args: Any) -> None: ...
+
+    def progress(self, percent: float) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def check_cancelled(self) -> None: ...
+
+    def set_result(self, **values: Any) -> None: ...
+
+
+class Operation(Protocol):
+    def run(self, ctx: OpContext) -> None: ...
+
+
+class LocalContext:
+    """An in-memory OpContext for an operation that runs inside the method call."""
+
+    def __init__(self, kinds: frozenset[str]) -> None:
+        self.undo: list[tuple[str, dict[str, Any]]] = []
+        self.result: dict[str, Any] = {}
+        self._kinds = kinds
+
+    def add_undo(self, kind: str, **args: Any) -> None:
+        if kind not in self._kinds:
+            raise OperationFailed(f"undo step of unknown kind {kind!r} (a vsms bug)")
+        self.undo.append((kind, dict(args)))
+
+    def progress(self, percent: float) -> None:
+        return None
+
+    def status(self, text: str) -> None:
+        return None
+
+    def check_cancelled(self) -> None:
+        return None
+
+    def set_result(self, **values: Any) -> None:
+        self.result.update(values)
+
+
+def run_now(op: Operation, handlers: dict[str, UndoHandler]) -> dict[str, Any]:
+    """Run ``op`` at once; on failure replay its undo records in reverse (a failing undo step
+    is logged, never masks the first error) and re-raise. Returns what it set as result."""
+    ctx = LocalContext(frozenset(handlers))
+    try:
+        op.run(ctx)
+    except BaseException:
+        for kind, args in reversed(ctx.undo):
+            try:
+                handlers[kind](args)
+            except Exception:
+                log.exception("undo step %s %s failed", kind, args)
+        raise
+    return ctx.result
+
+
+def _remove_file(args: dict[str, Any]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(str(args["path"]))
+
+
+def _remove_tree(args: dict[str, Any]) -> None:
+    path = os.path.abspath(str(args["path"]))
+    if path == os.path.sep:
+        raise OperationFailed("refusing to remove the root directory (a corrupt undo record)")
+    if os.path.islink(path) or os.path.isfile(path):
+        _remove_file({"path": path})
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _rename(args: dict[str, Any]) -> None:
+    src, dst = str(args["src"]), str(args["dst"])
+    if os.path.lexists(dst) and not os.path.lexists(src):
+        os.rename(dst, src)
+
+
+def undo_handlers(host: VirtHost, store: Store) -> dict[str, UndoHandler]:
+    """One handler per undo kind: remove_file, remove_tree, undefine, redefine,
+    unmark_consumed, rename."""
+
+    def undefine(args: dict[str, Any]) -> None:
+        guid = str(args["guid"])
+        try:
+            if host.state(guid) in (EnabledState.ENABLED, EnabledState.PAUSED):
+                host.turn_off(guid)
+            host.undefine(guid)
+        except NotFound:
+            pass
+
+    def redefine(args: dict[str, Any]) -> None:
+        host.define(from_json(args["vm"]))
+
+    def unmark_consumed(args: dict[str, Any]) -> None:
+        store.unmark_consumed(str(args["directory"]))
+
+    return {
+        "remove_file": _remove_file,
+        "remove_tree": _remove_tree,
+        "undefine": undefine,
+        "redefine": redefine,
+        "unmark_consumed": unmark_consumed,
+        "rename": _rename,
+    }

@@ -1,0 +1,138 @@
+"""Msvm_ComputerSystem: the host and every VM, and RequestStateChange on a VM.
+
+Enumeration costs two libvirt-level calls whatever the number of VMs (``host.list_systems()``
+and one ``host.states()``); a VM with a state change, export or configuration change in flight
+shows what ``ctx.transitions`` holds (transitional EnabledState, RequestedState,
+OperationalStatus[1]). TimeOfLastStateChange and OnTimeInMilliseconds are measured from when
+this service first saw the VM in its current state. RequestStateChange always answers 4096 with
+a non-cancellable job (or a refusal code at once); its TimeoutPeriod is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pywbem
+
+from vsms.cim import names
+from vsms.cim.enums import (
+    ElementEffects,
+    EnabledState,
+    OperationalStatus,
+    RequestedState,
+    ReturnCode,
+)
+from vsms.errors import InvalidParameter, NotSupported
+from vsms.mapping.system import computer_system, host_system
+from vsms.model.vm import VirtualSystem
+from vsms.operations.state import prepare_state_change
+from vsms.operations.transitions import Transition
+from vsms.providers.common import Params, Result, guarded, job_started, key, param
+from vsms.providers.context import ServiceContext
+from vsms.providers.registry import CIMTarget
+from vsms.providers.vsms_lifecycle import affected
+
+
+class StateClock:
+    """When this service first saw each VM in its current steady state (thread-safe)."""
+
+    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
+        self._now = now or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[EnabledState, datetime]] = {}
+
+    def since(self, guid: str, state: EnabledState) -> datetime:
+        with self._lock:
+            seen = self._seen.get(guid)
+            if seen is None or seen[0] is not state:
+                seen = (state, self._now())
+                self._seen[guid] = seen
+            return seen[1]
+
+    def keep_only(self, guids: Iterable[str]) -> None:
+        keep = set(guids)
+        with self._lock:
+            for guid in [g for g in self._seen if g not in keep]:
+                del self._seen[guid]
+
+    def on_time_ms(self, guid: str, state: EnabledState) -> int:
+        if state is not EnabledState.ENABLED:
+            return 0
+        return int((self._now() - self.since(guid, state)).total_seconds() * 1000)
+
+
+class ComputerSystemProvider:
+    classnames = (names.COMPUTER_SYSTEM,)
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.clock = StateClock()
+        self._methods = {"requeststatechange": guarded(self._request_state_change)}
+
+    def _instance(self, vs: VirtualSystem, steady: EnabledState,
+                  transition: Transition | None) -> pywbem.CIMInstance:
+        guid = vs.guid.upper()
+        state, requested = steady, RequestedState.NOT_APPLICABLE
+        operational: list[int] = [OperationalStatus.OK]
+        if transition is not None:
+            state = transition.enabled_state or steady
+            requested = transition.requested
+            if transition.operational is not None:
+                operational.append(transition.operational)
+        return computer_system(vs, state, requested, operational,
+                               on_time_ms=self.clock.on_time_ms(guid, steady),
+                               last_state_change=self.clock.since(guid, steady))
+
+    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
+        systems = self.ctx.host.list_systems()
+        states = {g.upper(): s for g, s in self.ctx.host.states().items()}
+        moving = {g.upper(): t for g, t in self.ctx.transitions.snapshot().items()}
+        self.clock.keep_only(vs.guid.upper() for vs in systems)
+        out = [host_system(self.ctx.hostname)]
+        out.extend(self._instance(vs, states.get(vs.guid.upper(), EnabledState.UNKNOWN),
+                                  moving.get(vs.guid.upper())) for vs in systems)
+        return out
+
+    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
+        try:
+            guid = key(path, "Name")
+        except InvalidParameter:
+            return None
+        if guid.upper() == self.ctx.hostname.upper():
+            return host_system(self.ctx.hostname)
+        vs = self.ctx.host.get_system(guid)
+        if vs is None:
+            return None
+        return self._instance(vs, self.ctx.host.state(vs.guid),
+                              self.ctx.transitions.get(vs.guid.upper()))
+
+    def invoke(self, target: CIMTarget, method: str,
+               params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        handler = self._methods.get(method.lower())
+        if handler is None:
+            return int(ReturnCode.NOT_SUPPORTED), {}
+        return handler(target, params)
+
+    def _request_state_change(self, target: CIMTarget, params: Params) -> Result:
+        if not isinstance(target, pywbem.CIMInstanceName):
+            raise NotSupported("RequestStateChange is a method of a virtual machine instance: "
+                               "invoke it on an Msvm_ComputerSystem path")
+        guid = key(target, "Name").upper()
+        if guid == self.ctx.hostname.upper():
+            raise NotSupported("the state of the host computer system cannot be changed through "
+                               "this service")
+        change = prepare_state_change(self.ctx.host, self.ctx.transitions, guid,
+                                      param(params, "RequestedState"))
+        try:
+            rec = self.ctx.jobs.submit(
+                name=change.action.title,
+                description=f"{change.action.title}: '{change.vs.name}' ({guid})",
+                work=change, affected=[affected(guid, ElementEffects.EXCLUSIVE_USE)],
+                cancellable=False)
+        except BaseException:
+            self.ctx.transitions.end(guid)
+            raise
+        return job_started(rec)

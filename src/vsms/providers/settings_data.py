@@ -1,0 +1,131 @@
+"""The settings of every VM and their associations.
+
+``SettingDataProvider`` serves Msvm_VirtualSystemSettingData, Msvm_VirtualSystemGlobalSettingData,
+Msvm_ResourceAllocationSettingData and its memory, processor and Ethernet port subclasses, each
+instance as ``mapping.system.settings_instances`` builds it. ``SettingsAssociationProvider``
+serves Msvm_SettingsDefineState (VM ↔ VSSD), Msvm_VirtualSystemSettingDataComponent (VSSD ↔
+VSGSD and each RASD) and Msvm_ElementSettingData (VM ↔ VSGSD).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pywbem
+
+from vsms.cim import names
+from vsms.errors import InvalidParameter
+from vsms.mapping import ids
+from vsms.mapping.system import settings_instances
+from vsms.model.vm import VirtualSystem
+from vsms.providers.common import key, vm_path
+from vsms.providers.context import ServiceContext
+
+SETTING_CLASSES = (names.VSSD, names.VSGSD, names.RASD, names.MEMORY_SD, names.PROCESSOR_SD,
+                   names.SYNTHETIC_NIC_SD, names.EMULATED_NIC_SD)
+_RASD_CLASSES = {c.lower() for c in SETTING_CLASSES[2:]}
+
+
+class SettingDataProvider:
+    classnames = SETTING_CLASSES
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
+        want = classname.lower()
+        return [inst for vs in self.ctx.host.list_systems() for inst in settings_instances(vs)
+                if inst.classname.lower() == want]
+
+    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
+        try:
+            iid = key(path, "InstanceID")
+            guid = ids.guid_of(iid)
+        except InvalidParameter:
+            return None
+        vs = self.ctx.host.get_system(guid)
+        if vs is None:
+            return None
+        asked = path.classname.lower()
+        for inst in settings_instances(vs):
+            if str(inst.path.keybindings["InstanceID"]).lower() != iid.lower():
+                continue
+            have = inst.classname.lower()
+            if have == asked or (asked == names.RASD.lower() and have in _RASD_CLASSES):
+                return inst
+        return None
+
+
+def _assoc(classname: str, refs: dict[str, pywbem.CIMInstanceName],
+           extra: dict[str, pywbem.Uint16] | None = None) -> pywbem.CIMInstance:
+    path = pywbem.CIMInstanceName(classname, keybindings=dict(refs), namespace=names.NAMESPACE)
+    inst = pywbem.CIMInstance(classname, path=path)
+    for name, ref in refs.items():
+        inst.properties[name] = pywbem.CIMProperty(name, ref, type="reference",
+                                                   reference_class=ref.classname)
+    for name, value in (extra or {}).items():
+        inst.properties[name] = pywbem.CIMProperty(name, value, type="uint16")
+    return inst
+
+
+def associations(vs: VirtualSystem, classname: str) -> list[pywbem.CIMInstance]:
+    """The instances of association ``classname`` that concern ``vs``."""
+    settings = settings_instances(vs)
+    vssd, vsgsd, parts = settings[0].path, settings[1].path, [i.path for i in settings[1:]]
+    vm = vm_path(vs.guid)
+    want = classname.lower()
+    if want == names.SETTINGS_DEFINE_STATE.lower():
+        return [_assoc(names.SETTINGS_DEFINE_STATE, {"ManagedElement": vm, "SettingData": vssd})]
+    if want == names.VSSD_COMPONENT.lower():
+        return [_assoc(names.VSSD_COMPONENT, {"GroupComponent": vssd, "PartComponent": part})
+                for part in parts]
+    if want == names.ELEMENT_SETTING_DATA.lower():
+        flags = {"IsDefault": pywbem.Uint16(0), "IsCurrent": pywbem.Uint16(1),
+                 "IsNext": pywbem.Uint16(0), "IsMaximum": pywbem.Uint16(0),
+                 "IsMinimum": pywbem.Uint16(0)}
+        return [_assoc(names.ELEMENT_SETTING_DATA, {"ManagedElement": vm, "SettingData": vsgsd},
+                       flags)]
+    return []
+
+
+def _same(a: pywbem.CIMInstanceName, b: pywbem.CIMInstanceName) -> bool:
+    def norm(p: pywbem.CIMInstanceName) -> dict[str, str]:
+        return {k.lower(): str(v).lower() for k, v in p.keybindings.items()}
+    return bool(a.classname.lower() == b.classname.lower() and norm(a) == norm(b))
+
+
+class SettingsAssociationProvider:
+    classnames = (names.SETTINGS_DEFINE_STATE, names.VSSD_COMPONENT, names.ELEMENT_SETTING_DATA)
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
+        return [a for vs in self.ctx.host.list_systems() for a in associations(vs, classname)]
+
+    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
+        for ref in path.keybindings.values():
+            if not isinstance(ref, pywbem.CIMInstanceName):
+                continue
+            guid = self._guid_of(ref)
+            vs = self.ctx.host.get_system(guid) if guid else None
+            if vs is None:
+                return None
+            want = {k.lower(): v for k, v in path.keybindings.items()}
+            for inst in associations(vs, path.classname):
+                have = {k.lower(): v for k, v in inst.path.keybindings.items()}
+                if have.keys() == want.keys() and all(
+                        isinstance(want[k], pywbem.CIMInstanceName)
+                        and _same(have[k], want[k]) for k in have):
+                    return inst
+            return None
+        return None
+
+    @staticmethod
+    def _guid_of(ref: pywbem.CIMInstanceName) -> str | None:
+        try:
+            if ref.classname.lower() == names.COMPUTER_SYSTEM.lower():
+                return key(ref, "Name")
+            return ids.guid_of(key(ref, "InstanceID"))
+        except InvalidParameter:
+            return None
