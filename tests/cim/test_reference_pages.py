@@ -2,7 +2,8 @@
 
 Each class page shows every property (inherited ones included) with its type; each method page
 shows the method's parameters in order with direction and type. The pages live outside the
-repository (VSMS_REFERENCE_PAGES, default ../shared/reference/hyperv-v1/pages beside the checkout); without them
+repository (VSMS_REFERENCE_PAGES, default ../shared/reference/hyperv-v1/pages beside
+the checkout); without them
 these tests are skipped.
 """
 

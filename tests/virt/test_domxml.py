@@ -191,7 +191,6 @@ def test_lower_case_mac_is_kept_as_given() -> None:
     (lambda v: setattr(v.drives[0], "address", 2), "slot 2"),
     (lambda v: setattr(v.drives[1], "address", 0), "two drives use slot 0"),
     (lambda v: setattr(v.drives[0], "controller_id", "nope"), "does not have"),
-    (lambda v: v.media.pop(0), "has no virtual hard disk"),
     (lambda v: setattr(v.media[2], "format", ImageFormat.VHD), "a DVD holds a raw image"),
     (lambda v: setattr(v.media[0], "path", "relative/boot.vhd"), "absolute path"),
     (lambda v: setattr(v.media[1], "drive_id", v.media[0].drive_id), "more than one media"),
@@ -205,6 +204,20 @@ def test_validation_names_the_problem(change, expected) -> None:
     with pytest.raises(InvalidParameter, match="cannot define virtual machine") as info:
         validate.check(vs)
     assert expected in str(info.value)
+
+
+def test_empty_disk_drive_is_kept_in_metadata_only() -> None:
+    """Hyper-V lets a disk drive be empty (nova adds the drive, then the VHD, in two calls)."""
+    vs = deepcopy(full_vm())
+    emptied = vs.media.pop(0)
+    validate.check(vs)
+    xml = built(vs)
+    targets = [d.get("dev") for d in ET.fromstring(xml).iter("target")]
+    ctl = vs.controller(vs.drive(emptied.drive_id).controller_id)  # type: ignore[union-attr]
+    drive = vs.drive(emptied.drive_id)
+    assert ctl is not None and drive is not None
+    assert domxml.disk_target(ctl.kind, ctl.index, drive.address) not in targets
+    assert domxml.parse(xml) == vs
 
 
 def test_validation_lists_every_problem() -> None:

@@ -305,7 +305,7 @@ def system_from_instances(instances: Iterable[pywbem.CIMInstance],
         vs.boot_order = [int(v) for v in order]
     created = prop(vssd, "CreationTime")
     if isinstance(created, pywbem.CIMDateTime) and isinstance(created.datetime, datetime):
-        vs.created = created.datetime
+        vs.created = created.datetime.astimezone(UTC)  # plain UTC tzinfo: pywbem's won't deepcopy
     for inst in items:
         if inst.classname.lower() == names.VSGSD.lower():
             vs.external_data_root = str(prop(inst, "ExternalDataRoot") or "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -90,7 +90,7 @@ class VirtualSystem:
     nics: list[NetworkAdapter] = field(default_factory=list)
     notes: str = ""
     boot_order: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
-    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
     external_data_root: str = ""
     snapshot_data_root: str = ""
     scope_of_residence: str = ""

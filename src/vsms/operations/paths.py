@@ -29,7 +29,8 @@ class StorageRoots:
         if "\x00" in raw:
             raise InvalidParameter(f"{what} contains a NUL character")
         if not os.path.isabs(raw):
-            raise InvalidParameter(f"{what} {raw!r} is not a fully qualified path: pass an absolute path")
+            raise InvalidParameter(
+                f"{what} {raw!r} is not a fully qualified path: pass an absolute path")
         resolved = Path(os.path.realpath(raw))
         if not self.contains(resolved):
             roots = ", ".join(str(r) for r in self.roots)

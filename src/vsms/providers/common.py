@@ -21,7 +21,8 @@ Params = Mapping[str, Any]
 Result = tuple[int, dict[str, Any]]
 Handler = Callable[[pywbem.CIMInstanceName | pywbem.CIMClassName, Params], Result]
 
-_WMI_PATH = re.compile(r"^(?:\\\\(?P<host>[^\\]+)\\(?P<ns>[^:]+):)?(?P<rest>[A-Za-z_][\w]*(?:\..*)?)$")
+_WMI_PATH = re.compile(
+    r"^(?:\\\\(?P<host>[^\\]+)\\(?P<ns>[^:]+):)?(?P<rest>[A-Za-z_][\w]*(?:\..*)?)$")
 
 
 def guarded(fn: Handler) -> Handler:

@@ -67,6 +67,8 @@ def _disks(devices: ET.Element, vs: VirtualSystem) -> None:
         assert ctl is not None  # validated before
         media = vs.media_in(drive.dev_id)
         dvd = drive.kind is DriveKind.DVD
+        if media is None and not dvd:
+            continue  # an empty disk drive (Hyper-V allows it) lives only in our metadata
         disk = _sub(devices, "disk", type="file", device="cdrom" if dvd else "disk")
         fmt = ImageFormat.RAW if dvd or media is None else media.format
         _sub(disk, "driver", name="qemu", type=fmt.value)

@@ -91,9 +91,6 @@ def _device_problems(vs: VirtualSystem) -> list[str]:
             problems.append(f"two drives use slot {d.address} of {ctl.kind.value.upper()} "
                             f"controller {ctl.index}")
         seen_slot.add((ctl.dev_id, d.address))
-        if d.kind is DriveKind.DISK and vs.media_in(d.dev_id) is None:
-            problems.append(f"disk drive {d.dev_id} has no virtual hard disk: attach one "
-                            "(only DVD drives may be empty)")
     used: set[str] = set()
     for m in vs.media:
         drive = vs.drive(m.drive_id)

@@ -1,0 +1,196 @@
+"""ExportVirtualSystem(Ex): write one VM to an export directory, as Hyper-V lays it out.
+
+prepare_export() does every quick check without side effects (the method's ReturnValue);
+ExportWork.run() is the job. The export is built under a hidden temporary name inside the
+ExportDirectory and renamed into place only when complete (manifest written last), so an export
+that looks complete is complete. Every side effect is journaled first, so a failure, a cancel or
+a crash removes the partial export.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vsms import __version__
+from vsms.cim.enums import EnabledState, OperationalStatus, RequestedState
+from vsms.disks import copy as diskcopy
+from vsms.disks import qemuimg
+from vsms.errors import InvalidParameter, InvalidState, NotFound, NotSupported
+from vsms.exportdir import layout, writer
+from vsms.exportdir.layout import ExportConfig, ExportedDisk
+from vsms.jobs.context import JobContext
+from vsms.mapping.exportimport import ExportOptions
+from vsms.mapping.system import settings_instances
+from vsms.model.job import AffectedElement
+from vsms.model.vm import VirtualSystem
+from vsms.operations.paths import StorageRoots
+from vsms.operations.progress import PhaseProgress, offset
+from vsms.operations.transitions import Transition, Transitions
+from vsms.virt.host import VirtHost
+
+_EXPORT_ENTRIES = (layout.CONFIG, layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR,
+                   layout.MANIFEST)
+
+
+def safe_dir_name(name: str, fallback: str) -> str:
+    """ElementName as a directory name: no separators or control characters, never . or .."""
+    cleaned = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in name).strip()
+    return fallback if cleaned in ("", ".", "..") else cleaned
+
+
+@dataclass
+class ExportWork:
+    host: VirtHost
+    transitions: Transitions
+    vs: VirtualSystem
+    options: ExportOptions
+    export_dir: Path
+    dest: Path  # the per-VM directory (== export_dir without a subdirectory)
+    allow_saved: bool
+
+    @property
+    def description(self) -> str:
+        return f"Exporting virtual machine '{self.vs.name}' to {self.dest}"
+
+    def run(self, ctx: JobContext) -> None:
+        vs = self.vs
+        busy = Transition(None, RequestedState.NOT_APPLICABLE, OperationalStatus.EXPORTING,
+                          "an export")
+        with self.transitions.during(vs.guid, busy, vs.name):
+            _check_state(self.host, vs, self.allow_saved, self.options)
+            ctx.add_affected(AffectedElement(
+                "Msvm_ComputerSystem",
+                {"CreationClassName": "Msvm_ComputerSystem", "Name": vs.guid}, [2]))
+            tmp = self.export_dir / f".{self.dest.name}.vsms-partial-{ctx.job_id[:8].lower()}"
+            ctx.add_undo("remove_tree", path=str(tmp))
+            tmp.mkdir(mode=0o755)
+            for sub in (layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR):
+                (tmp / sub).mkdir(mode=0o755)
+            self._write(ctx, tmp)
+            self._publish(ctx, tmp)
+
+    def _write(self, ctx: JobContext, tmp: Path) -> None:
+        vs = self.vs
+        disks = vs.disk_media() if self.options.copy_storage else []
+        data = {m.dev_id: diskcopy.data_bytes(m.path) for m in disks}
+        total = sum(data.values())
+        phases = PhaseProgress(ctx.progress, {"copy": total, "hash": total + 1,
+                                              "meta": max(total // 100, 1)})
+        exported: list[ExportedDisk] = []
+        used: set[str] = set()
+        done = 0
+        for media in vs.disk_media():
+            info = qemuimg.info(media.path, media.format)
+            rel = ""
+            if self.options.copy_storage:
+                rel = f"{layout.VHD_DIR}/{_unique_name(Path(media.path).name, used)}"
+                diskcopy.copy_file(media.path, str(tmp / rel),
+                                   progress=offset(phases.phase("copy", total), done),
+                                   cancel=ctx.cancel_event)
+                done += data[media.dev_id]
+            ctx.check_cancelled()
+            exported.append(ExportedDisk(dev_id=media.dev_id, original_path=media.path, file=rel,
+                                         format=media.format, virtual_size=info.virtual_size))
+        phases.done("copy")
+        cfg = ExportConfig(vm_guid=vs.guid, vm_name=vs.name,
+                           exported_at=datetime.now(UTC),
+                           with_storage=self.options.copy_storage,
+                           with_runtime=self.options.copy_runtime, disks=exported,
+                           source_host=socket.gethostname(), vsms_version=__version__)
+        writer.write_exp(tmp, vs.guid, settings_instances(vs))
+        writer.write_config(tmp, cfg)
+        phases.done("meta")
+        ctx.check_cancelled()
+        writer.write_manifest(tmp, progress=phases.phase("hash", total + 1),
+                              cancel=ctx.cancel_event)
+        phases.done("hash")
+
+    def _publish(self, ctx: JobContext, tmp: Path) -> None:
+        ctx.check_cancelled()
+        if self.dest != self.export_dir:
+            ctx.add_undo("remove_tree", path=str(self.dest))
+            if self.dest.is_dir():
+                self.dest.rmdir()  # only ever an empty directory (checked in prepare)
+            os.rename(tmp, self.dest)
+        else:
+            for entry in _EXPORT_ENTRIES:  # manifest last: it marks the export complete
+                target = self.dest / entry
+                ctx.add_undo("remove_tree", path=str(target))
+                os.rename(tmp / entry, target)
+            tmp.rmdir()
+        _fsync_dir(self.export_dir)
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    stem, dot, ext = name.rpartition(".")
+    candidate, n = name, 1
+    while candidate.lower() in used:
+        n += 1
+        candidate = f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
+    used.add(candidate.lower())
+    return candidate
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_state(host: VirtHost, vs: VirtualSystem, allow_saved: bool,
+                 options: ExportOptions) -> None:
+    state = host.state(vs.guid)
+    allowed = {EnabledState.DISABLED} | ({EnabledState.SUSPENDED} if allow_saved else set())
+    if state not in allowed:
+        need = "turned off or saved" if allow_saved else "turned off"
+        raise InvalidState(
+            f"cannot export virtual machine '{vs.name}' ({vs.guid}): it is {state.name.lower()}; "
+            f"it must be {need} (RequestStateChange 3{' or 32769' if allow_saved else ''}) first")
+    if state is EnabledState.SUSPENDED and options.copy_runtime:
+        raise NotSupported(
+            f"virtual machine '{vs.name}' is in a saved state and exporting run-time state is not "
+            "supported yet: set CopyVmRuntimeInformation to FALSE, or turn the VM off first")
+
+
+def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions, guid: str,
+                   export_directory: str, options: ExportOptions, *,
+                   allow_saved: bool) -> ExportWork:
+    """Quick checks of ExportVirtualSystem(Ex); raises the VsmsError whose code is returned."""
+    vs = host.get_system(guid)
+    if vs is None:
+        raise NotFound(f"virtual machine {guid} does not exist: pass the path of an "
+                       "existing Msvm_ComputerSystem")
+    current = transitions.get(guid)
+    if current is not None:
+        what = current.what or "a state change"
+        raise InvalidState(f"virtual machine '{vs.name}' is busy: {what} is in progress; wait "
+                           "for its job to finish")
+    _check_state(host, vs, allow_saved, options)
+    export_dir = roots.confine(export_directory, "ExportDirectory")
+    if not export_dir.exists():
+        raise InvalidParameter(
+            f"ExportDirectory {export_directory} does not exist: create it first")
+    if not export_dir.is_dir():
+        raise InvalidParameter(f"ExportDirectory {export_directory} is not a directory")
+    if options.create_subdirectory:
+        dest = export_dir / safe_dir_name(vs.name, vs.guid)
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise InvalidParameter(
+                f"the export target {dest} already exists and is not empty; an export never "
+                "overwrites: remove it or pass another ExportDirectory")
+    else:
+        dest = export_dir
+        clash = [e for e in _EXPORT_ENTRIES if (export_dir / e).exists()]
+        if clash:
+            raise InvalidParameter(
+                f"ExportDirectory {export_directory} already holds an export ({', '.join(clash)}); "
+                "an export never overwrites: pass an empty directory or set "
+                "CreateVmExportSubdirectory to TRUE")
+    return ExportWork(host=host, transitions=transitions, vs=vs, options=options,
+                      export_dir=export_dir, dest=dest, allow_saved=allow_saved)

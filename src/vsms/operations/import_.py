@@ -1,0 +1,219 @@
+"""ImportVirtualSystem / ImportVirtualSystemEx: register an exported VM, in place or as a copy.
+
+prepare_import() runs the quick checks of the method call (no side effects). ImportWork.run()
+is the job: it validates the whole export first (manifest checksums, every referenced disk
+present and of its stated format) and reports every problem at once; only then does it copy
+disks (CreateCopy) or claim the directory (in place), and define the VM. Each side effect is
+journaled before it happens, so a failure, a cancel or a crash leaves no half-imported VM.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from vsms.disks import copy as diskcopy
+from vsms.disks import qemuimg
+from vsms.errors import InUse, InvalidParameter, ValidationFailed
+from vsms.exportdir.reader import ExportPackage, looks_like_export_root, read_export
+from vsms.jobs.context import JobContext
+from vsms.mapping.exportimport import ImportOptions
+from vsms.mapping.system import system_from_instances
+from vsms.model.job import AffectedElement
+from vsms.model.vm import DriveKind, Media, VirtualSystem
+from vsms.operations.identity import with_new_identity
+from vsms.operations.paths import StorageRoots
+from vsms.operations.progress import PhaseProgress, offset
+from vsms.store.db import Store
+from vsms.virt.host import VirtHost
+
+
+def check_import_directory(roots: StorageRoots, store: Store, raw: str) -> Path:
+    """The quick checks every import method makes on ImportDirectory (ReturnValue on failure)."""
+    directory = roots.confine(raw, "ImportDirectory")
+    if not directory.exists():
+        raise InvalidParameter(
+            f"ImportDirectory {raw} does not exist: pass the per-VM subdirectory that "
+            "ExportVirtualSystem created")
+    if not directory.is_dir():
+        raise InvalidParameter(f"ImportDirectory {raw} is not a directory: pass the per-VM "
+                               "subdirectory that ExportVirtualSystem created")
+    subdirs = looks_like_export_root(directory)
+    if subdirs:
+        shown = ", ".join(f"'{directory / s}'" for s in subdirs)
+        raise InvalidParameter(
+            f"ImportDirectory {raw} is the export root, not an exported virtual machine: pass "
+            f"one of its subdirectories: {shown}")
+    owner = store.consumed(str(directory))
+    if owner is not None:
+        raise InUse(
+            f"ImportDirectory {raw} was already imported in place as virtual machine {owner} "
+            "and now holds that VM's files; it cannot be imported again: export the VM again, "
+            "or import another export with CreateCopy TRUE so it stays reusable")
+    return directory
+
+
+@dataclass
+class ImportWork:
+    host: VirtHost
+    store: Store
+    roots: StorageRoots
+    directory: Path
+    options: ImportOptions
+
+    @property
+    def description(self) -> str:
+        how = "as a copy" if self.options.create_copy else "in place"
+        return f"Importing virtual machine from {self.directory} {how}"
+
+    def run(self, ctx: JobContext) -> None:
+        size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
+        phases = PhaseProgress(ctx.progress, {"verify": size // 4 + 1, "copy": size, "define": 1}
+                               if self.options.create_copy else {"verify": 1, "define": 0.02})
+        pkg = read_export(self.directory, verify=True, progress=phases.phase("verify", size),
+                          cancel=ctx.cancel_event)
+        phases.done("verify")
+        ctx.check_cancelled()
+        vs, copies = self._plan(pkg)
+        if self.options.create_copy:
+            self._copy(ctx, copies, phases)
+        else:
+            ctx.add_undo("unmark_consumed", directory=str(self.directory))
+            self.store.mark_consumed(str(self.directory), vs.guid)
+        ctx.check_cancelled()
+        ctx.add_undo("undefine", guid=vs.guid)
+        self.host.define(vs)
+        ctx.add_affected(AffectedElement(
+            "Msvm_ComputerSystem", {"CreationClassName": "Msvm_ComputerSystem", "Name": vs.guid},
+            [5]))
+        ctx.status(f"imported as virtual machine '{vs.name}' ({vs.guid})")
+
+    # ------------------------------------------------------------------ planning (no effects)
+    def _plan(self, pkg: ExportPackage) -> tuple[VirtualSystem, list[tuple[str, str]]]:
+        opts = self.options
+        vs = system_from_instances(pkg.instances,
+                                   formats={d.dev_id: d.format for d in pkg.config.disks})
+        problems: list[str] = []
+        by_dev = {d.dev_id: (i, d) for i, d in enumerate(pkg.config.disks)}
+        media = vs.disk_media()
+        for m in media:
+            entry = by_dev.get(m.dev_id)
+            if entry is None:
+                problems.append(f"the disk {m.path} in the .exp file has no entry in config.xml")
+                continue
+            index, disk = entry
+            src = self._source(index, disk.file, disk.original_path, problems)
+            if src is not None:
+                if disk.file == "" or os.path.realpath(src) != os.path.realpath(
+                        self.directory / disk.file):
+                    fmt = qemuimg.probe_format(src) if os.path.isfile(src) else None
+                    if fmt is not None and fmt != disk.format:
+                        problems.append(f"the disk {src} is {fmt.value}, not {disk.format.value} "
+                                        "as the export records")
+                m.path = src
+        for m in vs.media:
+            drive = vs.drive(m.drive_id)
+            if drive is not None and drive.kind is DriveKind.DVD and not os.path.exists(m.path):
+                vs.media.remove(m)  # the ISO is not part of an export; the drive stays, empty
+        if problems:
+            raise ValidationFailed(problems, summary=f"cannot import {self.directory}")
+        if opts.generate_new_id:
+            vs = with_new_identity(vs)
+        else:
+            existing = self.host.get_system(vs.guid)
+            if existing is not None:
+                raise InUse(
+                    f"a virtual machine with ID {vs.guid} already exists: '{existing.name}'; "
+                    "import with GenerateNewID TRUE, or destroy that virtual machine first")
+        vs = replace(vs, name=opts.name or vs.name,
+                     scope_of_residence=opts.security_scope or vs.scope_of_residence,
+                     imported_from=str(self.directory))
+        for i, switch in enumerate(opts.target_network_connections):
+            if i < len(vs.nics) and switch:
+                vs.nics[i].switch = switch
+        copies: list[tuple[str, str]] = []
+        if opts.create_copy:
+            copies = self._targets(vs, vs.disk_media())
+            if opts.target_vm_data_root:
+                vs.external_data_root = str(self.roots.confine(opts.target_vm_data_root,
+                                                               "TargetVmDataRoot"))
+        else:
+            in_use = self.host.paths_in_use()
+            for m in vs.disk_media():
+                owner = in_use.get(os.path.realpath(m.path))
+                if owner is not None:
+                    raise InUse(f"the disk {m.path} is already used by virtual machine {owner}: "
+                                "import with CreateCopy TRUE to get an independent copy")
+        return vs, copies
+
+    def _source(self, index: int, rel: str, original: str, problems: list[str]) -> str | None:
+        opts = self.options
+        name = Path(rel or original).name
+        if index < len(opts.source_resource_paths) and opts.source_resource_paths[index]:
+            candidate = str(self.roots.confine(opts.source_resource_paths[index],
+                                               "SourceResourcePaths"))
+        elif opts.source_vhd_data_root:
+            root = self.roots.confine(opts.source_vhd_data_root, "SourceVhdDataRoot")
+            candidate = str(root / name)
+        elif rel:
+            return str(self.directory / rel)
+        else:
+            candidate = original
+            if not self.roots.contains(Path(os.path.realpath(original))):
+                problems.append(
+                    f"the disk {original} was exported without storage and is outside the "
+                    "storage roots: set SourceResourcePaths to where the disk is now")
+                return None
+        if not os.path.isfile(candidate):
+            problems.append(f"the disk {candidate} does not exist: the export was made without "
+                            "storage or the disk moved; set SourceResourcePaths or "
+                            "SourceVhdDataRoot to where the disk is now")
+            return None
+        return candidate
+
+    def _targets(self, vs: VirtualSystem, disks: list[Media]) -> list[tuple[str, str]]:
+        opts = self.options
+        default_root = self.roots.roots[0] / "Virtual Machines" / vs.guid / "Virtual Hard Disks"
+        copies: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for i, m in enumerate(disks):
+            name = Path(m.path).name
+            if i < len(opts.target_resource_paths) and opts.target_resource_paths[i]:
+                dst = self.roots.confine(opts.target_resource_paths[i], "TargetResourcePaths")
+                if not dst.parent.is_dir():
+                    raise InvalidParameter(f"the folder of TargetResourcePaths entry {dst} does "
+                                           "not exist: create it first")
+            elif opts.target_vhd_data_root:
+                root = self.roots.confine(opts.target_vhd_data_root, "TargetVhdDataRoot")
+                if not root.is_dir():
+                    raise InvalidParameter(f"TargetVhdDataRoot {root} does not exist: create it "
+                                           "first")
+                dst = root / name
+            else:
+                dst = default_root / name
+            if dst.exists() or str(dst) in seen:
+                raise InvalidParameter(
+                    f"the copy target {dst} already exists; an import never overwrites: set "
+                    "TargetResourcePaths or TargetVhdDataRoot to a free location")
+            seen.add(str(dst))
+            copies.append((m.path, str(dst)))
+            m.path = str(dst)
+        return copies
+
+    # ------------------------------------------------------------------ effects
+    def _copy(self, ctx: JobContext, copies: list[tuple[str, str]],
+              phases: PhaseProgress) -> None:
+        total = sum(diskcopy.data_bytes(src) for src, _ in copies)
+        on_copy = phases.phase("copy", total)
+        done = 0
+        for src, dst in copies:
+            parent = Path(dst).parent
+            if not parent.exists():
+                top = next(p for p in [*reversed(parent.parents), parent] if not p.exists())
+                ctx.add_undo("remove_tree", path=str(top))
+                parent.mkdir(parents=True, mode=0o755)
+            ctx.add_undo("remove_file", path=dst)
+            diskcopy.copy_file(src, dst, progress=offset(on_copy, done), cancel=ctx.cancel_event)
+            done += diskcopy.data_bytes(dst)
+        phases.done("copy")

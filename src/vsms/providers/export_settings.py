@@ -1,0 +1,59 @@
+"""Msvm_VirtualSystemExportSettingData (one per VM) and Msvm_SystemExportSettingData.
+
+A client gets a VM's export setting data with ``ASSOCIATORS OF {vm} WHERE ResultClass =
+Msvm_VirtualSystemExportSettingData``, edits it, and passes it to ExportVirtualSystemEx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pywbem
+
+from vsms.cim import names
+from vsms.mapping.exportimport import export_setting_data
+from vsms.providers.common import vm_path
+from vsms.providers.context import ServiceContext
+
+_SUFFIX = "\\ExportSettingData"
+
+
+class ExportSettingsProvider:
+    classnames = (names.EXPORT_SD, names.SYSTEM_EXPORT_SD)
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def _guids(self) -> list[str]:
+        return [vs.guid for vs in self.ctx.host.list_systems()]
+
+    def _assoc(self, guid: str) -> pywbem.CIMInstance:
+        esd = export_setting_data(guid).path
+        vm = vm_path(guid)
+        inst = pywbem.CIMInstance(names.SYSTEM_EXPORT_SD, properties={
+            "ManagedElement": pywbem.CIMProperty("ManagedElement", vm, type="reference"),
+            "SettingData": pywbem.CIMProperty("SettingData", esd, type="reference"),
+            "IsDefault": pywbem.Uint16(1), "IsCurrent": pywbem.Uint16(1),
+            "IsNext": pywbem.Uint16(1),
+        })
+        inst.path = pywbem.CIMInstanceName(names.SYSTEM_EXPORT_SD, keybindings={
+            "ManagedElement": vm, "SettingData": esd}, namespace=names.NAMESPACE)
+        return inst
+
+    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
+        if classname.lower() == names.EXPORT_SD.lower():
+            return [export_setting_data(g) for g in self._guids()]
+        return [self._assoc(g) for g in self._guids()]
+
+    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
+        if path.classname.lower() == names.EXPORT_SD.lower():
+            iid = str(path.keybindings.get("InstanceID", ""))
+            if iid.startswith("Microsoft:") and iid.endswith(_SUFFIX):
+                guid = iid[len("Microsoft:"):-len(_SUFFIX)]
+                if self.ctx.host.get_system(guid) is not None:
+                    return export_setting_data(guid)
+            return None
+        for inst in self.enumerate(path.classname):
+            if inst.path is not None and inst.path.keybindings == path.keybindings:
+                return inst
+        return None
