@@ -26,8 +26,10 @@ def exported(client: LocalClient, source_vm: SourceVM, storage_root: Path) -> Pa
     return export(client, source_vm, export_dir(storage_root, "exp"))
 
 
-def vm_count(service: Service) -> int:
-    return len(service.host.list_systems())
+def imported_from(service: Service, directory: Path) -> list[str]:
+    return [vs.guid for vs in service.host.list_systems()
+            if vs.imported_from == str(directory)
+            or any(str(directory) in m.path for m in vs.media)]
 
 
 def test_quick_refusals(client: LocalClient, exported: Path, storage_root: Path) -> None:
@@ -71,13 +73,12 @@ def test_content_problems_fail_the_job(service: Service, client: LocalClient, ex
         cfg = exported / "config.xml"
         cfg.write_text(cfg.read_text().replace("Virtual Hard Disks/src-disk.vhd",
                                                "../../vms/src-disk.vhd"))
-    before = vm_count(service)
     listing = sorted(str(p) for p in exported.rglob("*"))
     job = import_(client, exported, new_id=True)
     assert job["JobState"] == JobState.EXCEPTION
     assert job["ErrorCode"] in (ReturnCode.INVALID_PARAMETER, ReturnCode.FILE_NOT_FOUND)
     assert expected in job["ErrorDescription"], job["ErrorDescription"]
-    assert vm_count(service) == before
+    assert imported_from(service, exported) == []
     assert sorted(str(p) for p in exported.rglob("*")) == listing
     # the directory was not consumed: once repaired it would import
     assert service.store.consumed(str(exported)) is None

@@ -36,8 +36,8 @@ def import_(client: LocalClient, directory: Path, new_id: bool) -> pywbem.CIMIns
     return job
 
 
-def same_disk(a: str, b: str) -> bool:
-    r = subprocess.run(["qemu-img", "compare", "-f", "vpc", "-F", "vpc", a, b],
+def same_disk(a: str, b: str, fmt_b: str = "vpc") -> bool:
+    r = subprocess.run(["qemu-img", "compare", "-f", "vpc", "-F", fmt_b, a, b],
                        capture_output=True, text=True, timeout=120)
     return r.returncode == 0
 
@@ -120,10 +120,12 @@ def test_import_in_place_new_and_same_id(client: LocalClient, source_vm: SourceV
 
 def test_import_ex_copies_twice_and_runs(client: LocalClient, source_vm: SourceVM,
                                          storage_root: Path) -> None:
+    """Two copies from one export: one kept as VHD, one converted to qcow2 on the way (QEMU
+    can save the memory of a VM only when its disks are not VHD/VHDX)."""
     exp = export(client, source_vm, export_dir(storage_root, "exp"))
     manifest_before = (exp / "manifest.sha256").read_text()
     imported = []
-    for n in (1, 2):
+    for n, (disk, fmt) in enumerate([("disk.vhd", "vpc"), ("disk.qcow2", "qcow2")], 1):
         rv, out = client.vsms("GetVirtualSystemImportSettingData", ImportDirectory=str(exp))
         assert rv == ReturnCode.COMPLETED
         isd: pywbem.CIMInstance = out["ImportSettingData"]
@@ -134,26 +136,33 @@ def test_import_ex_copies_twice_and_runs(client: LocalClient, source_vm: SourceV
         isd["CreateCopy"] = True
         isd["GenerateNewId"] = True
         isd["Name"] = f"copy{n}-{storage_root.name}"
-        isd["TargetResourcePaths"] = [str(target / "disk.vhd")]
+        isd["TargetResourcePaths"] = [str(target / disk)]
         rv, out, job = client.run(names.VSMS, "ImportVirtualSystemEx", ImportDirectory=str(exp),
                                   ImportSettingData=serialize_instance(isd))
         assert rv == ReturnCode.JOB_STARTED and job is not None
         assert job["JobState"] == JobState.COMPLETED, job["ErrorDescription"]
         vm = client.affected_vm(job)
         assert vm["ElementName"] == f"copy{n}-{storage_root.name}"
-        assert same_disk(source_vm.disk, str(target / "disk.vhd"))
-        imported.append(vm.path)
+        assert vm["Name"] != source_vm.guid
+        assert same_disk(source_vm.disk, str(target / disk), fmt)
+        imported.append((vm.path, fmt))
     # the export is untouched and still valid
     assert (exp / "manifest.sha256").read_text() == manifest_before
     assert subprocess.run(["sha256sum", "-c", "--quiet", "manifest.sha256"], cwd=exp,
                           timeout=60).returncode == 0
-    for vm_path in imported:
+    for vm_path, fmt in imported:
         hyperv.request_state(client, vm_path, 2)
         assert hyperv.vm_state(client, vm_path) == EnabledState.ENABLED
         hyperv.request_state(client, vm_path, 32768)
         assert hyperv.vm_state(client, vm_path) == EnabledState.PAUSED
-        hyperv.request_state(client, vm_path, 32769)
-        assert hyperv.vm_state(client, vm_path) == EnabledState.SUSPENDED
+        if fmt == "qcow2":
+            hyperv.request_state(client, vm_path, 32769)
+            assert hyperv.vm_state(client, vm_path) == EnabledState.SUSPENDED
+        else:
+            rv, _ = client.invoke(vm_path, "RequestStateChange",
+                                  RequestedState=pywbem.Uint16(32769))
+            assert rv == ReturnCode.NOT_SUPPORTED
+            assert hyperv.vm_state(client, vm_path) == EnabledState.PAUSED
         hyperv.request_state(client, vm_path, 2)
         assert hyperv.vm_state(client, vm_path) == EnabledState.ENABLED
         hyperv.request_state(client, vm_path, 3)

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from vsms.disks import copy as diskcopy
 from vsms.disks import qemuimg
+from vsms.disks.convert import convert_file, format_for_path
 from vsms.errors import InUse, InvalidParameter, ValidationFailed
 from vsms.exportdir.reader import ExportPackage, looks_like_export_root, read_export
 from vsms.jobs.context import JobContext
 from vsms.mapping.exportimport import ImportOptions
 from vsms.mapping.system import system_from_instances
 from vsms.model.job import AffectedElement
-from vsms.model.vm import DriveKind, Media, VirtualSystem
+from vsms.model.vm import DriveKind, ImageFormat, Media, VirtualSystem
 from vsms.operations.identity import with_new_identity
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
@@ -52,6 +53,16 @@ def check_import_directory(roots: StorageRoots, store: Store, raw: str) -> Path:
             "and now holds that VM's files; it cannot be imported again: export the VM again, "
             "or import another export with CreateCopy TRUE so it stays reusable")
     return directory
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One disk to copy on import; a target whose extension names another format converts."""
+
+    src: str
+    src_format: ImageFormat
+    dst: str
+    dst_format: ImageFormat
 
 
 @dataclass
@@ -90,7 +101,7 @@ class ImportWork:
         ctx.status(f"imported as virtual machine '{vs.name}' ({vs.guid})")
 
     # ------------------------------------------------------------------ planning (no effects)
-    def _plan(self, pkg: ExportPackage) -> tuple[VirtualSystem, list[tuple[str, str]]]:
+    def _plan(self, pkg: ExportPackage) -> tuple[VirtualSystem, list[Copy]]:
         opts = self.options
         vs = system_from_instances(pkg.instances,
                                    formats={d.dev_id: d.format for d in pkg.config.disks})
@@ -132,7 +143,7 @@ class ImportWork:
         for i, switch in enumerate(opts.target_network_connections):
             if i < len(vs.nics) and switch:
                 vs.nics[i].switch = switch
-        copies: list[tuple[str, str]] = []
+        copies: list[Copy] = []
         if opts.create_copy:
             copies = self._targets(vs, vs.disk_media())
             if opts.target_vm_data_root:
@@ -172,10 +183,10 @@ class ImportWork:
             return None
         return candidate
 
-    def _targets(self, vs: VirtualSystem, disks: list[Media]) -> list[tuple[str, str]]:
+    def _targets(self, vs: VirtualSystem, disks: list[Media]) -> list[Copy]:
         opts = self.options
         default_root = self.roots.roots[0] / "Virtual Machines" / vs.guid / "Virtual Hard Disks"
-        copies: list[tuple[str, str]] = []
+        copies: list[Copy] = []
         seen: set[str] = set()
         for i, m in enumerate(disks):
             name = Path(m.path).name
@@ -197,23 +208,29 @@ class ImportWork:
                     f"the copy target {dst} already exists; an import never overwrites: set "
                     "TargetResourcePaths or TargetVhdDataRoot to a free location")
             seen.add(str(dst))
-            copies.append((m.path, str(dst)))
-            m.path = str(dst)
+            target_fmt = format_for_path(str(dst)) or m.format
+            copies.append(Copy(m.path, m.format, str(dst), target_fmt))
+            m.path, m.format = str(dst), target_fmt
         return copies
 
     # ------------------------------------------------------------------ effects
-    def _copy(self, ctx: JobContext, copies: list[tuple[str, str]],
-              phases: PhaseProgress) -> None:
-        total = sum(diskcopy.data_bytes(src) for src, _ in copies)
+    def _copy(self, ctx: JobContext, copies: list[Copy], phases: PhaseProgress) -> None:
+        total = sum(diskcopy.data_bytes(c.src) for c in copies)
         on_copy = phases.phase("copy", total)
         done = 0
-        for src, dst in copies:
+        for c in copies:
+            src, dst = c.src, c.dst
             parent = Path(dst).parent
             if not parent.exists():
                 top = next(p for p in [*reversed(parent.parents), parent] if not p.exists())
                 ctx.add_undo("remove_tree", path=str(top))
                 parent.mkdir(parents=True, mode=0o755)
             ctx.add_undo("remove_file", path=dst)
-            diskcopy.copy_file(src, dst, progress=offset(on_copy, done), cancel=ctx.cancel_event)
-            done += diskcopy.data_bytes(dst)
+            if c.dst_format is c.src_format:
+                diskcopy.copy_file(src, dst, progress=offset(on_copy, done),
+                                   cancel=ctx.cancel_event)
+            else:  # e.g. VHD -> qcow2: QEMU can save the state of a VM only on qcow2/raw
+                convert_file(src, c.src_format, dst, c.dst_format,
+                             progress=offset(on_copy, done), cancel=ctx.cancel_event)
+            done += diskcopy.data_bytes(src)
         phases.done("copy")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from vsms.cim.enums import EnabledState, RequestedState
 from vsms.errors import InvalidParameter, InvalidState, NotSupported, OperationFailed
-from vsms.model.vm import VirtualSystem
+from vsms.model.vm import ImageFormat, VirtualSystem
 from vsms.operations.modify import describe_state, load_system
 from vsms.operations.transitions import Transition, Transitions
 from vsms.operations.undo import OpContext
@@ -128,6 +128,17 @@ class StateChange:
             self.transitions.end(guid)
 
 
+def _check_savable(vs: VirtualSystem) -> None:
+    """QEMU blocks saving the memory of a VM with a VHD or VHDX image (no migration support
+    in those block drivers): refuse at once instead of failing in the job."""
+    blocked = [m.path for m in vs.disk_media() if m.format in (ImageFormat.VHD, ImageFormat.VHDX)]
+    if blocked:
+        raise NotSupported(
+            f"cannot save virtual machine '{vs.name}' ({vs.guid}): QEMU cannot save the memory of "
+            f"a VM with VHD or VHDX disks ({', '.join(blocked)}); turn it off instead, or run it "
+            "from qcow2 copies (import with CreateCopy and a .qcow2 TargetResourcePaths entry)")
+
+
 def prepare_state_change(host: VirtHost, transitions: Transitions, guid: str,
                          requested_value: object) -> StateChange:
     """Check the request and begin the transition (the caller must make sure the returned
@@ -136,6 +147,8 @@ def prepare_state_change(host: VirtHost, transitions: Transitions, guid: str,
     vs = load_system(host, guid)
     state = host.state(vs.guid)
     action = _plan(vs, state, requested)
+    if requested is RequestedState.SUSPENDED:
+        _check_savable(vs)
     transitions.begin(vs.guid, Transition(action.showing, requested, what=action.title.lower()),
                       vs.name)
     if host.state(vs.guid) is not state:  # changed under us (by another request or outside)
