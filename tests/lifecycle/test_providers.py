@@ -85,7 +85,8 @@ def test_settings_and_associations(svc: Harness) -> None:
     assert [b.classname for b in back] == [names.VSSD]
     refs = svc.registry.references(svc.ns, vm)
     assert sorted(r.classname for r in refs) == sorted([names.SETTINGS_DEFINE_STATE,
-                                                        names.ELEMENT_SETTING_DATA])
+                                                        names.ELEMENT_SETTING_DATA,
+                                                        names.SYSTEM_EXPORT_SD])
     for ref in refs:
         assert ref.path is not None
         assert svc.get(ref.path).classname == ref.classname
