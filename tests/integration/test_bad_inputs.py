@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pywbem
@@ -34,14 +35,14 @@ def imported_from(service: Service, directory: Path) -> list[str]:
 
 def test_quick_refusals(client: LocalClient, exported: Path, storage_root: Path) -> None:
     cases = [
-        (storage_root / "nope", ReturnCode.INVALID_PARAMETER, "does not exist"),
-        (exported / "config.xml", ReturnCode.INVALID_PARAMETER, "not a directory"),
-        (exported.parent, ReturnCode.INVALID_PARAMETER, str(exported)),
-        (Path("/etc"), ReturnCode.ACCESS_DENIED, "outside the storage roots"),
+        (storage_root / "nope", ReturnCode.INVALID_PARAMETER),
+        (exported / "config.xml", ReturnCode.INVALID_PARAMETER),
+        (exported.parent, ReturnCode.INVALID_PARAMETER),
+        (Path("/etc"), ReturnCode.ACCESS_DENIED),
     ]
-    for directory, code, _ in cases:
+    for directory, code in cases:
         for method in ("ImportVirtualSystem", "GetVirtualSystemImportSettingData"):
-            params = {"ImportDirectory": str(directory)}
+            params: dict[str, Any] = {"ImportDirectory": str(directory)}
             if method == "ImportVirtualSystem":
                 params["GenerateNewID"] = True
             rv, out = client.vsms(method, **params)

@@ -14,7 +14,7 @@ import pytest
 import pywbem
 
 from tests import hyperv
-from tests.integration.conftest import cleanup, export_dir
+from tests.integration.conftest import SourceVM, cleanup, export_dir
 from tests.integration.test_export_import import export
 from vsms.app import Service
 from vsms.cim import names
@@ -29,9 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def big_vm(client: LocalClient, storage_root: Path):  # type: ignore[no-untyped-def]
+def big_vm(client: LocalClient, storage_root: Path) -> SourceVM:
     """A VM whose VHD holds 1 GiB of data, so that copies take a measurable time."""
-    from tests.integration.conftest import SourceVM
     vms = storage_root / "vms"
     vms.mkdir(mode=0o755)
     disk = str(vms / "big.vhd")
@@ -64,7 +63,7 @@ def cancel_when_copying(client: LocalClient, job_path: pywbem.CIMInstanceName,
     return job
 
 
-def test_cancel_export_mid_copy(client: LocalClient, big_vm, storage_root: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_export_mid_copy(client: LocalClient, big_vm: SourceVM, storage_root: Path) -> None:
     target = export_dir(storage_root, "exp")
     rv, out = client.vsms("ExportVirtualSystem", ComputerSystem=big_vm.path, CopyVmState=True,
                           ExportDirectory=str(target))
@@ -76,7 +75,7 @@ def test_cancel_export_mid_copy(client: LocalClient, big_vm, storage_root: Path)
     export(client, big_vm, target)
 
 
-def test_cancel_import_mid_copy(service: Service, client: LocalClient, big_vm,  # type: ignore[no-untyped-def]
+def test_cancel_import_mid_copy(service: Service, client: LocalClient, big_vm: SourceVM,
                                 storage_root: Path) -> None:
     exp = export(client, big_vm, export_dir(storage_root, "exp"))
     before = ours(service, storage_root)
@@ -94,7 +93,7 @@ def test_cancel_import_mid_copy(service: Service, client: LocalClient, big_vm,  
     assert service.store.consumed(str(exp)) is None
 
 
-def test_sigkill_mid_import(service: Service, client: LocalClient, big_vm,  # type: ignore[no-untyped-def]
+def test_sigkill_mid_import(service: Service, client: LocalClient, big_vm: SourceVM,
                             storage_root: Path) -> None:
     exp = export(client, big_vm, export_dir(storage_root, "exp"))
     state = storage_root / "state2"
