@@ -126,3 +126,16 @@ def test_symlink_out_of_roots_refused(client: LocalClient, source_vm: SourceVM,
     assert rv == ReturnCode.ACCESS_DENIED
     assert list(outside.iterdir()) == []
     shutil.rmtree(outside)
+
+
+def test_import_settings_of_a_broken_export_reports_through_a_job(
+        client: LocalClient, exported: Path, source_vm: SourceVM) -> None:
+    (exported / "Virtual Machines" / f"{source_vm.guid}.exp").unlink()
+    (exported / "Virtual Hard Disks" / "src-disk.vhd").unlink()
+    rv, out = client.vsms("GetVirtualSystemImportSettingData", ImportDirectory=str(exported))
+    assert rv == ReturnCode.JOB_STARTED
+    assert "ImportSettingData" not in out
+    job = client.wait(out["Job"])
+    assert job["JobState"] == JobState.EXCEPTION
+    # both problems at once, as a compatibility report
+    assert ".exp" in job["ErrorDescription"] and "src-disk.vhd" in job["ErrorDescription"]
