@@ -12,13 +12,14 @@ from pathlib import Path
 from types import TracebackType
 
 from vsms.cim import names
-from vsms.cim.schema import load_classes
+from vsms.cim.schema import load_schema
 from vsms.jobs.manager import JobManager
 from vsms.operations.paths import StorageRoots
 from vsms.operations.transitions import Transitions
 from vsms.operations.undo import undo_handlers
 from vsms.providers import build
 from vsms.providers.context import ServiceContext
+from vsms.providers.interop import install_interop
 from vsms.providers.registry import Registry
 from vsms.settings import Settings
 from vsms.store.db import Store
@@ -53,9 +54,11 @@ class Service:
             log.warning("recovered %d job(s) interrupted by a crash: %s",
                         len(recovered), ", ".join(recovered))
         self.registry = Registry(hostname)
-        self.registry.add_namespace(names.NAMESPACE, load_classes(names.NAMESPACE))
+        schema = load_schema(names.NAMESPACE)
+        self.registry.add_namespace(names.NAMESPACE, schema.classes, schema.qualifiers)
         for provider in build.providers(self.context):
             self.registry.add_provider(names.NAMESPACE, provider)
+        install_interop(self.registry)
 
     def close(self, timeout: float = 30.0) -> None:
         self.jobs.shutdown(timeout)

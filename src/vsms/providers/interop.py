@@ -1,0 +1,135 @@
+"""The Interop namespace: one CIM_ObjectManager, one CIM_Namespace per served namespace.
+
+WBEM clients discover a server through it (``pywbemcli namespace list``, ``server brand``;
+pywbem's ``WBEMServer`` looks for ``interop`` first). The instances are computed on every
+request from the registry, so a namespace added later shows up at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import resources
+
+import pywbem
+
+import vsms
+from vsms.cim import names
+from vsms.errors import OperationFailed
+from vsms.providers.registry import Registry
+
+NAMESPACE_CLASS = "CIM_Namespace"
+OBJECT_MANAGER_CLASS = "CIM_ObjectManager"
+NAMESPACE_IN_MANAGER = "CIM_NamespaceInManager"
+SYSTEM_CLASS = "CIM_ComputerSystem"
+BRAND = "vsms"
+
+
+def load_interop_classes() -> tuple[list[pywbem.CIMClass], list[pywbem.CIMQualifierDeclaration]]:
+    """Compile ``cim/mof/interop.mof`` into classes and qualifier declarations."""
+    text = resources.files("vsms.cim").joinpath("mof/interop.mof").read_text(encoding="utf-8")
+    repo = pywbem.MOFWBEMConnection()
+    compiler = pywbem.MOFCompiler(handle=repo, log_func=None)
+    try:
+        compiler.compile_string(text, names.INTEROP_NAMESPACE)
+    except pywbem.Error as exc:
+        raise OperationFailed(f"cannot compile interop.mof (a packaging bug): {exc}") from exc
+    ns = names.INTEROP_NAMESPACE
+    classes = list(repo.classes.get(ns, {}).values())
+    quals = list(repo.qualifiers.get(ns, {}).values())
+    return classes, quals
+
+
+class InteropProvider:
+    """Instances of CIM_Namespace, CIM_ObjectManager and CIM_NamespaceInManager."""
+
+    classnames = (NAMESPACE_CLASS, OBJECT_MANAGER_CLASS, NAMESPACE_IN_MANAGER)
+
+    def __init__(self, registry: Registry, namespace: str = names.INTEROP_NAMESPACE,
+                 brand: str = BRAND, version: str = vsms.__version__) -> None:
+        self.registry = registry
+        self.namespace = namespace
+        self.brand = brand
+        self.version = version
+
+    def _manager_path(self) -> pywbem.CIMInstanceName:
+        return pywbem.CIMInstanceName(OBJECT_MANAGER_CLASS, keybindings={
+            "SystemCreationClassName": SYSTEM_CLASS, "SystemName": self.registry.host,
+            "CreationClassName": OBJECT_MANAGER_CLASS, "Name": self._manager_name()},
+            namespace=self.namespace)
+
+    def _manager_name(self) -> str:
+        return f"{self.brand}:{self.registry.host}"
+
+    def _manager(self) -> pywbem.CIMInstance:
+        path = self._manager_path()
+        inst = pywbem.CIMInstance(OBJECT_MANAGER_CLASS, path=path)
+        for k, v in path.keybindings.items():
+            inst[k] = v
+        inst["ElementName"] = self.brand
+        inst["Caption"] = f"{self.brand} CIM server"
+        inst["Description"] = (f"{self.brand} {self.version}: Hyper-V compatible virtual system "
+                               f"management service (CIM-XML)")
+        inst["Started"] = True
+        inst["Version"] = self.version
+        return inst
+
+    def _namespaces(self) -> Iterator[pywbem.CIMInstance]:
+        for name in self.registry.namespaces():
+            path = pywbem.CIMInstanceName(NAMESPACE_CLASS, keybindings={
+                "SystemCreationClassName": SYSTEM_CLASS, "SystemName": self.registry.host,
+                "ObjectManagerCreationClassName": OBJECT_MANAGER_CLASS,
+                "ObjectManagerName": self._manager_name(),
+                "CreationClassName": NAMESPACE_CLASS, "Name": name}, namespace=self.namespace)
+            inst = pywbem.CIMInstance(NAMESPACE_CLASS, path=path)
+            for k, v in path.keybindings.items():
+                inst[k] = v
+            inst["ElementName"] = name
+            yield inst
+
+    def enumerate(self, classname: str) -> list[pywbem.CIMInstance]:
+        key = classname.lower()
+        if key == OBJECT_MANAGER_CLASS.lower():
+            return [self._manager()]
+        if key == NAMESPACE_CLASS.lower():
+            return list(self._namespaces())
+        if key == NAMESPACE_IN_MANAGER.lower():
+            manager = self._manager_path()
+            out = []
+            for ns in self._namespaces():
+                path = pywbem.CIMInstanceName(NAMESPACE_IN_MANAGER, keybindings={
+                    "Antecedent": manager, "Dependent": ns.path}, namespace=self.namespace)
+                inst = pywbem.CIMInstance(NAMESPACE_IN_MANAGER, path=path)
+                inst["Antecedent"] = pywbem.CIMProperty("Antecedent", manager,
+                                                        reference_class=OBJECT_MANAGER_CLASS)
+                inst["Dependent"] = pywbem.CIMProperty("Dependent", ns.path,
+                                                       reference_class=NAMESPACE_CLASS)
+                out.append(inst)
+            return out
+        return []
+
+    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
+        wanted = _keys(path)
+        for inst in self.enumerate(path.classname):
+            if _keys(inst.path) == wanted:
+                return inst
+        return None
+
+
+def _keys(path: pywbem.CIMInstanceName) -> dict[str, str]:
+    out = {}
+    for k, v in path.keybindings.items():
+        if isinstance(v, pywbem.CIMInstanceName):
+            out[k.lower()] = f"{v.classname.lower()}:{sorted(_keys(v).items())}"
+        else:
+            out[k.lower()] = str(v).lower()
+    return out
+
+
+def install_interop(registry: Registry, namespace: str = names.INTEROP_NAMESPACE,
+                    brand: str = BRAND) -> InteropProvider:
+    """Add the Interop namespace and its provider to ``registry``."""
+    classes, quals = load_interop_classes()
+    registry.add_namespace(namespace, classes, quals)
+    provider = InteropProvider(registry, namespace, brand)
+    registry.add_provider(namespace, provider)
+    return provider

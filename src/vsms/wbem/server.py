@@ -1,0 +1,310 @@
+"""The CIM-XML server: HTTP/1.1 (keep-alive) and HTTPS listeners in front of the registry.
+
+One asyncio thread does all socket work (accept, TLS, reading with deadlines, writing); each
+complete request is handled by a bounded pool of worker threads, so idle keep-alive connections
+cost no worker. Limits: ``max_body`` (413), ``max_header`` (431), ``header_timeout`` for the
+request line and headers and ``body_timeout`` for the body (408), ``idle_timeout`` between
+requests on a connection, ``max_connections`` (503). One log line per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from vsms.errors import InvalidParameter, SystemNotAvailable
+from vsms.providers.registry import Registry
+from vsms.wbem.protocol import CimXmlHandler, Reply, error_reply, reason
+from vsms.wbem.pull import EnumerationContexts
+
+log = logging.getLogger("vsms.wbem")
+
+MiB = 1024 * 1024
+
+
+class _Abort(Exception):
+    """Stop reading this connection after sending ``reply`` (may be None: just close)."""
+
+    def __init__(self, reply: Reply | None) -> None:
+        super().__init__("abort")
+        self.reply = reply
+
+
+class WbemServer:
+    """Serves ``registry`` over CIM-XML. ``start()`` binds (port 0 picks a free port, see
+    ``ports``), ``stop()`` closes every listener and connection and waits for the workers."""
+
+    def __init__(self, registry: Registry, *, listen: str = "127.0.0.1",
+                 http_port: int | None = 5988, https_port: int | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
+                 host_name: str | None = None, workers: int = 8, max_connections: int = 256,
+                 max_body: int = 16 * MiB, max_header: int = 64 * 1024,
+                 header_timeout: float = 30.0, body_timeout: float = 60.0,
+                 idle_timeout: float = 120.0, contexts: EnumerationContexts | None = None) -> None:
+        if https_port is not None and ssl_context is None:
+            raise InvalidParameter("an HTTPS port needs an ssl_context with the server "
+                                   "certificate; pass ssl_context or leave https_port unset")
+        if http_port is None and https_port is None:
+            raise InvalidParameter("give an HTTP port, an HTTPS port, or both")
+        self.listen = listen
+        self.handler = CimXmlHandler(registry, host_name, contexts)
+        self.workers, self.max_connections = workers, max_connections
+        self.max_body, self.max_header = max_body, max_header
+        self.header_timeout, self.body_timeout = header_timeout, body_timeout
+        self.idle_timeout = idle_timeout
+        self._wanted = [(s, p, c) for s, p, c in (("http", http_port, None),
+                                                  ("https", https_port, ssl_context))
+                        if p is not None]
+        self._ports: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._servers: list[Any] = []
+        self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._closing = False
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Bound ports by scheme ("http", "https"); empty before start()."""
+        return dict(self._ports)
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        if self._loop is not None:
+            return
+        self._closing = False
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vsms-wbem")
+        self._thread = threading.Thread(target=self._run, args=(loop,), name="vsms-wbem-io",
+                                        daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._bind(), loop).result(timeout=30)
+        except BaseException:
+            self._halt(5.0)
+            raise
+        log.info("CIM-XML server listening on %s (%s)", self.listen,
+                 ", ".join(f"{s} {p}" for s, p in self._ports.items()))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=timeout)
+        except Exception as exc:  # keep tearing down; the loop thread is stopped next
+            log.warning("CIM-XML server shutdown was not clean: %s", exc)
+        self._halt(timeout)
+        log.info("CIM-XML server stopped")
+
+    def __enter__(self) -> WbemServer:
+        self.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _halt(self, timeout: float) -> None:
+        loop, thread, pool = self._loop, self._thread, self._pool
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._loop = self._thread = self._pool = None
+        self._servers = []
+        self._ports = {}
+
+    async def _bind(self) -> None:
+        for scheme, port, ctx in self._wanted:
+            try:
+                srv = await asyncio.start_server(
+                    self._client, self.listen, port, ssl=ctx, limit=self.max_header,
+                    ssl_handshake_timeout=self.header_timeout if ctx else None,
+                    reuse_address=True)
+            except OSError as exc:
+                await self._shutdown()
+                flag = "--http-port" if scheme == "http" else "--https-port"
+                raise SystemNotAvailable(
+                    f"cannot listen for {scheme.upper()} on {self.listen} port {port}: "
+                    f"{exc.strerror or exc}; another program may use that port: stop it, or "
+                    f"choose another port ({flag}, VSMS_{scheme.upper()}_PORT) or listen "
+                    f"address (--listen)") from exc
+            self._servers.append(srv)
+            self._ports[scheme] = srv.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        """Stop listening, close every connection (a request being handled finishes first)."""
+        self._closing = True
+        for srv in self._servers:
+            srv.close()
+        for writer in list(self._conns.values()):
+            writer.transport.abort()
+        if self._conns:
+            _, late = await asyncio.wait(list(self._conns), timeout=self.body_timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for srv in self._servers:
+            await srv.wait_closed()
+
+    # ------------------------------------------------------------------ connections
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns[task] = writer
+        peer = writer.get_extra_info("peername")
+        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        try:
+            if len(self._conns) > self.max_connections:
+                busy = error_reply(503, None, f"too many connections (limit "
+                                              f"{self.max_connections}); retry later")
+                await self._send(writer, busy, close=True)
+                self._log(client, busy, 0.0)
+                return
+            while not self._closing:
+                try:
+                    request = await self._read(reader, writer)
+                except _Abort as abort:
+                    if abort.reply is not None:
+                        await self._send(writer, abort.reply, close=True)
+                        self._log(client, abort.reply, 0.0)
+                    return
+                if request is None:
+                    return
+                method, version, headers, body, started = request
+                loop = asyncio.get_running_loop()
+                reply = await loop.run_in_executor(self._pool, self.handler.handle, method,
+                                                   headers, body)
+                keep = self._keep_alive(version, headers)
+                await self._send(writer, reply, close=not keep)
+                self._log(client, reply, time.perf_counter() - started)
+                if not keep:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
+            return
+        except asyncio.CancelledError:  # only at shutdown: end quietly
+            return
+        finally:
+            self._conns.pop(task, None)
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+    @staticmethod
+    def _keep_alive(version: str, headers: dict[str, str]) -> bool:
+        conn = headers.get("connection", "").lower()
+        if "close" in conn:
+            return False
+        return version != "HTTP/1.0" or "keep-alive" in conn
+
+    async def _line(self, reader: asyncio.StreamReader, timeout: float) -> bytes:
+        try:
+            return await asyncio.wait_for(reader.readline(), timeout)
+        except (ValueError, asyncio.LimitOverrunError):
+            raise _Abort(error_reply(431, None, f"request line or header longer than "
+                                                f"{self.max_header} bytes")) from None
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                    ) -> tuple[str, str, dict[str, str], bytes, float] | None:
+        """One request: (method, version, headers, body, start time), or None at EOF/idle."""
+        try:
+            line = await self._line(reader, self.idle_timeout)
+            while line in (b"\r\n", b"\n"):
+                line = await self._line(reader, self.idle_timeout)
+        except TimeoutError:
+            return None
+        if not line:
+            return None
+        started = time.perf_counter()
+        deadline = started + self.header_timeout
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            raise _Abort(error_reply(400, None, "malformed HTTP request line"))
+        headers: dict[str, str] = {}
+        size = len(line)
+        while True:
+            remaining = deadline - time.perf_counter()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                hl = await self._line(reader, remaining)
+            except TimeoutError:
+                raise _Abort(error_reply(408, None, f"headers not received within "
+                                                    f"{self.header_timeout:g} s")) from None
+            if not hl:
+                return None
+            size += len(hl)
+            if size > self.max_header:
+                raise _Abort(error_reply(431, None, f"headers larger than {self.max_header} "
+                                                    f"bytes"))
+            if hl in (b"\r\n", b"\n"):
+                break
+            name, sep, value = hl.decode("latin-1").partition(":")
+            if not sep:
+                raise _Abort(error_reply(400, None, "malformed HTTP header line"))
+            key = name.strip().lower()
+            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+        body = await self._body(reader, writer, headers, parts[0])
+        return parts[0], parts[2], headers, body, started
+
+    async def _body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    headers: dict[str, str], method: str) -> bytes:
+        if "transfer-encoding" in headers and headers["transfer-encoding"].lower() != "identity":
+            raise _Abort(error_reply(411, None, "chunked request bodies are not supported; "
+                                                "send Content-Length"))
+        raw = headers.get("content-length")
+        if raw is None:
+            if method in ("POST", "M-POST"):
+                raise _Abort(error_reply(411, None, "a Content-Length header is required"))
+            return b""
+        try:
+            length = int(raw)
+            if length < 0:
+                raise ValueError(raw)
+        except ValueError:
+            raise _Abort(error_reply(400, None, f"bad Content-Length {raw!r}")) from None
+        if length > self.max_body:
+            raise _Abort(error_reply(413, None, f"request body of {length} bytes is larger than "
+                                                f"the limit of {self.max_body} bytes"))
+        if "100-continue" in headers.get("expect", "").lower():
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            return await asyncio.wait_for(reader.readexactly(length), self.body_timeout)
+        except TimeoutError:
+            raise _Abort(error_reply(408, None, f"body not received within "
+                                                f"{self.body_timeout:g} s")) from None
+        except asyncio.IncompleteReadError:
+            raise _Abort(None) from None
+
+    async def _send(self, writer: asyncio.StreamWriter, reply: Reply, close: bool) -> None:
+        head = [f"HTTP/1.1 {reply.status} {reason(reply.status)}"]
+        head.extend(f"{k}: {v}" for k, v in reply.headers)
+        head.append(f"Content-Length: {len(reply.body)}")
+        head.append("Connection: close" if close else "Connection: keep-alive")
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
+        await asyncio.wait_for(writer.drain(), self.body_timeout)
+
+    @staticmethod
+    def _log(client: str, reply: Reply, seconds: float) -> None:
+        log.info("%s %s %s -> HTTP %d, CIM status %d%s (%.1f ms)", client, reply.operation,
+                 reply.classname, reply.status, reply.cim_status,
+                 f": {reply.detail}" if reply.detail else "", seconds * 1000)
