@@ -32,5 +32,6 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+  | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 echo "setup: ready ($(.venv/bin/python --version), libvirt $(virsh -c qemu:///system version | awk '/Running hypervisor/{print $3, $4}'))"
