@@ -31,11 +31,43 @@ class Settings:
     # HTTPS certificate and key (PEM); None = a self-signed pair made in state_dir on first start
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # --- security (docs/security.md) ---
+    # HTTP Basic authentication on both listeners; false only for local development, and then
+    # every listener must be on a loopback address
+    auth: bool = True
+    # also accept local Linux accounts through PAM (service pam_service); role by group
+    auth_pam: bool = False
+    pam_service: str = "vsms"
+    pam_administrator_group: str = "vsms-administrators"
+    pam_operator_group: str = "vsms-operators"
+    # role of a PAM user in neither group: administrator, operator, reader or none (refused)
+    pam_default_role: str = "reader"
+    # failed logins per source address before back-off starts, first and longest back-off
+    auth_max_failures: int = 5
+    auth_backoff_seconds: float = 1.0
+    auth_backoff_max_seconds: float = 300.0
+    # address of the plain-HTTP listener ("" = same as listen); it must be a loopback address
+    # unless allow_remote_http is true (Basic credentials travel in clear text over HTTP)
+    http_listen: str = ""
+    allow_remote_http: bool = False
+    # audit log (state_dir/audit.log): rotated at this size, this many old files kept
+    audit_max_bytes: int = 10 * 1024 * 1024
+    audit_backups: int = 5
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def database(self) -> Path:
         return self.state_dir / "vsms.sqlite3"
+
+    @property
+    def users_file(self) -> Path:
+        """The users of HTTP Basic authentication (argon2 hashes), managed by ``vsms user``."""
+        return self.state_dir / "users.json"
+
+    @property
+    def audit_file(self) -> Path:
+        """The append-only audit log of extrinsic method calls (JSON lines)."""
+        return self.state_dir / "audit.log"
 
 
 _ENV_PREFIX = "VSMS_"
@@ -47,12 +79,35 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "storage_roots":
         items = value.split(os.pathsep) if isinstance(value, str) else list(value)
         return tuple(Path(v) for v in items if v)
-    if name in ("http_port", "https_port", "job_workers", "job_retention_seconds"):
+    if name in ("http_port", "https_port", "job_workers", "job_retention_seconds",
+                "auth_max_failures", "audit_max_bytes", "audit_backups"):
         try:
             return int(value)
         except (TypeError, ValueError):
             raise InvalidParameter(f"setting {name} must be an integer, got {value!r}") from None
+    if name in _BOOLS:
+        return _boolean(name, value)
+    if name in ("auth_backoff_seconds", "auth_backoff_max_seconds"):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InvalidParameter(f"setting {name} must be a number of seconds, "
+                                   f"got {value!r}") from None
     return str(value)
+
+
+_BOOLS = ("auth", "auth_pam", "allow_remote_http")
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidParameter(f"setting {name} must be true or false, got {value!r}")
 
 
 def load_settings(config_file: Path | None = None, env: Mapping[str, str] | None = None,

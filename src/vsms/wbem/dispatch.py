@@ -4,6 +4,11 @@ Intrinsic operations are looked up in :data:`INTRINSIC` (traditional) and
 :data:`vsms.wbem.pull.PULL_OPS`; the other DSP0200 operations (Create/Modify/Delete…, Get/
 SetProperty, Set/DeleteQualifier, EnumerationCount) and unknown names get CIM_ERR_NOT_SUPPORTED,
 which is also what makes pywbem fall back from pull operations it meets unsupported.
+
+Authorization (``vsms.auth.policy``) comes first: given the caller's :class:`Principal`, a
+denied intrinsic operation gets CIM_ERR_ACCESS_DENIED and a denied extrinsic method
+ReturnValue 32769 without reaching a provider. With an audit log, every extrinsic call (denied,
+failed or not) is written to it, and the job a call started (4096) is watched until it ends.
 """
 
 from __future__ import annotations
@@ -11,15 +16,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pywbem
 
 from vsms import errors
+from vsms.auth import policy
+from vsms.auth.audit import AuditLog, summarise_arguments
+from vsms.auth.basic import Principal
+from vsms.auth.jobwatch import JobWatcher
+from vsms.cim.enums import ReturnCode
 from vsms.providers.registry import Registry
 from vsms.wbem import extrinsic, intrinsic
 from vsms.wbem.args import Args, Ctx, Result
-from vsms.wbem.decode import IMethodCall, MethodCall
+from vsms.wbem.decode import IMethodCall, MethodCall, ProtocolError, param_content
 from vsms.wbem.pull import PULL_OPS, EnumerationContexts
+from vsms.wbem.xmltree import XmlError, parse
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +88,72 @@ class Outcome:
 
 class Dispatcher:
     def __init__(self, registry: Registry, host: str,
-                 contexts: EnumerationContexts | None = None) -> None:
+                 contexts: EnumerationContexts | None = None, *,
+                 audit: AuditLog | None = None) -> None:
         self.registry = registry
         self.host = host
         self.contexts = contexts if contexts is not None else EnumerationContexts()
+        self.audit = audit
+        self.watcher = JobWatcher(registry, audit) if audit is not None else None
 
-    def intrinsic(self, call: IMethodCall) -> Outcome:
+    def close(self) -> None:
+        """Stop watching jobs for the audit log (their lines say the outcome was not seen)."""
+        if self.watcher is not None:
+            self.watcher.close()
+
+    def intrinsic(self, call: IMethodCall, principal: Principal | None = None) -> Outcome:
+        """``principal`` None: no authorization check (the Python API, tests)."""
+        if principal is not None and not policy.may_run(principal.role, call.name):
+            log.warning("%s (%s) from %s may not run %s", principal.user or "-",
+                        principal.role.label, principal.source, call.name)
+            return Outcome(status=pywbem.CIM_ERR_ACCESS_DENIED,
+                           description=f"access denied: {call.name} needs the "
+                                       f"{policy.operation_role(call.name).label} role; user "
+                                       f"{principal.user!r} has the {principal.role.label} "
+                                       f"role")
         return self._guard(lambda: self._intrinsic(call), call.name)
 
-    def extrinsic(self, call: MethodCall) -> Outcome:
+    def extrinsic(self, call: MethodCall, principal: Principal | None = None) -> Outcome:
         def run() -> Outcome:
             body, classname = extrinsic.invoke(self.registry, self.host, call)
             return Outcome(body, classname=classname)
-        return self._guard(run, f"{call.target.classname}.{call.name}")
+
+        classname = call.target.classname
+        allowed = principal is None or policy.may_call(principal.role, classname, call.name)
+        if allowed:
+            outcome = self._guard(run, f"{classname}.{call.name}")
+        else:
+            assert principal is not None
+            log.warning("%s (%s) from %s may not call %s.%s: ReturnValue %d",
+                        principal.user or "-", principal.role.label, principal.source,
+                        classname, call.name, ReturnCode.ACCESS_DENIED)
+            outcome = Outcome(f'<RETURNVALUE PARAMTYPE="uint32"><VALUE>'
+                              f"{int(ReturnCode.ACCESS_DENIED)}</VALUE></RETURNVALUE>",
+                              classname=classname)
+        if self.audit is not None:
+            self._audit(call, principal, allowed, outcome)
+        return outcome
+
+    def _audit(self, call: MethodCall, principal: Principal | None, allowed: bool,
+               outcome: Outcome) -> None:
+        rv, job = _method_result(outcome.body) if not outcome.status else (None, None)
+        who = {"user": principal.user if principal else "",
+               "source": principal.source if principal else "",
+               "class": call.target.classname, "method": call.name}
+        fields: dict[str, Any] = {
+            **who, "role": principal.role.label if principal else "",
+            "auth": principal.via if principal else "",
+            "namespace": call.namespace, "target": _target_text(call.target),
+            "arguments": summarise_arguments((pv.name, pv.value) for pv in call.params),
+            "allowed": allowed, "return_value": rv}
+        if outcome.status:
+            fields.update(cim_status=outcome.status, error=outcome.description)
+        if job is not None:
+            fields["job"] = str(job.keybindings.get("InstanceID", job))
+        assert self.audit is not None
+        self.audit.write("method", **fields)
+        if job is not None and rv == ReturnCode.JOB_STARTED and self.watcher is not None:
+            self.watcher.watch(job.namespace or call.namespace, job, who)
 
     def _intrinsic(self, call: IMethodCall) -> Outcome:
         low = call.name.lower()
@@ -128,3 +193,36 @@ class Dispatcher:
             return Outcome(status=pywbem.CIM_ERR_FAILED,
                            description=f"internal error in {what}: {type(exc).__name__}: {exc} "
                                        f"(logged by the server)")
+
+
+def _target_text(target: pywbem.CIMInstanceName | pywbem.CIMClassName) -> str:
+    if isinstance(target, pywbem.CIMInstanceName):
+        keys = ",".join(f"{k}={v}" for k, v in sorted(target.keybindings.items()))
+        return f"{target.classname}.{keys}" if keys else str(target.classname)
+    return str(target.classname)
+
+
+def _method_result(body: str) -> tuple[int | None, pywbem.CIMInstanceName | None]:
+    """ReturnValue and the ``Job`` OUT reference of a METHODRESPONSE content we wrote."""
+    try:
+        root = parse(f"<R>{body}</R>".encode())
+    except XmlError:
+        return None, None
+    rv: int | None = None
+    job: pywbem.CIMInstanceName | None = None
+    for node in root.kids:
+        if node.name == "RETURNVALUE":
+            value = next((k for k in node.kids if k.name == "VALUE"), None)
+            text = value.text if value is not None else node.text
+            try:
+                rv = int(text.strip())
+            except ValueError:
+                rv = None
+        elif node.name == "PARAMVALUE" and (node.attr("NAME") or "").lower() == "job":
+            try:
+                kind, value = param_content(node)
+            except ProtocolError:
+                continue
+            if kind == "ref" and isinstance(value, pywbem.CIMInstanceName):
+                job = value
+    return rv, job

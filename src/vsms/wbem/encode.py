@@ -215,10 +215,41 @@ def _fields_getter() -> Callable[[pywbem.CIMProperty], tuple[Any, ...]]:
 PROPERTY_FIELDS = _fields_getter()
 
 
-def prop(p: pywbem.CIMProperty, origin: Any = True, quals: bool = True) -> str:
+Frames = dict[tuple[Any, ...], tuple[str, str]]
+"""Per response: the start and end tags of each plain property seen (see :func:`prop`)."""
+
+
+def _frame(name: str, ptype: str, co: Any, propagated: bool | None, is_array: bool,
+           size: int | None) -> tuple[str, str]:
+    """Start and end tag of a PROPERTY/PROPERTY.ARRAY without qualifiers or embedded value."""
+    attrs = f' CLASSORIGIN="{esc_attr(co)}"' if co else ""
+    if propagated is not None:
+        attrs += ' PROPAGATED="true"' if propagated else ' PROPAGATED="false"'
+    if is_array:
+        sx = f' ARRAYSIZE="{size}"' if size is not None else ""
+        return (f'<PROPERTY.ARRAY NAME="{esc_attr(name)}" TYPE="{ptype}"{sx}{attrs}>',
+                "</PROPERTY.ARRAY>")
+    return f'<PROPERTY NAME="{esc_attr(name)}" TYPE="{ptype}"{attrs}>', "</PROPERTY>"
+
+
+def prop(p: pywbem.CIMProperty, origin: Any = True, quals: bool = True,
+         frames: Frames | None = None) -> str:
     """PROPERTY / PROPERTY.ARRAY / PROPERTY.REFERENCE. ``origin``: True writes the property's
-    own CLASSORIGIN, a string writes that one, None/False writes none."""
+    own CLASSORIGIN, a string writes that one, None/False writes none. ``frames``: a dict kept
+    for one response, where the tags of plain properties (no qualifiers written, not a
+    reference, no embedded object, a scalar or a NULL array) are kept, so the 1,000 instances
+    of one class in a response build each tag once."""
     name, v, ptype, co, propagated, is_array, rc, pq, emb, size = PROPERTY_FIELDS(p)
+    if (frames is not None and emb is None and ptype != "reference" and not (quals and pq)
+            and (v is None or not (is_array or isinstance(v, _EMBEDDABLE)))):
+        key = (name, ptype, co, propagated, is_array, size, origin)
+        frame = frames.get(key)
+        if frame is None:
+            frame = frames[key] = _frame(name, ptype, co if origin is True else (origin or None),
+                                         propagated, is_array, size)
+        if v is None:
+            return frame[0] + frame[1]
+        return f"{frame[0]}<VALUE>{atom(v)}</VALUE>{frame[1]}"
     name = esc_attr(name)
     qx = "".join(qualifier(q) for q in pq.values()) if quals and pq else ""
     co = co if origin is True else (origin or None)
@@ -247,22 +278,23 @@ def prop(p: pywbem.CIMProperty, origin: Any = True, quals: bool = True) -> str:
 
 
 def instance(inst: pywbem.CIMInstance, keep: Collection[str] | None = None,
-             origins: Mapping[str, str] | bool = True, quals: bool = True) -> str:
+             origins: Mapping[str, str] | bool = True, quals: bool = True,
+             frames: Frames | None = None) -> str:
     """INSTANCE. ``keep``: lower-case property names to write (None = all). ``origins``: True
     writes each property's own CLASSORIGIN, False none, a mapping (lower-case name -> class)
-    the mapped one."""
+    the mapped one. ``frames``: see :func:`prop` (one dict per response)."""
     parts = [f'<INSTANCE CLASSNAME="{esc_attr(inst.classname)}">']
     if quals and inst.qualifiers:
         parts.extend(qualifier(q) for q in inst.qualifiers.values())
     if keep is None and isinstance(origins, bool):
-        parts.extend([prop(p, origins, quals) for p in inst.properties.values()])
+        parts.extend([prop(p, origins, quals, frames) for p in inst.properties.values()])
     else:
         for n, p in inst.properties.items():
             low = n.lower()
             if keep is not None and low not in keep:
                 continue
             o: Any = origins if isinstance(origins, bool) else origins.get(low)
-            parts.append(prop(p, o, quals))
+            parts.append(prop(p, o, quals, frames))
     parts.append("</INSTANCE>")
     return "".join(parts)
 

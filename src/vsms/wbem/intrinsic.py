@@ -65,7 +65,7 @@ def instance_shape(ctx: Ctx, a: Args, requested: str | None = None,
 
 def render(inst: pywbem.CIMInstance, shape: InstanceShape) -> str:
     keep, origins = shape.of(inst.classname)
-    return encode.instance(inst, keep, origins, shape.qualifiers)
+    return encode.instance(inst, keep, origins, shape.qualifiers, shape.frames)
 
 
 def get_instance(ctx: Ctx, a: Args) -> Result:
@@ -225,6 +225,7 @@ def exec_query(ctx: Ctx, a: Args) -> Result:
     text = a.string("Query", required=True)
     assert text is not None
     rows = query.run(ctx.registry, ctx.namespace, text)
-    body = "".join(encode.object_with_path(i, encode.instance(i, keep, False, False), ctx.host,
-                                           ctx.namespace) for i, keep in rows)
+    frames: encode.Frames = {}
+    body = "".join(encode.object_with_path(i, encode.instance(i, keep, False, False, frames),
+                                           ctx.host, ctx.namespace) for i, keep in rows)
     return Result(body, count=len(rows))

@@ -5,6 +5,12 @@ headers against it, dispatches, and returns the complete :class:`Reply`. Protoco
 HTTP 4xx/5xx, with the DSP0200 ``CIMError`` header where one applies and the reason in the body
 and (URL-encoded) in ``PGErrorDetail``, which pywbem shows; CIM errors are HTTP 200 with an
 ERROR element.
+
+With an authenticator, every request is authenticated first, before its body is parsed: 401
+with ``WWW-Authenticate: Basic realm="vsms"`` (DSP0200 defines no CIMError value for it, so none
+is sent) or 429 with Retry-After for a source in back-off. The caller's :class:`Principal` then
+goes to the dispatcher, which authorizes (and audits) the call. Without one, every caller is an
+administrator (authentication off: loopback only, see ``vsms.auth.setup``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
+from vsms.auth.audit import AuditLog
+from vsms.auth.basic import Authenticator, Principal, Refusal
+from vsms.auth.policy import Role
 from vsms.providers.registry import Registry
 from vsms.wbem.decode import IMethodCall, ProtocolError, message
 from vsms.wbem.dispatch import Dispatcher, Outcome
@@ -28,8 +37,9 @@ log = logging.getLogger(__name__)
 _XML_HEAD = '<?xml version="1.0" encoding="utf-8" ?>\n'
 _MAN = re.compile(r'^\s*"?http://www\.dmtf\.org/cim/mapping/http/v1\.0"?\s*;\s*ns\s*=\s*(\d+)',
                   re.IGNORECASE)
-_REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout",
-            411: "Length Required", 413: "Payload Too Large",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed",
+            408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large",
+            429: "Too Many Requests",
             431: "Request Header Fields Too Large", 500: "Internal Server Error",
             501: "Not Implemented", 503: "Service Unavailable", 510: "Not Extended"}
 
@@ -69,14 +79,30 @@ class CimXmlHandler:
     """Turns one HTTP request into one reply. Thread-safe; one instance serves all requests."""
 
     def __init__(self, registry: Registry, host_name: str | None = None,
-                 contexts: EnumerationContexts | None = None) -> None:
+                 contexts: EnumerationContexts | None = None, *,
+                 auth: Authenticator | None = None, audit: AuditLog | None = None) -> None:
         self.registry = registry
         self.host = host_name or registry.host
-        self.dispatcher = Dispatcher(registry, self.host, contexts)
+        self.auth = auth
+        self.dispatcher = Dispatcher(registry, self.host, contexts, audit=audit)
 
-    def handle(self, method: str, headers: Mapping[str, str], body: bytes) -> Reply:
-        """``headers``: names in lower case."""
+    def close(self) -> None:
+        self.dispatcher.close()
+
+    def handle(self, method: str, headers: Mapping[str, str], body: bytes, *,
+               source: str = "") -> Reply:
+        """``headers``: names in lower case; ``source``: the client's IP address."""
         started = time.perf_counter()
+        if self.auth is None:
+            principal = Principal("", Role.ADMINISTRATOR, "none", source)
+        else:
+            who = self.auth.authenticate(headers.get("authorization"), source)
+            if isinstance(who, Refusal):
+                reply = error_reply(who.status, None, who.message,
+                                    unquote(headers.get("cimmethod", "-") or "-"))
+                reply.headers.extend(who.headers)
+                return reply
+            principal = who
         if method not in ("POST", "M-POST"):
             return error_reply(405, None, f"method {method} is not supported; CIM-XML requests "
                                           f"are sent with POST")
@@ -89,7 +115,7 @@ class CimXmlHandler:
             prefix = f"{m.group(1)}-"
         op = unquote(headers.get(f"{prefix}cimmethod", "-") or "-")
         try:
-            reply = self._handle(headers, body, prefix)
+            reply = self._handle(headers, body, prefix, principal)
         except ProtocolError as exc:
             reply = error_reply(exc.status, exc.cimerror, exc.message, op)
         except Exception as exc:  # a bug of ours: answer, log, keep serving
@@ -105,7 +131,8 @@ class CimXmlHandler:
             reply.headers.append(("WBEMServerResponseTime", str(micros)))
         return reply
 
-    def _handle(self, headers: Mapping[str, str], body: bytes, prefix: str) -> Reply:
+    def _handle(self, headers: Mapping[str, str], body: bytes, prefix: str,
+                principal: Principal) -> Reply:
         ctype = headers.get("content-type", "")
         if ctype:
             mtype, _, params = ctype.partition(";")
@@ -143,10 +170,10 @@ class CimXmlHandler:
                                                         f"match the request's {call.name!r}")
         self._check_object(hobject, call)
         if isinstance(call, IMethodCall):
-            outcome = self.dispatcher.intrinsic(call)
+            outcome = self.dispatcher.intrinsic(call, principal)
             tag = "IMETHODRESPONSE"
         else:
-            outcome = self.dispatcher.extrinsic(call)
+            outcome = self.dispatcher.extrinsic(call, principal)
             tag = "METHODRESPONSE"
         xml = self._envelope(msg.id, tag, call.name, outcome)
         return Reply(200, [("Content-Type", 'application/xml; charset="utf-8"'),

@@ -5,12 +5,18 @@ complete request is handled by a bounded pool of worker threads, so idle keep-al
 cost no worker. Limits: ``max_body`` (413), ``max_header`` (431), ``header_timeout`` for the
 request line and headers and ``body_timeout`` for the body (408), ``idle_timeout`` between
 requests on a connection, ``max_connections`` (503). One log line per request.
+
+Security (docs/security.md): ``auth`` authenticates every request (HTTP Basic), ``audit`` logs
+every extrinsic call; the plain-HTTP listener (on ``http_listen``, default ``listen``) must be
+on a loopback address unless ``allow_remote_http``, and without ``auth`` every listener must be:
+``start()`` refuses otherwise with InvalidParameter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import threading
@@ -19,6 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
+from vsms.auth.audit import AuditLog
+from vsms.auth.basic import Authenticator
+from vsms.auth.setup import check_listeners
 from vsms.errors import InvalidParameter, SystemNotAvailable
 from vsms.providers.registry import Registry
 from vsms.wbem.protocol import CimXmlHandler, Reply, error_reply, reason
@@ -47,21 +56,26 @@ class WbemServer:
                  host_name: str | None = None, workers: int = 8, max_connections: int = 256,
                  max_body: int = 16 * MiB, max_header: int = 64 * 1024,
                  header_timeout: float = 30.0, body_timeout: float = 60.0,
-                 idle_timeout: float = 120.0, contexts: EnumerationContexts | None = None) -> None:
+                 idle_timeout: float = 120.0, contexts: EnumerationContexts | None = None,
+                 auth: Authenticator | None = None, audit: AuditLog | None = None,
+                 http_listen: str | None = None, allow_remote_http: bool = False) -> None:
         if https_port is not None and ssl_context is None:
             raise InvalidParameter("an HTTPS port needs an ssl_context with the server "
                                    "certificate; pass ssl_context or leave https_port unset")
         if http_port is None and https_port is None:
             raise InvalidParameter("give an HTTP port, an HTTPS port, or both")
         self.listen = listen
-        self.handler = CimXmlHandler(registry, host_name, contexts)
+        self.http_listen = listen if http_listen is None else http_listen
+        self.allow_remote_http = allow_remote_http
+        self.authenticated = auth is not None
+        self.handler = CimXmlHandler(registry, host_name, contexts, auth=auth, audit=audit)
         self.workers, self.max_connections = workers, max_connections
         self.max_body, self.max_header = max_body, max_header
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self.idle_timeout = idle_timeout
-        self._wanted = [(s, p, c) for s, p, c in (("http", http_port, None),
-                                                  ("https", https_port, ssl_context))
-                        if p is not None]
+        self._wanted = [(s, a, p, c) for s, a, p, c in (
+            ("http", self.http_listen, http_port, None),
+            ("https", listen, https_port, ssl_context)) if p is not None]
         self._ports: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -79,6 +93,10 @@ class WbemServer:
     def start(self) -> None:
         if self._loop is not None:
             return
+        check_listeners(
+            https_listen=next((a for s, a, _, _ in self._wanted if s == "https"), None),
+            http_listen=next((a for s, a, _, _ in self._wanted if s == "http"), None),
+            authenticated=self.authenticated, allow_remote_http=self.allow_remote_http)
         self._closing = False
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -91,8 +109,10 @@ class WbemServer:
         except BaseException:
             self._halt(5.0)
             raise
-        log.info("CIM-XML server listening on %s (%s)", self.listen,
-                 ", ".join(f"{s} {p}" for s, p in self._ports.items()))
+        log.info("CIM-XML server listening on %s (%s)%s", self.listen,
+                 ", ".join(f"{s} {p}" for s, p in self._ports.items()),
+                 "" if self.http_listen == self.listen or "http" not in self._ports
+                 else f", HTTP on {self.http_listen}")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._loop is None:
@@ -102,6 +122,7 @@ class WbemServer:
         except Exception as exc:  # keep tearing down; the loop thread is stopped next
             log.warning("CIM-XML server shutdown was not clean: %s", exc)
         self._halt(timeout)
+        self.handler.close()
         log.info("CIM-XML server stopped")
 
     def __enter__(self) -> WbemServer:
@@ -134,17 +155,17 @@ class WbemServer:
         self._ports = {}
 
     async def _bind(self) -> None:
-        for scheme, port, ctx in self._wanted:
+        for scheme, address, port, ctx in self._wanted:
             try:
                 srv = await asyncio.start_server(
-                    self._client, self.listen, port, ssl=ctx, limit=self.max_header,
+                    self._client, address, port, ssl=ctx, limit=self.max_header,
                     ssl_handshake_timeout=self.header_timeout if ctx else None,
                     reuse_address=True)
             except OSError as exc:
                 await self._shutdown()
                 flag = "--http-port" if scheme == "http" else "--https-port"
                 raise SystemNotAvailable(
-                    f"cannot listen for {scheme.upper()} on {self.listen} port {port}: "
+                    f"cannot listen for {scheme.upper()} on {address} port {port}: "
                     f"{exc.strerror or exc}; another program may use that port: stop it, or "
                     f"choose another port ({flag}, VSMS_{scheme.upper()}_PORT) or listen "
                     f"address (--listen)") from exc
@@ -173,6 +194,7 @@ class WbemServer:
         self._conns[task] = writer
         peer = writer.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         try:
             if len(self._conns) > self.max_connections:
                 busy = error_reply(503, None, f"too many connections (limit "
@@ -192,8 +214,9 @@ class WbemServer:
                     return
                 method, version, headers, body, started = request
                 loop = asyncio.get_running_loop()
-                reply = await loop.run_in_executor(self._pool, self.handler.handle, method,
-                                                   headers, body)
+                reply = await loop.run_in_executor(
+                    self._pool, functools.partial(self.handler.handle, method, headers, body,
+                                                  source=source))
                 keep = self._keep_alive(version, headers)
                 await self._send(writer, reply, close=not keep)
                 self._log(client, reply, time.perf_counter() - started)

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 import pywbem
 
 from vsms.providers.registry import Registry
+from vsms.wbem.encode import Frames
 
 
 def _is_local(item: pywbem.CIMProperty | pywbem.CIMMethod, classname: str) -> bool:
@@ -54,6 +55,7 @@ class InstanceShape:
         self.requested = requested
         self.qualifiers = qualifiers
         self._cache: dict[str, tuple[Collection[str] | None, Mapping[str, str] | bool]] = {}
+        self.frames: Frames = {}  # property tags for the writer, kept for this response
 
     def _cls(self, classname: str) -> pywbem.CIMClass | None:
         try:

@@ -1,9 +1,10 @@
 """A small, safe XML reader: bytes -> a tree of :class:`Node`.
 
 Built on expat with every DTD feature refused (a DOCTYPE, entity or notation declaration is an
-error, so neither external entities nor entity expansion can happen) and with bounds on depth
-and element count. A leaf element keeps its text as is; the text of an element with children is
-kept only when it is not blank (so indentation between elements disappears).
+error, so neither external entities nor entity expansion can happen) and with bounds on depth,
+element count and the length of any one text or attribute value. A leaf element keeps its text
+as is; the text of an element with children is kept only when it is not blank (so indentation
+between elements disappears).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from xml.parsers import expat
 
 MAX_DEPTH = 64
 MAX_ELEMENTS = 2_000_000
+MAX_STRING = 4 * 1024 * 1024
+"""Longest text of one element or value of one attribute, in characters."""
 
 
 class XmlError(Exception):
@@ -45,13 +48,19 @@ class Node:
 
 
 class _Builder:
-    def __init__(self, max_depth: int, max_elements: int) -> None:
+    def __init__(self, max_depth: int, max_elements: int, max_string: int) -> None:
         self.stack: list[Node] = []
         self.root: Node | None = None
         self.count = 0
         self.max_depth = max_depth
         self.max_elements = max_elements
+        self.max_string = max_string
         self.chunks: list[list[str]] = []
+        self.sizes: list[int] = []
+
+    def _too_long(self) -> XmlError:
+        return XmlError(f"an XML text or attribute value is longer than {self.max_string} "
+                        "characters")
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         self.count += 1
@@ -59,6 +68,8 @@ class _Builder:
             raise XmlError(f"too many XML elements (limit {self.max_elements})")
         if len(self.stack) >= self.max_depth:
             raise XmlError(f"XML nested deeper than {self.max_depth} levels")
+        if any(len(v) > self.max_string for v in attrs.values()):
+            raise self._too_long()
         node = Node(name, attrs)
         if self.stack:
             self.stack[-1].kids.append(node)
@@ -66,16 +77,21 @@ class _Builder:
             self.root = node
         self.stack.append(node)
         self.chunks.append([])
+        self.sizes.append(0)
 
     def end(self, name: str) -> None:
         node = self.stack.pop()
         parts = self.chunks.pop()
+        self.sizes.pop()
         if parts:
             text = "".join(parts)
             node.text = text if not node.kids or text.strip() else ""
 
     def data(self, text: str) -> None:
         if self.chunks:
+            self.sizes[-1] += len(text)
+            if self.sizes[-1] > self.max_string:
+                raise self._too_long()
             self.chunks[-1].append(text)
 
 
@@ -85,11 +101,11 @@ def _refuse(what: str) -> Any:
     return handler
 
 
-def parse(data: bytes, *, max_depth: int = MAX_DEPTH,
-          max_elements: int = MAX_ELEMENTS) -> Node:
+def parse(data: bytes, *, max_depth: int = MAX_DEPTH, max_elements: int = MAX_ELEMENTS,
+          max_string: int = MAX_STRING) -> Node:
     """Parse ``data`` into a Node tree; raises :class:`XmlError` with the reason."""
-    builder = _Builder(max_depth, max_elements)
-    p = expat.ParserCreate()
+    builder = _Builder(max_depth, max_elements, max_string)
+    p = expat.ParserCreate("utf-8")  # CIM-XML is UTF-8 whatever the XML declaration says
     p.buffer_text = True
     p.ordered_attributes = False
     p.StartElementHandler = builder.start
@@ -106,6 +122,8 @@ def parse(data: bytes, *, max_depth: int = MAX_DEPTH,
     except expat.ExpatError as exc:
         raise XmlError(f"XML is not well-formed: {expat.errors.messages[exc.code]} "
                        f"at line {exc.lineno}, column {exc.offset}") from None
+    except (ValueError, LookupError) as exc:  # defensive: an encoding expat cannot read
+        raise XmlError(f"XML cannot be read: {exc}") from None
     if builder.root is None:
         raise XmlError("XML document has no root element")
     return builder.root
