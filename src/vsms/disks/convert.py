@@ -21,6 +21,7 @@ from vsms.cim.enums import VirtualHardDiskType
 from vsms.disks import qemuimg
 from vsms.disks.api import ProgressFn, translate_oserror
 from vsms.disks.copy import data_bytes
+from vsms.disks.qemuimg import LABEL, as_format, stderr_summary
 from vsms.errors import (
     AccessDenied,
     InUse,
@@ -41,8 +42,6 @@ _STDERR_LIMIT = 64 * 1024
 _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 _EXTENSIONS = {".vhd": ImageFormat.VHD, ".avhd": ImageFormat.VHD, ".vhdx": ImageFormat.VHDX,
                ".qcow2": ImageFormat.QCOW2, ".img": ImageFormat.RAW, ".raw": ImageFormat.RAW}
-_LABEL = {ImageFormat.VHD: "VHD", ImageFormat.VHDX: "VHDX", ImageFormat.QCOW2: "qcow2",
-          ImageFormat.RAW: "raw"}
 
 
 def format_for_path(path: str) -> ImageFormat | None:
@@ -51,18 +50,9 @@ def format_for_path(path: str) -> ImageFormat | None:
     return _EXTENSIONS.get(os.path.splitext(path)[1].lower())
 
 
-def _as_format(fmt: ImageFormat | str) -> ImageFormat:
-    try:
-        return ImageFormat(fmt)
-    except ValueError:
-        names = ", ".join(f.value for f in ImageFormat)
-        raise InvalidParameter(f"unknown disk image format {fmt!r}: use one of {names}") from None
-
 
 def _stderr(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace")
-    lines = [ln.removeprefix("qemu-img: ").strip() for ln in text.splitlines() if ln.strip()]
-    return "; ".join(lines)[:500] or "no error message"
+    return stderr_summary(raw.decode("utf-8", errors="replace"))
 
 
 class _Progress:
@@ -127,7 +117,7 @@ def _failed(src: str, src_fmt: ImageFormat, dst: str, stderr: bytes) -> VsmsErro
     if ("Could not open" in text or "error while reading" in text
             or "invalid" in text.lower() or "corrupt" in text.lower()):
         return InvalidParameter(f"qemu-img cannot {action}: {err}; check that {src} is an "
-                                f"intact {_LABEL[src_fmt]} image")
+                                f"intact {LABEL[src_fmt]} image")
     return SystemNotAvailable(f"qemu-img failed to {action}: {err}")
 
 
@@ -226,7 +216,7 @@ def convert_file(src: str, src_fmt: ImageFormat, dst: str, dst_fmt: ImageFormat,
     failure ``dst`` is removed and the error (with qemu-img's stderr) raised; on success ``dst``
     and its folder are fsynced.
     """
-    src_fmt, dst_fmt = _as_format(src_fmt), _as_format(dst_fmt)
+    src_fmt, dst_fmt = as_format(src_fmt), as_format(dst_fmt)
     what = f"the conversion of {src} to {dst}"
     if cancel is not None and cancel.is_set():
         raise JobCancelled(f"{what} was cancelled on request")
@@ -234,7 +224,7 @@ def convert_file(src: str, src_fmt: ImageFormat, dst: str, dst_fmt: ImageFormat,
         raise InvalidParameter(f"the conversion target {dst!r} is not a valid path")
     info = qemuimg.info(src, src_fmt)
     if info.type is VirtualHardDiskType.DIFFERENCING and src_fmt is not ImageFormat.QCOW2:
-        raise NotSupported(f"cannot convert {src}: it is a {_LABEL[src_fmt]} differencing disk, "
+        raise NotSupported(f"cannot convert {src}: it is a {LABEL[src_fmt]} differencing disk, "
                            "which QEMU cannot read; merge it into its parent first")
     total = data_bytes(src)
     src_abs, dst_abs = os.path.abspath(src), os.path.abspath(dst)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import subprocess
 from typing import Any
 
@@ -31,11 +32,17 @@ _MAX_SIZE = {ImageFormat.VHD: 2040 * _GIB, ImageFormat.VHDX: 64 * 1024 * _GIB}
 _NO_CHECK = 63  # qemu-img check: "This image format does not support checks"
 _SLOW_BYTES_PER_SECOND = 16 * 1024 * 1024  # pessimistic read rate for scaled timeouts
 _OVERLAY_REFUSED = (".vhd", ".avhd", ".vhdx", ".avhdx")
-_LABEL = {ImageFormat.VHD: "VHD", ImageFormat.VHDX: "VHDX", ImageFormat.QCOW2: "qcow2",
+_QCOW2_HEAD_READ = 64 * 1024  # the header, its extensions and the backing name: first cluster
+_QCOW2_NAME_MAX = 1023  # QEMU refuses longer backing file names
+_QCOW2_MAX_EXTENSIONS = 64
+_QCOW2_EXT_DATA_FILE = 0x44415441  # header extension "DATA": external data file name
+_QCOW2_INCOMPAT_DATA_FILE = 1 << 2
+LABEL = {ImageFormat.VHD: "VHD", ImageFormat.VHDX: "VHDX", ImageFormat.QCOW2: "qcow2",
           ImageFormat.RAW: "raw"}
 
 
-def _as_format(fmt: ImageFormat | str) -> ImageFormat:
+def as_format(fmt: ImageFormat | str) -> ImageFormat:
+    """``fmt`` as an ImageFormat; an unknown name is InvalidParameter listing the known ones."""
     try:
         return ImageFormat(fmt)
     except ValueError:
@@ -43,7 +50,8 @@ def _as_format(fmt: ImageFormat | str) -> ImageFormat:
         raise InvalidParameter(f"unknown disk image format {fmt!r}: use one of {names}") from None
 
 
-def _stderr(text: str) -> str:
+def stderr_summary(text: str) -> str:
+    """qemu-img's error output as one line (at most 500 characters)."""
     lines = [ln.removeprefix("qemu-img: ").strip() for ln in text.splitlines() if ln.strip()]
     return "; ".join(lines)[:500] or "no error message"
 
@@ -94,11 +102,68 @@ def probe_format(path: str) -> ImageFormat:
     return ImageFormat.RAW
 
 
+def referenced_files(path: str) -> list[tuple[str, str]]:
+    """The other files QEMU would open for the image at ``path``, as recorded in its header:
+    ``("backing file", name)`` and ``("external data file", name)`` pairs of a qcow2 image
+    (name exactly as written, possibly relative to the image's folder or a protocol such as
+    ``json:{...}``; an external data file the header requires but does not name is ``""``).
+    [] for every other format: QEMU follows no VHD or VHDX parent locator.
+
+    Only the first cluster is read, with every offset bounds-checked. Raises FileNotFound /
+    InvalidParameter like ``probe_format``, and InvalidParameter for a damaged qcow2 header.
+    """
+    if probe_format(path) is not ImageFormat.QCOW2:
+        return []
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            head = os.pread(fd, _QCOW2_HEAD_READ, 0)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise translate_oserror(exc, f"read the qcow2 header of {path}") from None
+
+    def damaged(why: str) -> InvalidParameter:
+        return InvalidParameter(f"{path} is not a valid qcow2 image: {why}; restore the file "
+                                "from a good copy")
+
+    if len(head) < 72:
+        raise damaged("the header is truncated")
+    version, backing_offset, backing_size = struct.unpack_from(">IQI", head, 4)
+    found: list[tuple[str, str]] = []
+    if backing_offset:
+        if backing_size > _QCOW2_NAME_MAX or backing_offset + backing_size > len(head):
+            raise damaged("the backing file name lies outside the first cluster")
+        name = head[backing_offset:backing_offset + backing_size]
+        found.append(("backing file", name.decode("utf-8", "surrogateescape")))
+    incompatible, ext_at = 0, 72
+    if version >= 3:
+        if len(head) < 104:
+            raise damaged("the version 3 header is truncated")
+        (incompatible,) = struct.unpack_from(">Q", head, 72)
+        (ext_at,) = struct.unpack_from(">I", head, 100)
+    data_file: str | None = None
+    for _ in range(_QCOW2_MAX_EXTENSIONS):
+        if ext_at + 8 > len(head):
+            break
+        kind, length = struct.unpack_from(">II", head, ext_at)
+        if kind == 0:
+            break
+        if ext_at + 8 + length > len(head):
+            raise damaged("a header extension lies outside the first cluster")
+        if kind == _QCOW2_EXT_DATA_FILE:
+            data_file = head[ext_at + 8:ext_at + 8 + length].decode("utf-8", "surrogateescape")
+        ext_at += 8 + (length + 7) // 8 * 8
+    if data_file is not None or incompatible & _QCOW2_INCOMPAT_DATA_FILE:
+        found.append(("external data file", data_file or ""))
+    return found
+
+
 def _require_format(path: str, fmt: ImageFormat) -> None:
     found = probe_format(path)
     if found is not fmt:
         raise InvalidParameter(
-            f"{path} holds a {_LABEL[found]} image, not {_LABEL[fmt]} as named; pass the "
+            f"{path} holds a {LABEL[found]} image, not {LABEL[fmt]} as named; pass the "
             f"format the file really has ({found.value})")
 
 
@@ -114,10 +179,10 @@ def _headers(path: str, fmt: ImageFormat) -> vhd.DiskHeaders | None:
 
 
 def _open_failed(action: str, path: str, fmt: ImageFormat, stderr: str) -> VsmsError:
-    err = _stderr(stderr)
+    err = stderr_summary(stderr)
     if "Could not open" in stderr or "invalid" in stderr.lower():
-        return InvalidParameter(f"qemu-img cannot {action} {path} as {_LABEL[fmt]}: {err}; "
-                                f"check that the file is an intact {_LABEL[fmt]} image")
+        return InvalidParameter(f"qemu-img cannot {action} {path} as {LABEL[fmt]}: {err}; "
+                                f"check that the file is an intact {LABEL[fmt]} image")
     return SystemNotAvailable(f"qemu-img failed to {action} {path}: {err}")
 
 
@@ -128,7 +193,7 @@ def info(path: str, fmt: ImageFormat) -> ImageInfo:
 
     ``parent_path`` is reported, not checked: callers confine it before trusting it.
     """
-    fmt = _as_format(fmt)
+    fmt = as_format(fmt)
     st = require_file(path)
     _require_format(path, fmt)
     headers = _headers(path, fmt)
@@ -167,7 +232,7 @@ def _checked_size(size: int, fmt: ImageFormat, fixed: bool) -> int:
                                f"positive multiple of 512 bytes (for example {hint})")
     limit = _MAX_SIZE.get(fmt)
     if limit is not None and size > limit:
-        raise InvalidParameter(f"disk size {size} bytes is too large for {_LABEL[fmt]}: the "
+        raise InvalidParameter(f"disk size {size} bytes is too large for {LABEL[fmt]}: the "
                                f"maximum is {limit} bytes ({limit // _GIB} GiB)")
     return size
 
@@ -199,7 +264,7 @@ def _create(path: str, args: list[str], what: str) -> None:
     try:
         result = _run(["create", "-q", *args], CREATE_TIMEOUT, what)
         if result.returncode != 0:
-            raise SystemNotAvailable(f"qemu-img failed to {what}: {_stderr(result.stderr)}")
+            raise SystemNotAvailable(f"qemu-img failed to {what}: {stderr_summary(result.stderr)}")
     except BaseException:
         with contextlib.suppress(OSError):  # the first error is the one to report
             os.unlink(path)
@@ -215,7 +280,7 @@ def create(path: str, size: int, fmt: ImageFormat, *, fixed: bool) -> None:
     dynamic disk (as CreateDynamicVirtualHardDisk does). An existing path is refused, never
     overwritten; so is a missing folder. On failure nothing is left behind.
     """
-    fmt = _as_format(fmt)
+    fmt = as_format(fmt)
     if fixed and fmt is ImageFormat.QCOW2:
         raise NotSupported("a fixed-size disk cannot be qcow2: use format vpc, vhdx or raw, "
                            "or create a dynamic qcow2 disk")
@@ -226,7 +291,7 @@ def create(path: str, size: int, fmt: ImageFormat, *, fixed: bool) -> None:
         args += ["-o", f"subformat={subformat},force_size=on"]
     elif fmt is ImageFormat.VHDX:
         args += ["-o", f"subformat={subformat}"]
-    _create(path, [*args, path, str(size)], f"create the {subformat} {_LABEL[fmt]} disk {path}")
+    _create(path, [*args, path, str(size)], f"create the {subformat} {LABEL[fmt]} disk {path}")
 
 
 def create_differencing(path: str, parent: str, parent_fmt: ImageFormat) -> None:
@@ -236,7 +301,7 @@ def create_differencing(path: str, parent: str, parent_fmt: ImageFormat) -> None
     .vhd/.avhd/.vhdx/.avhdx is refused with NotSupported, as is a parent that is itself a
     VHD/VHDX differencing disk. The parent is recorded by its absolute path.
     """
-    parent_fmt = _as_format(parent_fmt)
+    parent_fmt = as_format(parent_fmt)
     if isinstance(path, str) and path.lower().endswith(_OVERLAY_REFUSED):
         stem = os.path.splitext(path)[0]
         raise NotSupported(
@@ -247,7 +312,7 @@ def create_differencing(path: str, parent: str, parent_fmt: ImageFormat) -> None
     _require_format(parent, parent_fmt)
     headers = _headers(parent, parent_fmt)
     if headers is not None and headers.type is VirtualHardDiskType.DIFFERENCING:
-        raise NotSupported(f"the parent {parent} is itself a {_LABEL[parent_fmt]} differencing "
+        raise NotSupported(f"the parent {parent} is itself a {LABEL[parent_fmt]} differencing "
                            "disk, which QEMU cannot read; merge it into a full disk first")
     parent_abs = os.path.abspath(parent)
     _create(path, ["-f", "qcow2", "-b", parent_abs, "-F", parent_fmt.value, path],
@@ -260,11 +325,11 @@ def compare(a: str, fa: ImageFormat, b: str, fb: ImageFormat) -> bool:
     Images of different virtual sizes are different (qemu-img would only warn). Errors raise
     InvalidParameter (an image cannot be opened as named) or SystemNotAvailable (with stderr).
     """
-    fa, fb = _as_format(fa), _as_format(fb)
+    fa, fb = as_format(fa), as_format(fb)
     ia, ib = info(a, fa), info(b, fb)
     for i in (ia, ib):
         if i.type is VirtualHardDiskType.DIFFERENCING and i.format is not ImageFormat.QCOW2:
-            raise NotSupported(f"cannot compare {i.path}: QEMU cannot read {_LABEL[i.format]} "
+            raise NotSupported(f"cannot compare {i.path}: QEMU cannot read {LABEL[i.format]} "
                                "differencing disks")
     if ia.virtual_size != ib.virtual_size:
         return False
@@ -284,7 +349,7 @@ def check(path: str, fmt: ImageFormat) -> str | None:
     corruption (leaked clusters are harmless and not reported). Raw files and formats qemu-img
     cannot check pass once they open. A qemu-img timeout still raises SystemNotAvailable.
     """
-    fmt = _as_format(fmt)
+    fmt = as_format(fmt)
     try:
         st = require_file(path)
         _require_format(path, fmt)
@@ -305,8 +370,8 @@ def check(path: str, fmt: ImageFormat) -> str | None:
         corrupt = int(report.get("corruptions", 0))
         errors = int(report.get("check-errors", 0))
     except (ValueError, TypeError, AttributeError):
-        return (f"qemu-img cannot check {path} as {_LABEL[fmt]}: {_stderr(result.stderr)}")
+        return (f"qemu-img cannot check {path} as {LABEL[fmt]}: {stderr_summary(result.stderr)}")
     if corrupt or errors or result.returncode not in (0, 3):
         return (f"qemu-img check found {corrupt} corruption(s) and {errors} check error(s) in "
-                f"{path}: {_stderr(result.stderr)}")
+                f"{path}: {stderr_summary(result.stderr)}")
     return None

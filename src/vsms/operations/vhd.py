@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from vsms.cim.enums import EnabledState
 from vsms.disks import qemuimg
 from vsms.disks.api import ImageInfo, translate_oserror
+from vsms.disks.qemuimg import LABEL
 from vsms.errors import FileNotFound, InvalidParameter, NotSupported
 from vsms.jobs.context import JobContext
 from vsms.model.vm import ImageFormat
@@ -35,8 +36,6 @@ MAX_SIZE: dict[ImageFormat, int] = {  # what qemu-img accepts for each format
     ImageFormat.VHD: 2040 * 1024**3,
     ImageFormat.VHDX: 64 * 1024**4,
 }
-_FORMAT_LABEL = {ImageFormat.VHD: "VHD", ImageFormat.VHDX: "VHDX", ImageFormat.QCOW2: "qcow2",
-                 ImageFormat.RAW: "raw"}
 
 
 class DiskHost(Protocol):
@@ -86,7 +85,7 @@ def _check_size(size: Any, fmt: ImageFormat, *, fixed: bool) -> int:
     limit = MAX_SIZE.get(fmt)
     if limit is not None and size > limit:
         raise InvalidParameter(
-            f"MaxInternalSize {size} is larger than the {_FORMAT_LABEL[fmt]} maximum of "
+            f"MaxInternalSize {size} is larger than the {LABEL[fmt]} maximum of "
             f"{limit} bytes: pass a smaller size or use another format")
     return int(size)
 
@@ -148,7 +147,7 @@ class CreateDisk:
     @property
     def description(self) -> str:
         kind = "fixed-size" if self.fixed else "dynamically expanding"
-        return (f"Creating {kind} {_FORMAT_LABEL[self.format]} virtual hard disk {self.path} "
+        return (f"Creating {kind} {LABEL[self.format]} virtual hard disk {self.path} "
                 f"of {self.size} bytes")
 
     def run(self, ctx: JobContext) -> None:
@@ -195,7 +194,7 @@ def prepare_differencing(roots: StorageRoots, raw_path: str,
     fmt = format_for(path)
     if fmt is not ImageFormat.QCOW2:
         raise NotSupported(
-            f"Path {raw_path}: QEMU cannot create or run a {_FORMAT_LABEL[fmt]} differencing "
+            f"Path {raw_path}: QEMU cannot create or run a {LABEL[fmt]} differencing "
             f"disk; pass a path ending in .qcow2 (the child is a qcow2 overlay on the parent)")
     path = _new_image_path(roots, raw_path, "Path")
     _existing_file(parent, raw_parent, "ParentPath")
