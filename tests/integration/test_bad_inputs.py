@@ -35,12 +35,13 @@ def imported_from(service: Service, directory: Path) -> list[str]:
 
 def test_quick_refusals(client: LocalClient, exported: Path, storage_root: Path) -> None:
     cases = [
-        (storage_root / "nope", ReturnCode.INVALID_PARAMETER),
-        (exported / "config.xml", ReturnCode.INVALID_PARAMETER),
-        (exported.parent, ReturnCode.INVALID_PARAMETER),
-        (Path("/etc"), ReturnCode.ACCESS_DENIED),
+        (storage_root / "nope", ReturnCode.INVALID_PARAMETER, "does not exist"),
+        (exported / "config.xml", ReturnCode.INVALID_PARAMETER, "not a directory"),
+        (exported.parent, ReturnCode.INVALID_PARAMETER, f"pass one of its subdirectories: "
+                                                        f"'{exported}'"),
+        (Path("/etc"), ReturnCode.ACCESS_DENIED, "outside the storage roots"),
     ]
-    for directory, code in cases:
+    for directory, code, reason in cases:
         for method in ("ImportVirtualSystem", "GetVirtualSystemImportSettingData"):
             params: dict[str, Any] = {"ImportDirectory": str(directory)}
             if method == "ImportVirtualSystem":
@@ -48,6 +49,8 @@ def test_quick_refusals(client: LocalClient, exported: Path, storage_root: Path)
             rv, out = client.vsms(method, **params)
             assert rv == code, (directory, method, rv)
             assert "Job" not in out
+            # the reason travels with the ReturnValue (vsms's ErrorDescription out parameter)
+            assert reason in out["ErrorDescription"], out
 
 
 @pytest.mark.parametrize("damage,expected", [

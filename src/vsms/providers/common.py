@@ -25,8 +25,15 @@ _WMI_PATH = re.compile(
     r"^(?:\\\\(?P<host>[^\\]+)\\(?P<ns>[^:]+):)?(?P<rest>[A-Za-z_][\w]*(?:\..*)?)$")
 
 
+ERROR_DESCRIPTION = "ErrorDescription"
+"""A vsms extension: on a failure returned at once (no job), the method response also carries
+this undeclared OUT parameter with the reason and the fix, the text a failed job would have in
+its ErrorDescription. Hyper-V clients ignore out parameters they do not know."""
+
+
 def guarded(fn: Handler) -> Handler:
-    """Run a method handler; a VsmsError becomes its ReturnValue (logged by severity)."""
+    """Run a method handler; a VsmsError becomes its ReturnValue (logged by severity) and the
+    reason goes into the ErrorDescription out parameter."""
 
     def run(target: pywbem.CIMInstanceName | pywbem.CIMClassName, params: Params) -> Result:
         try:
@@ -35,10 +42,17 @@ def guarded(fn: Handler) -> Handler:
             level = logging.INFO if err.expected else logging.ERROR
             log.log(level, "%s failed with %d: %s", getattr(fn, "__name__", "method"),
                     int(err.code), err)
-            return int(err.code), {}
+            return int(err.code), {ERROR_DESCRIPTION: err.message}
 
     run.__name__ = getattr(fn, "__name__", "handler")
     return run
+
+
+def not_supported(classname: str, method: str) -> Result:
+    """32770 for a method the class declares but vsms does not implement."""
+    return int(ReturnCode.NOT_SUPPORTED), {
+        ERROR_DESCRIPTION: f"{classname}.{method} is not supported by vsms; see docs/methods.md "
+                           "for the methods it implements"}
 
 
 def param(params: Params, name: str, *, required: bool = True) -> Any:

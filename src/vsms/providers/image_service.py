@@ -20,7 +20,16 @@ from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import ReturnCode, StorageJobType
 from vsms.mapping.vhd import vhd_info_instance
 from vsms.operations import vhd
-from vsms.providers.common import Handler, Params, Result, as_str, guarded, job_started, param
+from vsms.providers.common import (
+    Handler,
+    Params,
+    Result,
+    as_str,
+    guarded,
+    job_started,
+    not_supported,
+    param,
+)
 from vsms.providers.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -95,7 +104,7 @@ class ImageManagementServiceProvider:
         handler = self._handlers.get(method.lower())
         if handler is None:
             log.info("%s.%s is not supported", names.IMAGE_SERVICE, method)
-            return int(ReturnCode.NOT_SUPPORTED), {}
+            return not_supported(names.IMAGE_SERVICE, method)
         return handler(target, params)
 
     def _submit(self, work: vhd.CreateDisk | vhd.CreateDifferencingDisk, name: str) -> Result:

@@ -12,9 +12,8 @@ from typing import Any
 import pywbem
 
 from vsms.cim import names
-from vsms.cim.enums import ReturnCode
 from vsms.providers import vsms_exportimport, vsms_lifecycle
-from vsms.providers.common import Handler, guarded
+from vsms.providers.common import Handler, guarded, not_supported
 from vsms.providers.context import ServiceContext
 
 
@@ -61,5 +60,5 @@ class ManagementServiceProvider:
                params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         handler = self._handlers.get(method.lower())
         if handler is None:
-            return int(ReturnCode.NOT_SUPPORTED), {}
+            return not_supported(names.VSMS, method)
         return handler(target, params)

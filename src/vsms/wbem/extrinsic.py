@@ -163,7 +163,7 @@ def invoke(registry: Registry, host: str, call: MethodCall) -> tuple[str, str]:
     except VsmsError as err:
         log.log(logging.INFO if err.expected else logging.ERROR,
                 "%s.%s failed with %d: %s", cls.classname, meth.name, int(err.code), err)
-        rv, out = int(err.code), {}
+        rv, out = int(err.code), {"ErrorDescription": err.message}
     declared = {n.lower(): p for n, p in meth.parameters.items()}
     rtype = meth.return_type or "uint32"
     parts = [f'<RETURNVALUE PARAMTYPE="{rtype}">'
