@@ -11,7 +11,8 @@ What keeps it current:
 
 Domains without our metadata are remembered as foreign so they are not read again, and domains
 whose metadata is damaged are remembered as broken (ours, but not listed).
-All methods are thread-safe; callers get deep copies.
+All methods are thread-safe; callers get deep copies (made by :func:`clone`), except from
+``shared()``, for read-only callers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from typing import Any
+from dataclasses import is_dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar, cast
 
 import libvirt
 
@@ -28,6 +32,27 @@ from vsms.virt import domxml
 from vsms.virt.metadata import MetadataError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+_IMMUTABLE = (str, int, float, bool, type(None), datetime, Enum)
+
+
+def clone(obj: T) -> T:
+    """A deep copy of a model object: what ``copy.deepcopy`` returns, several times faster for
+    the dataclasses of ``vsms.model`` (lists of flat dataclasses of immutable values), which
+    matters when 1,000 VMs are listed. Anything else falls back to ``copy.deepcopy``."""
+    if isinstance(obj, _IMMUTABLE):
+        return obj
+    if type(obj) is list:
+        return cast(T, [clone(x) for x in cast(list[Any], obj)])
+    state = getattr(obj, "__dict__", None)
+    if state is not None and is_dataclass(obj) and not isinstance(obj, type):
+        new = object.__new__(type(obj))
+        new.__dict__.update({name: value if isinstance(value, _IMMUTABLE) else clone(value)
+                             for name, value in state.items()})
+        return cast(T, new)
+    return copy.deepcopy(obj)
 
 
 class SystemCache:
@@ -110,10 +135,11 @@ class SystemCache:
                         domains = conn.listAllDomains(0)
                 if domains is not None:
                     present = {d.UUIDString().upper(): d for d in domains}
-                    for guid in self._known() - present.keys():
+                    known = self._known()  # once: each GUID below is visited once
+                    for guid in known - present.keys():
                         self._forget(guid)
                     for guid, dom in present.items():
-                        if guid in dirty or guid not in self._known():
+                        if guid in dirty or guid not in known:
                             self._read(dom)
                 else:
                     for guid in dirty:
@@ -156,12 +182,19 @@ class SystemCache:
 
     def systems(self) -> list[VirtualSystem]:
         with self._lock:
-            return [copy.deepcopy(vs) for _, vs in sorted(self._ours.items())]
+            return [clone(vs) for _, vs in sorted(self._ours.items())]
+
+    def shared(self) -> list[tuple[str, VirtualSystem]]:
+        """(GUID, model) of the listed VMs, sorted by GUID: the cached models themselves, not
+        copies, for callers that only read them (a model is replaced, never changed, when its
+        domain is re-read)."""
+        with self._lock:
+            return sorted(self._ours.items())
 
     def get(self, guid: str) -> VirtualSystem | None:
         with self._lock:
             vs = self._ours.get(guid)
-            return copy.deepcopy(vs) if vs is not None else None
+            return clone(vs) if vs is not None else None
 
     def name_of(self, guid: str) -> str | None:
         with self._lock:

@@ -54,7 +54,8 @@ def datetime_text(v: pywbem.CIMDateTime) -> str:
         return (f"{td.days:08d}{s // 3600:02d}{s % 3600 // 60:02d}{s % 60:02d}"
                 f".{td.microseconds:06d}:000")
     d = v.datetime
-    off = v.minutes_from_utc
+    delta = d.utcoffset()  # minutes_from_utc, computed once
+    off = 0 if delta is None else int(delta.total_seconds() / 60)
     return (f"{d.year:04d}{d.month:02d}{d.day:02d}{d.hour:02d}{d.minute:02d}{d.second:02d}"
             f".{d.microsecond:06d}{'+' if off >= 0 else '-'}{abs(off):03d}")
 
@@ -277,6 +278,28 @@ def prop(p: pywbem.CIMProperty, origin: Any = True, quals: bool = True,
     return f'<PROPERTY NAME="{name}" TYPE="{ptype}"{attrs}>{qx}<VALUE>{text}</VALUE></PROPERTY>'
 
 
+def _framed(inst: pywbem.CIMInstance, origins: bool, quals: bool, frames: Frames,
+            parts: list[str]) -> None:
+    """:func:`prop` with ``frames`` for every property of ``inst``, inlined (the VM list of a
+    large host writes thousands of properties per response)."""
+    get = frames.get
+    for p in inst.properties.values():
+        name, v, ptype, co, propagated, is_array, rc, pq, emb, size = PROPERTY_FIELDS(p)
+        if (emb is not None or ptype == "reference" or (quals and pq)
+                or (v is not None and (is_array or isinstance(v, _EMBEDDABLE)))):
+            parts.append(prop(p, origins, quals))
+            continue
+        key = (name, ptype, co, propagated, is_array, size, origins)
+        frame = get(key)
+        if frame is None:
+            frame = frames[key] = _frame(name, ptype, co if origins else None, propagated,
+                                         is_array, size)
+        if v is None:
+            parts.append(frame[0] + frame[1])
+        else:
+            parts.append(f"{frame[0]}<VALUE>{atom(v)}</VALUE>{frame[1]}")
+
+
 def instance(inst: pywbem.CIMInstance, keep: Collection[str] | None = None,
              origins: Mapping[str, str] | bool = True, quals: bool = True,
              frames: Frames | None = None) -> str:
@@ -287,7 +310,10 @@ def instance(inst: pywbem.CIMInstance, keep: Collection[str] | None = None,
     if quals and inst.qualifiers:
         parts.extend(qualifier(q) for q in inst.qualifiers.values())
     if keep is None and isinstance(origins, bool):
-        parts.extend([prop(p, origins, quals, frames) for p in inst.properties.values()])
+        if frames is None:
+            parts.extend([prop(p, origins, quals) for p in inst.properties.values()])
+        else:
+            _framed(inst, origins, quals, frames, parts)
     else:
         for n, p in inst.properties.items():
             low = n.lower()
