@@ -249,16 +249,26 @@ class WbemServer:
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                     ) -> tuple[str, str, dict[str, str], bytes, float] | None:
         """One request: (method, version, headers, body, start time), or None at EOF/idle."""
-        try:
-            line = await self._line(reader, self.idle_timeout)
-            while line in (b"\r\n", b"\n"):
-                line = await self._line(reader, self.idle_timeout)
-        except TimeoutError:
-            return None
-        if not line:
-            return None
-        started = time.perf_counter()
-        deadline = started + self.header_timeout
+        while True:
+            # an idle keep-alive connection may wait for its next request up to idle_timeout;
+            # once the first byte arrives, the request line and headers get header_timeout
+            try:
+                first = await asyncio.wait_for(reader.read(1), self.idle_timeout)
+            except TimeoutError:
+                return None
+            if not first:
+                return None
+            started = time.perf_counter()
+            deadline = started + self.header_timeout
+            if first == b"\n":
+                continue
+            try:
+                line = first + await self._line(reader, self.header_timeout)
+            except TimeoutError:
+                raise _Abort(error_reply(408, None, f"request line not received within "
+                                                    f"{self.header_timeout:g} s")) from None
+            if line not in (b"\r\n", b"\n"):
+                break
         parts = line.decode("latin-1").split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise _Abort(error_reply(400, None, "malformed HTTP request line"))
