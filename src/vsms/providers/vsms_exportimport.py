@@ -103,7 +103,10 @@ def handlers(ctx: ServiceContext) -> dict[str, Handler]:
         options = parse_import_setting_data(isd)
         checks = [(options.target_vhd_data_root, "TargetVhdDataRoot"),
                   (options.target_vm_data_root, "TargetVmDataRoot"),
-                  (options.source_vhd_data_root, "SourceVhdDataRoot")]
+                  (options.target_snapshot_data_root, "TargetSnapshotDataRoot"),
+                  (options.source_vhd_data_root, "SourceVhdDataRoot"),
+                  (options.source_vm_data_root, "SourceVmDataRoot"),
+                  (options.source_snapshot_data_root, "SourceSnapshotDataRoot")]
         checks += [(p, "SourceResourcePaths") for p in options.source_resource_paths]
         checks += [(p, "TargetResourcePaths") for p in options.target_resource_paths]
         for raw, what in checks:
