@@ -10,9 +10,11 @@ qemu-img prints on its stdout pipe are read while it runs and reported as bytes 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import selectors
+import signal
 import subprocess
 import threading
 import time
@@ -121,6 +123,9 @@ def _failed(src: str, src_fmt: ImageFormat, dst: str, stderr: bytes) -> VsmsErro
     return SystemNotAvailable(f"qemu-img failed to {action}: {err}")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after TERM_GRACE; each wait has a deadline."""
     if proc.poll() is not None:
@@ -167,12 +172,20 @@ def _pump(proc: subprocess.Popen[bytes], progress: _Progress, cancel: threading.
     return bytes(stderr)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the service dies, so a conversion never goes
+    on writing into a target that crash recovery has already removed (prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _run_convert(args: list[str], progress: _Progress, cancel: threading.Event | None,
                  timeout: float, what: str) -> tuple[int, bytes]:
     try:
         proc = subprocess.Popen([qemuimg.QEMU_IMG, *args], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**os.environ, "LC_ALL": "C"})
+                                env={**os.environ, "LC_ALL": "C"},
+                                preexec_fn=_die_with_parent)
     except FileNotFoundError:
         raise SystemNotAvailable(f"cannot run {what}: {qemuimg.QEMU_IMG} is not installed or "
                                  "not on PATH; install the qemu-utils package") from None
