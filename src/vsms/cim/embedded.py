@@ -2,7 +2,9 @@
 
 :func:`parse_instance` reads what clients send: pywbem's ``tocimxmlstr()`` output, WMI's
 ``GetText_(1)`` (DTD 2.0) text, or an ``INSTANCE`` wrapped in ``VALUE.NAMEDINSTANCE``,
-``VALUE.OBJECT``, ``VALUE.OBJECTWITHPATH``/``VALUE.OBJECTWITHLOCALPATH`` or a CDATA section.
+``VALUE.OBJECT``, ``VALUE.OBJECTWITHPATH``/``VALUE.OBJECTWITHLOCALPATH``,
+``VALUE.INSTANCEWITHPATH`` (what pywbem's ``tocimxmlstr()`` writes for an instance that came
+from a server, its path complete) or a CDATA section.
 It is lenient about what does not carry data (unknown attributes such as ``CLASSORIGIN``,
 ``PROPAGATED``, ``xml:lang``; ``QUALIFIER`` elements; an XML declaration; surrounding
 whitespace) and strict about safety: no DOCTYPE, no entity declarations, at most
@@ -34,13 +36,14 @@ MAX_NESTING = 4
 
 _HINT = "send one CIM-XML INSTANCE element (as pywbem tocimxmlstr() or WMI GetText_(1) write it)"
 _WRAPPERS = ("VALUE.NAMEDINSTANCE", "VALUE.OBJECT", "VALUE.OBJECTWITHPATH",
-             "VALUE.OBJECTWITHLOCALPATH")
+             "VALUE.OBJECTWITHLOCALPATH", "VALUE.INSTANCEWITHPATH")
 _INTS: dict[str, type] = {
     "uint8": pywbem.Uint8, "sint8": pywbem.Sint8, "uint16": pywbem.Uint16,
     "sint16": pywbem.Sint16, "uint32": pywbem.Uint32, "sint32": pywbem.Sint32,
     "uint64": pywbem.Uint64, "sint64": pywbem.Sint64}
 _REALS: dict[str, type] = {"real32": pywbem.Real32, "real64": pywbem.Real64}
 _INT_RE = re.compile(r"[+-]?(\d+|0[xX][0-9a-fA-F]+)")
+_TYPES = frozenset({"string", "char16", "boolean", "datetime", "reference", *_INTS, *_REALS})
 _XML_DECL = re.compile(r"<\?xml\b[^>]*\?>")
 
 
@@ -75,6 +78,8 @@ def parse_instance(text: str, *, what: str = "The embedded instance") -> pywbem.
         return _parse_text(text, 0)
     except _Bad as exc:
         raise IncorrectDataType(f"{what} is not a CIM-XML INSTANCE: {exc}; {_HINT}") from None
+    except (ValueError, TypeError) as exc:  # a value pywbem refuses that no check above caught
+        raise IncorrectDataType(f"{what} is not a valid CIM instance: {exc}; {_HINT}") from None
 
 
 def serialize_instance(inst: pywbem.CIMInstance) -> str:
@@ -111,7 +116,7 @@ def _refuse(what: str) -> NoReturn:
 
 def _read_xml(body: str, skipped_lines: int) -> _Node:
     """Build a small element tree with expat, refusing DTDs and entities."""
-    parser = expat.ParserCreate()
+    parser = expat.ParserCreate("utf-8")  # the text is Unicode: any declared encoding is moot
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.buffer_text = True
     stack: list[_Node] = []
@@ -149,6 +154,8 @@ def _read_xml(body: str, skipped_lines: int) -> _Node:
     except expat.ExpatError as exc:
         raise _Bad(f"malformed XML: {expat.ErrorString(exc.code)} at line "
                    f"{exc.lineno + skipped_lines}, column {exc.offset + 1}") from None
+    except (ValueError, LookupError) as exc:  # e.g. an encoding expat cannot read
+        raise _Bad(f"unreadable XML: {exc}") from None
     return roots[0]
 
 
@@ -208,6 +215,8 @@ def _name_and_type(node: _Node) -> tuple[str, str, bool]:
     if not name:
         raise _Bad(f"{node.where()} has no NAME")
     cimtype = (node.attr("TYPE") or "string").strip().lower()
+    if cimtype not in _TYPES:
+        raise _Bad(f"property {name} has the unknown TYPE {cimtype[:40]!r}")
     embedded = bool(node.attr("EMBEDDEDOBJECT"))
     for q in node.children:
         if q.tag == "QUALIFIER" and (q.attr("NAME") or "").lower() in (
@@ -341,7 +350,10 @@ def _namespace(node: _Node) -> str:
         if ns.tag != "NAMESPACE" or not ns.attr("NAME"):
             raise _Bad(f"unexpected element {ns.where()} in {node.where()}")
         parts.append(ns.attr("NAME") or "")
-    return "/".join(parts)
+    namespace = "/".join(parts)
+    if not parts or "" in namespace.split("/"):
+        raise _Bad(f"{node.where()} names no namespace, or one with an empty segment")
+    return namespace
 
 
 def _instance_path(node: _Node) -> pywbem.CIMInstanceName:

@@ -2,26 +2,38 @@
 
 Only the data extents of a file cost anything: they are found with SEEK_DATA/SEEK_HOLE, copied
 with ``copy_file_range`` (in the kernel, in chunks of at most 64 MiB) or read for hashing; holes
-are never read or written. Progress is counted in bytes of data (``data_bytes`` gives the total)
-and cancellation is checked before every chunk.
+are never read or written (a hash takes them as zeros from memory). Progress is counted in bytes
+of data (``data_bytes`` gives the total) and cancellation is checked before every chunk.
+
+``copy_and_hash`` copies and computes the SHA-256 of the content in one pass: one thread copies
+in the kernel in chunks of 4 MiB while the calling thread hashes each chunk just copied (read
+again from the page cache, so the disk is read once); on a reflink filesystem the clone is
+instant and only the hash reads the data. Both copies queue every 64 MiB they copied for
+writeback at once (``sync_file_range``), so the final fsync finds little left to write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
 import os
+import queue
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import cast
 
 from vsms.disks.api import ProgressFn, require_file, translate_oserror
 from vsms.errors import InvalidParameter, JobCancelled, OperationFailed
 
 CHUNK = 64 * 1024 * 1024
-HASH_BUFFER = 4 * 1024 * 1024
+HASH_BUFFER = 4 * 1024 * 1024  # the read/write fallback's buffer and copy_and_hash's chunk
+READ_BUFFER = 1024 * 1024  # what hashing reads at a time (stays in the CPU cache)
+AHEAD = 16  # chunks the copying thread of copy_and_hash may be ahead of the hashing one
+WRITEBACK = 64 * 1024 * 1024  # each such run of a copy is queued for writeback at once
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int): share all extents (reflink filesystems only)
 _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS,
              errno.EPERM, errno.EBADF}
@@ -32,9 +44,7 @@ class _Progress:
     """Cumulative, monotonic progress reporting; ``finish`` makes sure the final total is sent."""
 
     def __init__(self, fn: ProgressFn | None) -> None:
-        self.fn = fn
-        self.done = 0
-        self.reported: int | None = None
+        self.fn, self.done, self.reported = fn, 0, -1
 
     def add(self, n: int) -> None:
         self.done += n
@@ -127,14 +137,16 @@ def _try_clone(sfd: int, dfd: int) -> bool:
     return True
 
 
-def _copy_extents(sfd: int, dfd: int, size: int, progress: _Progress,
-                  cancel: threading.Event | None, what: str) -> None:
+def _copy_extents(sfd: int, dfd: int, size: int, cancel: threading.Event | None, what: str,
+                  chunk: int, on_chunk: Callable[[int, int], None]) -> None:
+    """Copy every data extent in chunks of at most ``chunk`` bytes; ``on_chunk(offset, n)``
+    after each one. ``cancel`` is checked before every chunk."""
     in_kernel = True
     for start, end in _extents(sfd, size):
         offset = start
         while offset < end:
             _check_cancel(cancel, what)
-            count = min(CHUNK, end - offset)
+            count = min(chunk, end - offset)
             done = 0
             if in_kernel:
                 try:
@@ -152,46 +164,169 @@ def _copy_extents(sfd: int, dfd: int, size: int, progress: _Progress,
             if done == 0:
                 raise OperationFailed(f"{what} failed: the source shrank while it was being "
                                       "copied; copy it again when nothing writes to it")
+            on_chunk(offset, done)
             offset += done
-            progress.add(done)
 
 
 def _fsync_folder(path: str) -> None:
     """Make the new directory entry durable too (best effort: some filesystems refuse)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
-def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
-              cancel: threading.Event | None = None) -> int:
-    """Copy ``src`` to the new file ``dst`` keeping its holes; return the bytes of data copied.
+class _Sha256:
+    """SHA-256 of a file's whole content, fed in order: data read from ``fd``, holes as zeros.
 
-    FICLONE is tried first (instant on reflink filesystems); otherwise every data extent is
-    copied with ``copy_file_range`` (read/write where the kernel cannot) in chunks of at most
-    64 MiB, then ``dst`` is truncated to the full size and fsynced. ``progress`` receives the
-    bytes of data done so far (monotonic, ending at the value returned); ``cancel`` is checked
-    before every chunk. An existing ``dst`` is refused (InvalidParameter); on cancellation
-    (JobCancelled) or any error the partial ``dst`` is removed.
+    ``cancel`` is checked every READ_BUFFER bytes; the bytes of data read go to ``counter``.
     """
+
+    def __init__(self, fd: int, counter: _Progress, cancel: threading.Event | None,
+                 what: str) -> None:
+        self.fd, self.counter, self.cancel, self.what = fd, counter, cancel, what
+        self.pos, self.h = 0, hashlib.sha256()
+        self.zero, self.buffer = memoryview(bytes(READ_BUFFER)), memoryview(bytearray(READ_BUFFER))
+
+    def data(self, start: int, end: int) -> None:
+        """Hash the zeros up to ``start``, then the bytes of ``[start, end)`` read from disk."""
+        self.zeros_to(start)
+        offset = start
+        while offset < end:
+            _check_cancel(self.cancel, self.what)
+            n = os.preadv(self.fd, [self.buffer[:min(READ_BUFFER, end - offset)]], offset)
+            if n == 0:
+                raise OperationFailed(f"{self.what} failed: the file shrank while it was being "
+                                      "read; try again when nothing writes to it")
+            self.h.update(self.buffer[:n])
+            offset += n
+            self.counter.add(n)
+        self.pos = end
+
+    def zeros_to(self, end: int) -> None:
+        while self.pos < end:
+            _check_cancel(self.cancel, self.what)
+            n = min(end - self.pos, READ_BUFFER)
+            self.h.update(self.zero[:n])
+            self.pos += n
+
+
+
+def _hash_fd(fd: int, size: int, counter: _Progress, cancel: threading.Event | None,
+             what: str) -> str:
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    h = _Sha256(fd, counter, cancel, what)
+    for start, end in _extents(fd, size):
+        h.data(start, end)
+    h.zeros_to(size)
+    return h.h.hexdigest()
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's sync_file_range(2) (the os module has no binding), or None where it is missing."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], fn)
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()  # a function, loaded once; never changes
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+class _WriteBack:
+    """Queues each WRITEBACK bytes of a copy for writing as soon as they are copied:
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` returns at once, the disk works while the copy
+    (and its hash) go on, the pages stay cached. Errors are left to the final fsync."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.start, self.end = fd, 0, 0  # [start, end): copied, not yet queued
+
+    def copied(self, offset: int, n: int) -> None:
+        if offset != self.end:  # a new extent
+            self.flush()
+            self.start = offset
+        self.end = offset + n
+        if self.end - self.start >= WRITEBACK:
+            self.flush()
+
+    def flush(self) -> None:
+        if _SYNC_FILE_RANGE is not None and WRITEBACK and self.end > self.start:
+            _SYNC_FILE_RANGE(self.fd, self.start, self.end - self.start, _SYNC_FILE_RANGE_WRITE)
+        self.start = self.end
+
+
+class _Stopped(Exception):
+    """The hashing side of copy_and_hash gave up: the copying thread stops too."""
+
+
+def _copy_hashing(sfd: int, dfd: int, size: int, counter: _Progress,
+                  cancel: threading.Event | None, what: str) -> str:
+    """Copy in a helper thread while this thread hashes each chunk it finished (see module)."""
+    spans: queue.Queue[tuple[int, int] | None] = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def put(item: tuple[int, int] | None) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                spans.put(item, timeout=0.1)
+                return
+        if item is not None:
+            raise _Stopped
+
+    writeback = _WriteBack(dfd)
+
+    def copied(offset: int, n: int) -> None:
+        writeback.copied(offset, n)
+        put((offset, offset + n))
+
+    def copier() -> None:  # errors are handed over to the hashing thread, which raises them
+        try:
+            _copy_extents(sfd, dfd, size, cancel, what, HASH_BUFFER, copied)
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            put(None)
+
+    h = _Sha256(sfd, counter, cancel, what)
+    thread = threading.Thread(target=copier, name="vsms-copy", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive() or not spans.empty():
+            with contextlib.suppress(queue.Empty):
+                span = spans.get(timeout=0.5)
+                if span is None:
+                    break
+                h.data(*span)
+        if failed:
+            raise failed[0]
+        h.zeros_to(size)
+    finally:
+        stop.set()
+        thread.join()  # it stops after its current chunk (at most HASH_BUFFER bytes)
+    return h.h.hexdigest()
+
+
+def _copy_new(src: str, dst: str, cancel: threading.Event | None,
+              body: Callable[[int, int, int], str | None],
+              counter: _Progress) -> str | None:
+    """Open ``src``, create ``dst``, run ``body(sfd, dfd, size)`` to fill it, then set its size,
+    fsync it and its folder. On any error or cancellation the partial ``dst`` is removed."""
     what = f"the copy of {src} to {dst}"
     _check_cancel(cancel, what)
     sfd, st = _open_source(src)
     try:
         dfd = _create_target(dst, stat.S_IMODE(st.st_mode) & 0o666 | 0o600)
-        counter = _Progress(progress)
         try:
-            if _try_clone(sfd, dfd):
-                counter.add(sum(end - start for start, end in _extents(sfd, st.st_size)))
-            else:
-                _copy_extents(sfd, dfd, st.st_size, counter, cancel, what)
+            result = body(sfd, dfd, st.st_size)
             os.ftruncate(dfd, st.st_size)
             os.fsync(dfd)
             counter.finish()
@@ -207,18 +342,64 @@ def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
             if dfd >= 0:
                 os.close(dfd)
         _fsync_folder(dst)
-        return counter.done
+        return result
     finally:
         os.close(sfd)
 
 
-def _hash_zeros(h: hashlib._Hash, count: int, zeros: memoryview,
-                cancel: threading.Event | None, what: str) -> None:
-    while count > 0:
-        _check_cancel(cancel, what)
-        n = min(count, len(zeros))
-        h.update(zeros[:n])
-        count -= n
+def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
+              cancel: threading.Event | None = None) -> int:
+    """Copy ``src`` to the new file ``dst`` keeping its holes; return the bytes of data copied.
+
+    FICLONE is tried first (instant on reflink filesystems); otherwise every data extent is
+    copied with ``copy_file_range`` (read/write where the kernel cannot) in chunks of at most
+    64 MiB (each 64 MiB queued for writeback at once), then ``dst`` is truncated to the full
+    size and fsynced. ``progress`` receives the
+    bytes of data done so far (monotonic, ending at the value returned); ``cancel`` is checked
+    before every chunk. An existing ``dst`` is refused (InvalidParameter); on cancellation
+    (JobCancelled) or any error the partial ``dst`` is removed.
+    """
+    what = f"the copy of {src} to {dst}"
+    counter = _Progress(progress)
+
+    def body(sfd: int, dfd: int, size: int) -> None:
+        if _try_clone(sfd, dfd):
+            counter.add(sum(end - start for start, end in _extents(sfd, size)))
+            return
+        writeback = _WriteBack(dfd)
+
+        def copied(offset: int, n: int) -> None:
+            writeback.copied(offset, n)
+            counter.add(n)
+
+        _copy_extents(sfd, dfd, size, cancel, what, CHUNK, copied)
+
+    _copy_new(src, dst, cancel, body, counter)
+    return counter.done
+
+
+def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
+                  cancel: threading.Event | None = None) -> tuple[int, str]:
+    """``copy_file`` that also returns the hex SHA-256 of the content: (bytes of data, digest).
+
+    The data is read from the disk once: a helper thread copies chunks of 4 MiB in the kernel
+    while the calling thread hashes each finished chunk from the page cache (at most AHEAD
+    chunks behind); after a FICLONE only the hash reads the data. The digest is the one
+    ``sha256_file`` gives (holes hashed as zeros). ``progress`` counts the bytes of data
+    hashed; ``cancel``, the refusal of an existing ``dst`` and the removal of a partial one on
+    any error are as in ``copy_file``.
+    """
+    what = f"the copy of {src} to {dst}"
+    counter = _Progress(progress)
+
+    def body(sfd: int, dfd: int, size: int) -> str:
+        if _try_clone(sfd, dfd):
+            return _hash_fd(sfd, size, counter, cancel, what)
+        return _copy_hashing(sfd, dfd, size, counter, cancel, what)
+
+    digest = _copy_new(src, dst, cancel, body, counter)
+    assert digest is not None
+    return counter.done, digest
 
 
 def sha256_file(path: str, *, progress: ProgressFn | None = None,
@@ -227,35 +408,17 @@ def sha256_file(path: str, *, progress: ProgressFn | None = None,
 
     Data extents are read; holes are hashed from a buffer of zeros without touching the disk.
     ``progress`` receives the bytes of data read so far (ending at ``data_bytes(path)``);
-    ``cancel`` is checked every 4 MiB and raises JobCancelled.
+    ``cancel`` is checked every MiB and raises JobCancelled.
     """
     what = f"the checksum of {path}"
     _check_cancel(cancel, what)
     fd, st = _open_source(path)
     counter = _Progress(progress)
-    h = hashlib.sha256()
-    zeros = memoryview(bytes(HASH_BUFFER))
-    buffer = memoryview(bytearray(HASH_BUFFER))
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        pos = 0
-        for start, end in _extents(fd, st.st_size):
-            _hash_zeros(h, start - pos, zeros, cancel, what)
-            offset = start
-            while offset < end:
-                _check_cancel(cancel, what)
-                n = os.preadv(fd, [buffer[:min(HASH_BUFFER, end - offset)]], offset)
-                if n == 0:
-                    raise OperationFailed(f"{what} failed: the file shrank while it was being "
-                                          "read; try again when nothing writes to it")
-                h.update(buffer[:n])
-                offset += n
-                counter.add(n)
-            pos = end
-        _hash_zeros(h, st.st_size - pos, zeros, cancel, what)
+        digest = _hash_fd(fd, st.st_size, counter, cancel, what)
         counter.finish()
     except OSError as exc:
         raise translate_oserror(exc, f"read {path}") from None
     finally:
         os.close(fd)
-    return h.hexdigest()
+    return digest

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,23 @@ from vsms.exportdir.layout import (
     q,
 )
 from vsms.exportdir.manifest import hash_files, parse_manifest
-from vsms.exportdir.tree import TreeScan, resolves_inside, scan_tree
+from vsms.exportdir.tree import (
+    TreeScan,
+    mounts_inside,
+    rel_path_problem,
+    resolves_inside,
+    scan_tree,
+)
 from vsms.model.vm import ImageFormat
 
-__all__ = ["ExportPackage", "ProbeFn", "looks_like_export_root", "read_export"]
+__all__ = ["CheckFn", "ExportPackage", "ProbeFn", "checksum_mismatch", "listed_checksums",
+           "looks_like_export_root", "read_export", "verify_checksums"]
 
+MAX_PROBLEMS = 50
+"""At most this many problems are listed; the rest are counted."""
 ProbeFn = Callable[[str], ImageFormat]
+CheckFn = Callable[[str, ImageFormat], str | None]
+"""Why the file is not an intact image of the format (opened as that format only), or None."""
 _AGAIN = "restore it from the original export or export the virtual machine again"
 
 
@@ -152,16 +163,25 @@ def _exp(root: Path, scan: TreeScan, cfg: ExportConfig | None,
     return root / rel, instances
 
 
-def _manifest(root: Path, scan: TreeScan, verify: bool, progress: ProgressFn | None,
-              cancel: threading.Event | None, problems: list[str]) -> None:
+def checksum_mismatch(rel: str) -> str:
+    """The sentence that reports a file whose content does not match the manifest."""
+    return (f"{q(rel)} does not match its checksum in {MANIFEST}: the file is damaged or was "
+            "changed; copy it again from the original export")
+
+
+def _manifest(root: Path, scan: TreeScan, verify: bool, skip: Collection[str],
+              progress: ProgressFn | None, cancel: threading.Event | None,
+              problems: list[str]) -> set[str]:
+    """Check the manifest; return the files already reported as damaged (checksum). The
+    checksums of the files in ``skip`` are left to the caller."""
     if MANIFEST not in scan.files:
         problems.append(f"{MANIFEST} is missing or is not a regular file: the export is "
                         "incomplete (the manifest is written last); export the virtual machine "
                         "again")
-        return
+        return set()
     data = _read_file(root, MANIFEST, MANIFEST_MAX_BYTES, problems)
     if data is None:
-        return
+        return set()
     entries, found = parse_manifest(data)
     problems += found
     present: list[str] = []
@@ -179,16 +199,17 @@ def _manifest(root: Path, scan: TreeScan, verify: bool, progress: ProgressFn | N
             problems.append(f"{q(rel)} is not listed in {MANIFEST}: remove it, or export the "
                             "virtual machine again if it belongs to the export")
     if not verify:
-        return
-    digests = hash_files(root, present, progress=progress, cancel=cancel, problems=problems)
-    for rel, digest in digests.items():
-        if digest != entries[rel]:
-            problems.append(f"{q(rel)} does not match its checksum in {MANIFEST}: the file is "
-                            "damaged or was changed; copy it again from the original export")
+        return set()
+    hashed = [rel for rel in present if rel not in skip]
+    digests = hash_files(root, hashed, progress=progress, cancel=cancel, problems=problems)
+    damaged = {rel for rel in hashed if digests.get(rel) != entries[rel]}
+    problems += [checksum_mismatch(rel) for rel, digest in digests.items()
+                 if digest != entries[rel]]
+    return damaged
 
 
-def _disks(root: Path, scan: TreeScan, cfg: ExportConfig, probe: ProbeFn,
-           cancel: threading.Event | None, problems: list[str]) -> None:
+def _disks(root: Path, scan: TreeScan, cfg: ExportConfig, probe: ProbeFn, check: CheckFn | None,
+           damaged: set[str], cancel: threading.Event | None, problems: list[str]) -> None:
     for disk in cfg.disks:
         if not disk.file or disk_file_clause(disk, cfg.with_storage) is not None:
             continue  # config problems were reported while parsing
@@ -212,6 +233,41 @@ def _disks(root: Path, scan: TreeScan, cfg: ExportConfig, probe: ProbeFn,
         if found != disk.format:
             problems.append(f"{what} is a {found.value} image, not {disk.format.value} as "
                             f"{CONFIG} says: {_AGAIN}")
+            continue
+        _references(root, scan, disk.file, what, problems)
+        if check is None or disk.file in damaged:
+            continue  # a quick read, or its checksum already says it is damaged
+        try:
+            damage = check(str(root / disk.file), disk.format)
+        except JobCancelled:
+            raise
+        except VsmsError as exc:
+            damage = str(exc)
+        if damage:
+            problems.append(f"{what} is not an intact {disk.format.value} image ({damage}): "
+                            f"{_AGAIN}")
+
+
+def _references(root: Path, scan: TreeScan, rel: str, what: str, problems: list[str]) -> None:
+    """A qcow2 disk may name a backing file only inside the export, and no external data file."""
+    from vsms.disks.qemuimg import referenced_files  # imported late, like the probe
+
+    try:
+        refs = referenced_files(str(root / rel))
+    except VsmsError as exc:
+        problems.append(f"{what} cannot be examined ({exc}): {_AGAIN}")
+        return
+    for kind, name in refs:
+        folder = rel.rsplit("/", 1)[0]
+        target = f"{folder}/{name}"
+        if kind != "backing file" or not name:
+            problems.append(f"{what} needs the {kind} {q(name)}: an exported disk must be a "
+                            f"standalone image; convert it with qemu-img convert and {_AGAIN}")
+        elif (name.startswith("/") or ":" in name or rel_path_problem(target) is not None
+              or not resolves_inside(root, target) or target not in scan.files):
+            problems.append(f"{what} names the backing file {q(name)}, which is not a file of "
+                            f"this export: an exported disk may only build on files inside the "
+                            f"export directory; {_AGAIN}")
 
 
 def _default_probe(path: str) -> ImageFormat:
@@ -220,28 +276,94 @@ def _default_probe(path: str) -> ImageFormat:
     return probe_format(path)
 
 
+def _default_check(path: str, fmt: ImageFormat) -> str | None:
+    """Headers and ``qemu-img check -f fmt`` (which first opens the image as QEMU would, also
+    for formats it cannot check); a fixed VHD must be exactly as long as its footer says."""
+    from vsms.cim.enums import VirtualHardDiskType
+    from vsms.disks import qemuimg, vhd
+
+    problem = qemuimg.check(path, fmt)
+    if problem:
+        return problem
+    if fmt is ImageFormat.VHD:
+        headers = vhd.read_vhd(path)
+        data = os.stat(path).st_size - 512
+        if headers.type is VirtualHardDiskType.FIXED and headers.virtual_size != data:
+            return (f"its footer says the fixed disk holds {headers.virtual_size} bytes but the "
+                    f"file holds {data}")
+    return None
+
+
 def read_export(directory: Path, *, verify: bool = True, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None,
-                probe: ProbeFn | None = None) -> ExportPackage:
+                probe: ProbeFn | None = None, check: CheckFn | None = None,
+                defer_disks: bool = False) -> ExportPackage:
     """Validate the export in ``directory`` (the per-VM subdirectory) and return its contents.
 
     Quick checks raise InvalidParameter: the directory does not exist, is not a directory, or is
     an export root. Everything else is checked in full and reported in one ValidationFailed whose
     ``problems`` are sentences naming the file and the fix. ``verify`` recomputes every checksum
     (``progress`` gets the bytes of data read so far, holes excluded; ``cancel`` raises
-    JobCancelled, also before each disk probe); ``probe`` returns
-    a disk file's format (default: vsms.disks.qemuimg.probe_format). Nothing is modified.
+    JobCancelled, also before each disk probe); with ``defer_disks`` the checksums of the disk
+    files config.xml names are not computed (the files must still be listed and present): the
+    caller compares them with ``listed_checksums`` while it reads them anyway, e.g. while
+    copying them (``vsms.disks.copy.copy_and_hash``). ``probe`` returns
+    a disk file's format (default: vsms.disks.qemuimg.probe_format); with ``verify``, when
+    nothing else is wrong, ``check`` tells why a disk of the right format whose checksum matched
+    is not intact (default: its headers and ``qemu-img check -f``). A qcow2 disk may name
+    a backing file only inside the export and no external data file; hard links and mount
+    points inside the export are refused. Nothing is modified.
     """
     root = _quick_checks(directory)
     problems: list[str] = []
     scan = scan_tree(root)
     problems += scan.problems
+    problems += [f"{q(rel)} is a mount point: an export must lie on one file system (a bind "
+                 "mount can show any directory of the host); unmount it" for rel in
+                 mounts_inside(root)]
     cfg = _config(root, scan, problems)
     exp_path, instances = _exp(root, scan, cfg, problems)
-    _manifest(root, scan, verify, progress, cancel, problems)
+    skip = {d.file for d in cfg.disks if d.file} if defer_disks and cfg is not None else set()
+    damaged = _manifest(root, scan, verify, skip, progress, cancel, problems)
     if cfg is not None:
-        _disks(root, scan, cfg, probe or _default_probe, cancel, problems)
+        deep = verify and not problems  # the image checks are the slowest step: only for an
+        _disks(root, scan, cfg, probe or _default_probe,  # export that is otherwise valid
+               (check or _default_check) if deep else None, damaged, cancel, problems)
+    if len(problems) > MAX_PROBLEMS:  # keep the report (a job's ErrorDescription) readable
+        more = len(problems) - MAX_PROBLEMS
+        problems = [*problems[:MAX_PROBLEMS], f"{more} more problem(s) of the same kinds"]
     if problems or cfg is None or exp_path is None:
         raise ValidationFailed(problems or [f"{root} is not a complete export: {_AGAIN}"],
                                summary=f"The export directory {str(root)!r} failed validation")
     return ExportPackage(root, cfg, instances, exp_path)
+
+
+def listed_checksums(pkg: ExportPackage, rels: Collection[str]) -> dict[str, str]:
+    """The SHA-256 that manifest.sha256 lists for each of ``rels`` (relative paths), read again
+    from ``pkg.directory``; ValidationFailed when the manifest no longer lists one of them."""
+    problems: list[str] = []
+    data = _read_file(pkg.directory, MANIFEST, MANIFEST_MAX_BYTES, problems)
+    entries, found = parse_manifest(data) if data is not None else ({}, [])
+    problems += found
+    if data is not None:
+        problems += [f"{q(rel)} is not listed in {MANIFEST} any more: {_AGAIN}"
+                     for rel in sorted(rels) if rel not in entries]
+    if problems:
+        raise ValidationFailed(problems, summary=f"The export directory {str(pkg.directory)!r} "
+                                                 "changed while it was being imported")
+    return {rel: entries[rel] for rel in rels}
+
+
+def verify_checksums(pkg: ExportPackage, expected: Mapping[str, str], *,
+                     progress: ProgressFn | None = None,
+                     cancel: threading.Event | None = None) -> None:
+    """Hash each file of ``expected`` (relative path -> hex SHA-256) under ``pkg.directory``;
+    one ValidationFailed lists every file that differs or cannot be read."""
+    problems: list[str] = []
+    digests = hash_files(pkg.directory, sorted(expected), progress=progress, cancel=cancel,
+                         problems=problems)
+    problems += [checksum_mismatch(rel) for rel, digest in digests.items()
+                 if digest != expected[rel].lower()]
+    if problems:
+        raise ValidationFailed(problems, summary=f"The export directory {str(pkg.directory)!r} "
+                                                 "failed validation")

@@ -71,7 +71,7 @@ def parse_xml(data: bytes, *, max_bytes: int, max_depth: int, max_elements: int)
     if len(data) > max_bytes:
         raise IncorrectDataType(f"it is {len(data)} bytes long, more than the limit of {max_bytes}")
     builder = _Builder(max_depth, max_elements)
-    parser = expat.ParserCreate()
+    parser = expat.ParserCreate("utf-8")  # export files are UTF-8 whatever they declare
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.buffer_text = True
     parser.StartDoctypeDeclHandler = builder.doctype
@@ -87,6 +87,8 @@ def parse_xml(data: bytes, *, max_bytes: int, max_depth: int, max_elements: int)
         raise IncorrectDataType(str(exc)) from None
     except expat.ExpatError as exc:
         raise IncorrectDataType(f"it is not well-formed XML ({exc})") from None
+    except (ValueError, LookupError) as exc:  # defensive: an encoding expat cannot read
+        raise IncorrectDataType(f"it cannot be read as UTF-8 XML ({exc})") from None
     if builder.root is None:  # pragma: no cover - expat reports "no element found" first
         raise IncorrectDataType("it holds no XML element")
     return builder.root

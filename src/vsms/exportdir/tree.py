@@ -1,16 +1,24 @@
 """Walking an export directory and checking the relative paths its files name.
 
 Nothing here follows a symbolic link: links, devices, FIFOs and sockets are reported, not entered.
+A regular file with more than one hard link is reported too: it may share its data with a file
+outside the export (an in-place import would hand that file to a virtual machine), so an export
+must be copied without ``--link``. Mount points inside an export are reported by the reader
+(``mount_points``), since a bind mount can show any directory of the host.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vsms.exportdir.layout import TREE_MAX_ENTRIES
+
+MOUNTINFO = "/proc/self/mountinfo"
+_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
 @dataclass
@@ -49,6 +57,26 @@ def resolves_inside(root: Path, rel: str) -> bool:
     return real == base or real.startswith(base.rstrip("/") + "/")
 
 
+def mount_points(mountinfo: str = MOUNTINFO) -> list[Path]:
+    """Every mount point of this process's mount namespace (empty when it cannot be read)."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    found: list[Path] = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4:
+            found.append(Path(_OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])))
+    return found
+
+
+def mounts_inside(root: Path) -> list[str]:
+    """Mount points strictly inside ``root`` (resolved), relative to it, sorted."""
+    return sorted(str(m.relative_to(root)) for m in mount_points() if root in m.parents)
+
+
 def _kind(mode: int) -> str | None:
     if stat.S_ISLNK(mode):
         return "a symbolic link"
@@ -66,8 +94,9 @@ def _kind(mode: int) -> str | None:
 def scan_tree(root: Path) -> TreeScan:
     """Every entry under ``root`` (which must be a directory), without following links.
 
-    Relative paths use ``/``. Symbolic links, devices, FIFOs, sockets, unreadable directories and
-    trees with more than TREE_MAX_ENTRIES entries are reported in ``problems``.
+    Relative paths use ``/``. Symbolic links, devices, FIFOs, sockets, files with several hard
+    links, unreadable directories and trees with more than TREE_MAX_ENTRIES entries are reported
+    in ``problems``.
     """
     scan = TreeScan()
     pending = [""]
@@ -105,4 +134,9 @@ def scan_tree(root: Path) -> TreeScan:
                 pending.append(rel)
             else:
                 scan.files[rel] = st.st_size
+                if st.st_nlink > 1:
+                    scan.problems.append(
+                        f"{rel!r} has {st.st_nlink} hard links: it may share its data with a "
+                        "file outside the export, which an import must never use; copy the "
+                        "export without hard links (cp -a, not cp -al) or export again")
     return scan

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from vsms.exportdir.layout import (
 )
 from vsms.exportdir.manifest import format_manifest, hash_files
 from vsms.exportdir.tree import rel_path_problem, scan_tree
+
+_HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
 
 
 def _fail(action: str, path: Path, exc: OSError) -> OperationFailed:
@@ -113,18 +117,29 @@ def write_exp(directory: Path, guid: str, instances: list[Any]) -> Path:
 
 
 def write_manifest(directory: Path, *, progress: ProgressFn | None = None,
-                   cancel: threading.Event | None = None) -> None:
+                   cancel: threading.Event | None = None,
+                   known: Mapping[str, str] | None = None) -> None:
     """Hash every regular file under ``directory`` and write ``manifest.sha256`` last.
 
-    ``progress`` gets the bytes of data read so far (holes excluded); setting ``cancel`` raises
-    JobCancelled before the manifest exists. Links, devices and unsuitable names are refused
-    with InvalidParameter.
+    ``known`` maps relative paths to the hex SHA-256 the caller computed while it wrote those
+    files (``vsms.disks.copy.copy_and_hash``), so big disks are not read a second time; every
+    other file is hashed here. ``progress`` gets the bytes of data read so far (holes excluded);
+    setting ``cancel`` raises JobCancelled before the manifest exists. Links, devices,
+    unsuitable names and a ``known`` entry that is not a file of the tree are refused with
+    InvalidParameter.
     """
     scan = scan_tree(directory)
     rels = sorted(rel for rel in scan.files if rel != MANIFEST)
+    given = dict(known or {})
     problems = list(scan.problems)
     problems += [f"{rel!r} {why}" for rel in rels if (why := rel_path_problem(rel)) is not None]
+    problems += [f"the checksum given for {rel!r} names no file of the export"
+                 for rel in sorted(given.keys() - set(rels))]
+    problems += [f"the checksum given for {rel!r} is not a SHA-256 in hex"
+                 for rel, digest in sorted(given.items()) if not _HEX64.fullmatch(digest)]
     if problems:
         raise InvalidParameter(f"cannot write {directory / MANIFEST}: " + "; ".join(problems))
-    digests = hash_files(directory, rels, progress=progress, cancel=cancel)
+    digests = hash_files(directory, [rel for rel in rels if rel not in given],
+                         progress=progress, cancel=cancel)
+    digests.update({rel: digest.lower() for rel, digest in given.items()})
     write_atomic(directory / MANIFEST, format_manifest(digests))

@@ -3,8 +3,9 @@
 prepare_export() does every quick check without side effects (the method's ReturnValue);
 ExportWork.run() is the job. The export is built under a hidden temporary name inside the
 ExportDirectory and renamed into place only when complete (manifest written last), so an export
-that looks complete is complete. Every side effect is journaled first, so a failure, a cancel or
-a crash removes the partial export.
+that looks complete is complete. Each disk is hashed while it is copied (one read of its data),
+so the manifest costs only the small files on top. Every side effect is journaled first, so a
+failure, a cancel or a crash removes the partial export.
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ class ExportWork:
         disks = vs.disk_media() if self.options.copy_storage else []
         data = {m.dev_id: diskcopy.data_bytes(m.path) for m in disks}
         total = sum(data.values())
-        phases = PhaseProgress(ctx.progress, {"copy": total, "hash": total + 1,
-                                              "meta": max(total // 100, 1)})
+        small = max(total // 100, 1)
+        phases = PhaseProgress(ctx.progress, {"copy": total, "meta": small, "hash": small})
         exported: list[ExportedDisk] = []
+        digests: dict[str, str] = {}  # computed while copying: the disks are read once
         used: set[str] = set()
         done = 0
         for media in vs.disk_media():
@@ -88,9 +90,9 @@ class ExportWork:
             rel = ""
             if self.options.copy_storage:
                 rel = f"{layout.VHD_DIR}/{_unique_name(Path(media.path).name, used)}"
-                diskcopy.copy_file(media.path, str(tmp / rel),
-                                   progress=offset(phases.phase("copy", total), done),
-                                   cancel=ctx.cancel_event)
+                _, digests[rel] = diskcopy.copy_and_hash(
+                    media.path, str(tmp / rel),
+                    progress=offset(phases.phase("copy", total), done), cancel=ctx.cancel_event)
                 done += data[media.dev_id]
             ctx.check_cancelled()
             exported.append(ExportedDisk(dev_id=media.dev_id, original_path=media.path, file=rel,
@@ -105,8 +107,8 @@ class ExportWork:
         writer.write_config(tmp, cfg)
         phases.done("meta")
         ctx.check_cancelled()
-        writer.write_manifest(tmp, progress=phases.phase("hash", total + 1),
-                              cancel=ctx.cancel_event)
+        writer.write_manifest(tmp, progress=phases.phase("hash", 1), cancel=ctx.cancel_event,
+                              known=digests)
         phases.done("hash")
 
     def _publish(self, ctx: JobContext, tmp: Path) -> None:

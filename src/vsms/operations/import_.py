@@ -3,12 +3,15 @@
 prepare_import() runs the quick checks of the method call (no side effects). ImportWork.run()
 is the job: it validates the whole export first (manifest checksums, every referenced disk
 present and of its stated format) and reports every problem at once; only then does it copy
-disks (CreateCopy) or claim the directory (in place), and define the VM. Each side effect is
-journaled before it happens, so a failure, a cancel or a crash leaves no half-imported VM.
+disks (CreateCopy) or claim the directory (in place), and define the VM. A disk that is copied
+unchanged has its checksum verified while it is copied (its data is read once); when it does not
+match, the copy is deleted and the import fails as if the check had come first. Each side effect
+is journaled before it happens, so a failure, a cancel or a crash leaves no half-imported VM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +20,14 @@ from vsms.disks import copy as diskcopy
 from vsms.disks import qemuimg
 from vsms.disks.convert import convert_file, format_for_path
 from vsms.errors import InUse, InvalidParameter, ValidationFailed
-from vsms.exportdir.reader import ExportPackage, looks_like_export_root, read_export
+from vsms.exportdir.reader import (
+    ExportPackage,
+    checksum_mismatch,
+    listed_checksums,
+    looks_like_export_root,
+    read_export,
+    verify_checksums,
+)
 from vsms.jobs.context import JobContext
 from vsms.mapping.exportimport import ImportOptions
 from vsms.mapping.system import system_from_instances
@@ -63,6 +73,7 @@ class Copy:
     src_format: ImageFormat
     dst: str
     dst_format: ImageFormat
+    rel: str = ""  # src relative to the export directory when it is the export's own file
 
 
 @dataclass
@@ -80,17 +91,20 @@ class ImportWork:
 
     def run(self, ctx: JobContext) -> None:
         size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
-        phases = PhaseProgress(ctx.progress, {"verify": size // 4 + 1, "copy": size, "define": 1}
-                               if self.options.create_copy else {"verify": 1, "define": 0.02})
+        create_copy = self.options.create_copy
+        phases = PhaseProgress(ctx.progress, {"verify": size // 100 + 1, "copy": size,
+                                              "define": 1}
+                               if create_copy else {"verify": 1, "define": 0.02})
+        # with a copy, the disks' checksums are verified while they are copied (one read)
         pkg = read_export(self.directory, verify=True, progress=phases.phase("verify", size),
-                          cancel=ctx.cancel_event)
+                          cancel=ctx.cancel_event, defer_disks=create_copy)
         phases.done("verify")
         ctx.check_cancelled()
         vs, copies = self._plan(pkg)
-        if self.options.create_copy:
-            self._copy(ctx, copies, phases)
+        if create_copy:
+            self._copy(ctx, pkg, copies, phases)
         else:
-            ctx.add_undo("unmark_consumed", directory=str(self.directory))
+            ctx.add_undo("unmark_consumed", directory=str(self.directory), guid=vs.guid)
             self.store.mark_consumed(str(self.directory), vs.guid)
         ctx.check_cancelled()
         ctx.add_undo("undefine", guid=vs.guid)
@@ -107,6 +121,7 @@ class ImportWork:
                                    formats={d.dev_id: d.format for d in pkg.config.disks})
         problems: list[str] = []
         by_dev = {d.dev_id: (i, d) for i, d in enumerate(pkg.config.disks)}
+        from_export: dict[str, str] = {}  # source path -> path relative to the export
         media = vs.disk_media()
         for m in media:
             entry = by_dev.get(m.dev_id)
@@ -122,6 +137,8 @@ class ImportWork:
                     if fmt is not None and fmt != disk.format:
                         problems.append(f"the disk {src} is {fmt.value}, not {disk.format.value} "
                                         "as the export records")
+                else:
+                    from_export[src] = disk.file
                 m.path = src
         for m in vs.media:
             drive = vs.drive(m.drive_id)
@@ -145,7 +162,7 @@ class ImportWork:
                 vs.nics[i].switch = switch
         copies: list[Copy] = []
         if opts.create_copy:
-            copies = self._targets(vs, vs.disk_media())
+            copies = self._targets(vs, vs.disk_media(), from_export)
             if opts.target_vm_data_root:
                 vs.external_data_root = str(self.roots.confine(opts.target_vm_data_root,
                                                                "TargetVmDataRoot"))
@@ -183,7 +200,8 @@ class ImportWork:
             return None
         return candidate
 
-    def _targets(self, vs: VirtualSystem, disks: list[Media]) -> list[Copy]:
+    def _targets(self, vs: VirtualSystem, disks: list[Media],
+                 from_export: dict[str, str]) -> list[Copy]:
         opts = self.options
         default_root = self.roots.roots[0] / "Virtual Machines" / vs.guid / "Virtual Hard Disks"
         copies: list[Copy] = []
@@ -209,16 +227,26 @@ class ImportWork:
                     "TargetResourcePaths or TargetVhdDataRoot to a free location")
             seen.add(str(dst))
             target_fmt = format_for_path(str(dst)) or m.format
-            copies.append(Copy(m.path, m.format, str(dst), target_fmt))
+            copies.append(Copy(m.path, m.format, str(dst), target_fmt,
+                               from_export.get(m.path, "")))
             m.path, m.format = str(dst), target_fmt
         return copies
 
     # ------------------------------------------------------------------ effects
-    def _copy(self, ctx: JobContext, copies: list[Copy], phases: PhaseProgress) -> None:
-        total = sum(diskcopy.data_bytes(c.src) for c in copies)
-        on_copy = phases.phase("copy", total)
-        done = 0
-        for c in copies:
+    def _copy(self, ctx: JobContext, pkg: ExportPackage, copies: list[Copy],
+              phases: PhaseProgress) -> None:
+        """Copy (or convert) every disk. The export's disk files were left out of read_export's
+        checksum pass: one copied unchanged is hashed while it is copied, every other one
+        (converted, or not used because SourceResourcePaths named another file) before."""
+        expected = listed_checksums(pkg, sorted({d.file for d in pkg.config.disks if d.file}))
+        hashed = {c.rel for c in copies if c.rel and c.dst_format is c.src_format}
+        first = {rel: digest for rel, digest in expected.items() if rel not in hashed}
+        pre = sum(diskcopy.data_bytes(str(pkg.directory / rel)) for rel in first)
+        sizes = [diskcopy.data_bytes(c.src) for c in copies]
+        on_copy = phases.phase("copy", pre + sum(sizes))
+        verify_checksums(pkg, first, progress=on_copy, cancel=ctx.cancel_event)
+        done = pre
+        for c, size in zip(copies, sizes, strict=True):
             src, dst = c.src, c.dst
             parent = Path(dst).parent
             if not parent.exists():
@@ -226,11 +254,19 @@ class ImportWork:
                 ctx.add_undo("remove_tree", path=str(top))
                 parent.mkdir(parents=True, mode=0o755)
             ctx.add_undo("remove_file", path=dst)
-            if c.dst_format is c.src_format:
+            if c.dst_format is not c.src_format:  # e.g. VHD -> qcow2: QEMU can save the state
+                convert_file(src, c.src_format, dst, c.dst_format,  # of a VM only on qcow2/raw
+                             progress=offset(on_copy, done), cancel=ctx.cancel_event)
+            elif c.rel in hashed:
+                _, digest = diskcopy.copy_and_hash(src, dst, progress=offset(on_copy, done),
+                                                   cancel=ctx.cancel_event)
+                if digest != expected[c.rel]:
+                    with contextlib.suppress(OSError):
+                        os.unlink(dst)
+                    raise ValidationFailed([checksum_mismatch(c.rel)], summary=(
+                        f"The export directory {str(pkg.directory)!r} failed validation"))
+            else:
                 diskcopy.copy_file(src, dst, progress=offset(on_copy, done),
                                    cancel=ctx.cancel_event)
-            else:  # e.g. VHD -> qcow2: QEMU can save the state of a VM only on qcow2/raw
-                convert_file(src, c.src_format, dst, c.dst_format,
-                             progress=offset(on_copy, done), cancel=ctx.cancel_event)
-            done += diskcopy.data_bytes(src)
+            done += size
         phases.done("copy")

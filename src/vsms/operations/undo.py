@@ -127,7 +127,14 @@ def undo_handlers(host: VirtHost, store: Store) -> dict[str, UndoHandler]:
         host.define(from_json(args["vm"]))
 
     def unmark_consumed(args: dict[str, Any]) -> None:
-        store.unmark_consumed(str(args["directory"]))
+        # Only the import that set the mark may clear it: an import that lost a race for the
+        # directory rolls back without touching the winner's mark. Records without a guid
+        # (written before it was recorded) clear unconditionally.
+        directory, guid = str(args["directory"]), args.get("guid")
+        with store.transaction():
+            owner = store.consumed(directory)
+            if owner is not None and (guid is None or owner.upper() == str(guid).upper()):
+                store.unmark_consumed(directory)
 
     return {
         "remove_file": _remove_file,

@@ -13,7 +13,9 @@ from typing import Any
 from xml.parsers import expat
 
 MAX_DEPTH = 64
-MAX_ELEMENTS = 2_000_000
+MAX_ELEMENTS = 100_000
+"""Most elements in one request: client requests hold a few hundred; building a tree node costs
+microseconds of Python, so this also bounds the CPU a request can take (about a second)."""
 MAX_STRING = 4 * 1024 * 1024
 """Longest text of one element or value of one attribute, in characters."""
 

@@ -1,0 +1,1 @@
+"""Test-only helpers. Product code never imports this package."""
