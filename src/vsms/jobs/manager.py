@@ -42,7 +42,11 @@ UndoHandler = Callable[[dict[str, Any]], None]
 
 
 class Work(Protocol):
-    """The body of a job: raise to fail (rolled back), call ``ctx.check_cancelled`` often."""
+    """The body of a job: raise to fail (rolled back), call ``ctx.check_cancelled`` often.
+
+    A work object may also have ``abandon()``: called instead of ``run`` when the job ends
+    before it started (Terminated while queued), to release what its preparation reserved.
+    """
 
     def run(self, ctx: JobContext) -> None: ...
 
@@ -262,11 +266,16 @@ class JobManager:
     def _execute(self, job: _Job) -> None:
         assert job.work is not None
         with self._cond:
-            if job.rec.state is not JobState.NEW:
-                return  # cancelled while queued, or shut down
-            self._change(job, JobState.STARTING)
-            job.rec.start_time = self._clock()
-            self._change(job, JobState.RUNNING)
+            started = job.rec.state is JobState.NEW
+            if started:
+                self._change(job, JobState.STARTING)
+                job.rec.start_time = self._clock()
+                self._change(job, JobState.RUNNING)
+        if not started:  # cancelled while queued, or shut down
+            abandon = getattr(job.work, "abandon", None)
+            if callable(abandon):
+                abandon()
+            return
         error: Exception | None = None
         try:
             job.work.run(job.ctx)

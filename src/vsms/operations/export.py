@@ -1,7 +1,7 @@
 """ExportVirtualSystem(Ex): write one VM to an export directory, as Hyper-V lays it out.
 
-prepare_export() does every quick check without side effects (the method's ReturnValue);
-ExportWork.run() is the job. The export is built under a hidden temporary name inside the
+prepare_export() does every quick check (the method's ReturnValue) and then only reserves the VM
+(busy, "Exporting") in memory; ExportWork.run() is the job, and releases it. The export is built under a hidden temporary name inside the
 ExportDirectory and renamed into place only when complete (manifest written last), so an export
 that looks complete is complete. Each disk is hashed while it is copied (one read of its data),
 so the manifest costs only the small files on top. Every side effect is journaled first, so a
@@ -37,6 +37,10 @@ _EXPORT_ENTRIES = (layout.CONFIG, layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHO
                    layout.MANIFEST)
 
 
+_EXPORTING = Transition(None, RequestedState.NOT_APPLICABLE, OperationalStatus.EXPORTING,
+                        "an export")
+
+
 def safe_dir_name(name: str, fallback: str) -> str:
     """ElementName as a directory name: no separators or control characters, never . or .."""
     cleaned = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in name).strip()
@@ -58,10 +62,9 @@ class ExportWork:
         return f"Exporting virtual machine '{self.vs.name}' to {self.dest}"
 
     def run(self, ctx: JobContext) -> None:
+        """The job; the VM was reserved (shown as exporting, busy) by prepare_export."""
         vs = self.vs
-        busy = Transition(None, RequestedState.NOT_APPLICABLE, OperationalStatus.EXPORTING,
-                          "an export")
-        with self.transitions.during(vs.guid, busy, vs.name):
+        try:
             _check_state(self.host, vs, self.allow_saved, self.options)
             ctx.add_affected(AffectedElement(
                 "Msvm_ComputerSystem",
@@ -73,6 +76,12 @@ class ExportWork:
                 (tmp / sub).mkdir(mode=0o755)
             self._write(ctx, tmp)
             self._publish(ctx, tmp)
+        finally:
+            self.transitions.end(vs.guid)
+
+    def abandon(self) -> None:
+        """The job ended before it ran (cancelled while queued): release the VM."""
+        self.transitions.end(self.vs.guid)
 
     def _write(self, ctx: JobContext, tmp: Path) -> None:
         vs = self.vs
@@ -163,7 +172,10 @@ def _check_state(host: VirtHost, vs: VirtualSystem, allow_saved: bool,
 def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions, guid: str,
                    export_directory: str, options: ExportOptions, *,
                    allow_saved: bool) -> ExportWork:
-    """Quick checks of ExportVirtualSystem(Ex); raises the VsmsError whose code is returned."""
+    """Quick checks of ExportVirtualSystem(Ex); raises the VsmsError whose code is returned.
+
+    On success the VM is reserved for the export: the caller must submit the work as a job
+    (run or abandon releases it) or call ``transitions.end(guid)`` itself."""
     vs = host.get_system(guid)
     if vs is None:
         raise NotFound(f"virtual machine {guid} does not exist: pass the path of an "
@@ -194,5 +206,8 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
                 f"ExportDirectory {export_directory} already holds an export ({', '.join(clash)}); "
                 "an export never overwrites: pass an empty directory or set "
                 "CreateVmExportSubdirectory to TRUE")
+    # Reserve the VM now, not when the job starts: a start or destroy request that arrives
+    # while the export is queued is refused as busy instead of failing the export later.
+    transitions.begin(vs.guid, _EXPORTING, vs.name)
     return ExportWork(host=host, transitions=transitions, vs=vs, options=options,
                       export_dir=export_dir, dest=dest, allow_saved=allow_saved)

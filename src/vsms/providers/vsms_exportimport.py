@@ -65,8 +65,12 @@ def handlers(ctx: ServiceContext) -> dict[str, Handler]:
     def export(guid: str, directory: str, options: ExportOptions, allow_saved: bool) -> Result:
         work = prepare_export(ctx.host, ctx.roots, ctx.transitions, guid, directory, options,
                               allow_saved=allow_saved)
-        rec = ctx.jobs.submit(name="Export Virtual System", description=work.description,
-                              work=work, affected=[_vm_element(guid)])
+        try:
+            rec = ctx.jobs.submit(name="Export Virtual System", description=work.description,
+                                  work=work, affected=[_vm_element(guid)])
+        except BaseException:
+            ctx.transitions.end(work.vs.guid)
+            raise
         return job_started(rec)
 
     def ExportVirtualSystem(target: Target, params: Params) -> Result:
