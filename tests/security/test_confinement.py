@@ -377,8 +377,6 @@ def test_qemu_img_is_always_told_the_format(env: Env, tmp_path: Path,
 
 # --------------------------------------------------------------------------- known gaps
 
-@pytest.mark.xfail(strict=True, reason="reported: import_._targets does not confine the default "
-                                       "copy target (root/Virtual Machines/<GUID>/...)")
 def test_default_copy_target_behind_a_symlink(env: Env) -> None:
     vmdir = env.root / "Virtual Machines"
     trap = env.outside / "vm-trap"

@@ -19,7 +19,7 @@ from pathlib import Path
 from vsms.disks import copy as diskcopy
 from vsms.disks import qemuimg
 from vsms.disks.convert import convert_file, format_for_path
-from vsms.errors import InUse, InvalidParameter, ValidationFailed
+from vsms.errors import AccessDenied, InUse, InvalidParameter, ValidationFailed
 from vsms.exportdir.reader import (
     ExportPackage,
     checksum_mismatch,
@@ -187,11 +187,12 @@ class ImportWork:
         elif rel:
             return str(self.directory / rel)
         else:
-            candidate = original
-            if not self.roots.contains(Path(os.path.realpath(original))):
+            try:  # every confinement rule: symlinks, mounts, qcow2 references
+                candidate = str(self.roots.confine(original, "the original disk path"))
+            except AccessDenied as err:
                 problems.append(
-                    f"the disk {original} was exported without storage and is outside the "
-                    "storage roots: set SourceResourcePaths to where the disk is now")
+                    f"the disk {original} was exported without storage and cannot be used "
+                    f"where it is ({err}): set SourceResourcePaths to where the disk is now")
                 return None
         if not os.path.isfile(candidate):
             problems.append(f"the disk {candidate} does not exist: the export was made without "
@@ -219,8 +220,8 @@ class ImportWork:
                     raise InvalidParameter(f"TargetVhdDataRoot {root} does not exist: create it "
                                            "first")
                 dst = root / name
-            else:
-                dst = default_root / name
+            else:  # confined too: a symlink planted there must not lead the copy outside
+                dst = self.roots.confine(str(default_root / name), "the default copy target")
             if dst.exists() or str(dst) in seen:
                 raise InvalidParameter(
                     f"the copy target {dst} already exists; an import never overwrites: set "
