@@ -1,11 +1,12 @@
 """ExportVirtualSystem(Ex): write one VM to an export directory, as Hyper-V lays it out.
 
-prepare_export() does every quick check (the method's ReturnValue) and then only reserves the VM
-(busy, "Exporting") in memory; ExportWork.run() is the job, and releases it. The export is built under a hidden temporary name inside the
-ExportDirectory and renamed into place only when complete (manifest written last), so an export
-that looks complete is complete. Each disk is hashed while it is copied (one read of its data),
-so the manifest costs only the small files on top. Every side effect is journaled first, so a
-failure, a cancel or a crash removes the partial export.
+prepare_export() does every quick check (the method's ReturnValue) and then only reserves the
+VM (busy, "Exporting") in memory; ExportWork.run() is the job, and releases it. The export is
+built under a hidden temporary name inside the ExportDirectory and renamed into place only when
+complete (manifest written last), so an export that looks complete is complete. Each disk is
+hashed while it is copied (one read of its data), so the manifest costs only the small files on
+top. Every side effect is journaled first, so a failure, a cancel or a crash removes the
+partial export.
 """
 
 from __future__ import annotations
