@@ -64,6 +64,8 @@ class SystemCache:
         self._pending_lock = threading.Lock()  # never held during a libvirt call
         self._dirty: set[str] = set()
         self._resync = True
+        self._seq = 0  # bumped by each of our own changes (under _pending_lock)
+        self._touched: dict[str, int] = {}  # GUID -> _seq of our last change to it
 
     # -- called from libvirt's event thread --------------------------------------------
 
@@ -117,29 +119,35 @@ class SystemCache:
         self._foreign.discard(guid)
         self._broken.pop(guid, None)
 
-    def refresh(self, conn: Any, domains: list[Any] | None, *, force_resync: bool) -> None:
+    def refresh(self, conn: Any, domains: list[Any] | None, *, force_resync: bool,
+                since: int | None = None) -> None:
         """Bring the tables up to date.
 
         ``domains`` is every domain libvirt has (from a listing the caller made anyway), or
         None when the caller has no listing: then only dirty GUIDs are re-read, unless a full
-        re-read is due, which lists the domains itself.
+        re-read is due, which lists the domains itself. ``since`` is ``seq()`` taken before
+        that listing: what we defined or undefined after it is newer than the listing, and a
+        concurrent reader's older listing must not forget or resurrect it.
         """
         with self._lock:
             dirty, resync = self._take_pending(force_resync)
             try:
+                recent = self._recent(since) if domains is not None else set()
                 if resync:
+                    kept = {g: self._ours[g] for g in recent if g in self._ours}
                     self._ours.clear()
                     self._foreign.clear()
                     self._broken.clear()
+                    self._ours.update(kept)
                     if domains is None:
                         domains = conn.listAllDomains(0)
                 if domains is not None:
                     present = {d.UUIDString().upper(): d for d in domains}
                     known = self._known()  # once: each GUID below is visited once
-                    for guid in known - present.keys():
+                    for guid in known - present.keys() - recent:
                         self._forget(guid)
                     for guid, dom in present.items():
-                        if guid in dirty or guid not in known:
+                        if guid not in recent and (guid in dirty or guid not in known):
                             self._read(dom)
                 else:
                     for guid in dirty:
@@ -173,10 +181,32 @@ class SystemCache:
         with self._lock:
             self._forget(guid)
             self._store_xml(guid, xml)
+            self._bump(guid)
 
     def drop(self, guid: str) -> None:
         with self._lock:
             self._forget(guid)
+            self._bump(guid)
+
+    def seq(self) -> int:
+        """Take this before listing the domains and pass it to ``refresh(since=…)``."""
+        with self._pending_lock:
+            return self._seq
+
+    def _bump(self, guid: str) -> None:
+        with self._pending_lock:
+            self._seq += 1
+            self._touched[guid.upper()] = self._seq
+            if len(self._touched) > 4096:  # keep it small: old changes no longer matter
+                floor = self._seq - 1024
+                self._touched = {g: s for g, s in self._touched.items() if s > floor}
+
+    def _recent(self, since: int | None) -> set[str]:
+        """GUIDs we changed after ``since``: a listing taken before must not undo them."""
+        if since is None:
+            return set()
+        with self._pending_lock:
+            return {g for g, s in self._touched.items() if s > since}
 
     # -- reading -------------------------------------------------------------------------
 

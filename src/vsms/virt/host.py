@@ -63,13 +63,14 @@ class VirtHost:
 
     # -- listing -------------------------------------------------------------------------
 
-    def _refresh(self, conn: Any, domains: list[Any] | None) -> None:
-        self._cache.refresh(conn, domains, force_resync=not self._conn.events_ok)
+    def _refresh(self, conn: Any, domains: list[Any] | None, since: int | None = None) -> None:
+        self._cache.refresh(conn, domains, force_resync=not self._conn.events_ok, since=since)
 
     def list_systems(self) -> list[VirtualSystem]:
         """Every domain that carries our metadata, as a model (sorted by GUID)."""
         def work(conn: Any) -> list[VirtualSystem]:
-            self._refresh(conn, conn.listAllDomains(0))
+            since = self._cache.seq()
+            self._refresh(conn, conn.listAllDomains(0), since)
             return self._cache.systems()
         return self._conn.run("list the virtual machines", work)
 
@@ -89,10 +90,11 @@ class VirtHost:
         """Steady EnabledState of every VM: two libvirt calls whatever the number of VMs (plus
         one re-read per domain whose definition changed since the last call)."""
         def work(conn: Any) -> dict[str, EnabledState]:
+            since = self._cache.seq()
             stats = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
             saved = {d.UUIDString().upper() for d in
                      conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)}
-            self._refresh(conn, [dom for dom, _ in stats])
+            self._refresh(conn, [dom for dom, _ in stats], since)
             ours = self._cache.guids()
             result = {}
             for dom, values in stats:
@@ -108,10 +110,11 @@ class VirtHost:
         for half the calls and without copying. The models are the cache's own: callers read
         them and never change them (use ``list_systems()`` for copies to change)."""
         def work(conn: Any) -> list[tuple[VirtualSystem, EnabledState]]:
+            since = self._cache.seq()
             stats = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
             saved = {d.UUIDString().upper() for d in
                      conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)}
-            self._refresh(conn, [dom for dom, _ in stats])
+            self._refresh(conn, [dom for dom, _ in stats], since)
             raw = {dom.UUIDString().upper(): values.get("state.state", 0) for dom, values in stats}
             return [(vs, steady_state(raw[guid], guid in saved))
                     for guid, vs in self._cache.shared() if guid in raw]
