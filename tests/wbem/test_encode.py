@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import pywbem
 from pywbem._tupleparse import TupleParser
 from pywbem._tupletree import xml_to_tupletree_sax
@@ -168,34 +165,6 @@ def cs_instance(i: int) -> pywbem.CIMInstance:
               "OtherEnabledState"):
         inst[k] = pywbem.CIMProperty(k, None, type="string")
     return inst
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def interleaved(rounds: int, ours: Callable[[], float], theirs: Callable[[], float]
-                ) -> tuple[float, float]:
-    """Best times of two measurements taken in alternation, so that load from other programs
-    on a shared machine hits both alike."""
-    a, b = [], []
-    for _ in range(rounds):
-        a.append(ours())
-        b.append(theirs())
-    return min(a), min(b)
-
-
-@pytest.mark.timeout(120)
-def test_writer_is_at_most_a_tenth_of_pywbem() -> None:
-    insts = [cs_instance(i) for i in range(1000)]
-    ours, theirs = interleaved(
-        5, lambda: timed(lambda: "".join(encode.named_instance(i, encode.instance(i, None, False,
-                                                                                   False))
-                                         for i in insts)),
-        lambda: timed(lambda: "".join(i.tocimxmlstr() for i in insts)))
-    assert ours <= 0.10 * theirs, (ours, theirs)
 
 
 def test_fast_property_reader_matches_pywbem() -> None:
