@@ -165,7 +165,7 @@ def test_sigterm_during_a_job_records_it_as_interrupted() -> None:
         server = srv.start(root / "state", [root], QEMU_URI)
         vsms = Vsms.of(server)
         disk = root / "big.vhd"
-        hyperv.make_vhd(str(disk), "512M", data_mb=256)
+        hyperv.make_vhd(str(disk), "4G", data_mb=1536)  # long enough to stop mid-export
         name = f"busy-{root.name}"
         vsms.ok("vm", "create", name, "--memory", "64", "--disk", str(disk))
         target = root / "exports"
