@@ -6,7 +6,8 @@ count it measures, on the Python API (``service.registry``):
 
 * EnumerateInstances of Msvm_ComputerSystem;
 * the ExecQuery-by-name equivalent (enumerate, keep ElementName == one name);
-* GetInstance of one VM;
+* GetInstance of one VM, and Associators/References of one VM (its settings, its export
+  setting data);
 * start-up: a new Service on the same state directory and libvirt (old one closed), and the
   first EnumerateInstances of that new service (its caches are cold);
 * the resident memory (VmRSS) of this process, which hosts the service;
@@ -98,11 +99,15 @@ def measure(rig: Rig, defined: list[str], repeat: int) -> dict[str, float]:
             raise BenchError(f"the query by name found {len(found)} VMs named {target}")
 
     path = mine[len(mine) // 2].path
+    reg = client.registry
     figures = {
         "EnumerateInstances": best_of(repeat, lambda: client.registry.enumerate_instances(
             ns, names.COMPUTER_SYSTEM)),
         "query by name": best_of(repeat, query),
         "GetInstance": best_of(repeat * 10, lambda: client.registry.get_instance(ns, path)),
+        "Associators of one VM (its VSSD)": best_of(
+            repeat * 10, lambda: reg.associators(ns, path, result_class=names.VSSD)),
+        "References of one VM": best_of(repeat * 10, lambda: reg.references(ns, path)),
     }
     gc.collect()
     figures["RSS MiB"] = rss() / MIB
@@ -127,6 +132,8 @@ def report(steps: list[Step]) -> bool:
     for key in keys:
         print(f"  {key:<40}" + "".join(f"{s.figures[key]:12.4f}" for s in steps))
     print(f"  {'define rate (VMs/s)':<40}" + "".join(f"{s.define_rate:12.1f}" for s in steps))
+    print(f"  {'define rate / first count':<40}"
+          + "".join(f"{s.define_rate / base.define_rate:12.2f}" for s in steps))
     print(f"ratios to {base.count} VMs (count ratio in the first row):")
     print(f"  {'count ratio (linear bound)':<40}"
           + "".join(f"{s.count / base.count:12.1f}" for s in steps))

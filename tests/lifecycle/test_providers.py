@@ -103,6 +103,28 @@ def test_settings_and_associations(svc: Harness) -> None:
         svc.get(ids.setting_path(names.VSSD, ids.vssd_id(str(uuid.uuid4()).upper())))
 
 
+def test_associations_of_one_vm_read_only_that_vm(svc: Harness) -> None:
+    vms = [define(svc, f"one-{i}-{uuid.uuid4().hex[:6]}") for i in range(3)]
+    spy = Spy(svc.host, ("inventory", "list_systems", "shared_systems", "get_system"))
+    guid = str(vms[1]["Name"])
+    refs = svc.registry.references(svc.ns, vms[1])
+    assert sorted(r.classname for r in refs) == sorted([names.SETTINGS_DEFINE_STATE,
+                                                        names.ELEMENT_SETTING_DATA,
+                                                        names.SYSTEM_EXPORT_SD])
+    assoc = svc.associators(vms[1], result_class=names.EXPORT_SD)
+    assert [str(a["InstanceID"]) for a in assoc] == [f"Microsoft:{guid}\\ExportSettingData"]
+    vssd = svc.associators(vms[1], assoc_class=names.SETTINGS_DEFINE_STATE)
+    assert [str(v["InstanceID"]) for v in vssd] == [ids.vssd_id(guid)]
+    assert spy.calls["inventory"] == spy.calls["list_systems"] == 0
+    assert spy.calls["shared_systems"] == 0 and spy.calls["get_system"] > 0
+    # a VM that does not exist has no associations, and a stranger target none either
+    gone = pywbem.CIMInstanceName(names.COMPUTER_SYSTEM, keybindings={
+        "CreationClassName": names.COMPUTER_SYSTEM, "Name": str(uuid.uuid4()).upper()})
+    assert svc.registry.references(svc.ns, gone) == []
+    assert svc.registry.references(svc.ns, pywbem.CIMInstanceName(
+        names.COMPUTER_SYSTEM, keybindings={"Name": "not-a-guid"})) == []
+
+
 def test_a_busy_vm_refuses_other_changes(svc: Harness) -> None:
     vm = define(svc, f"busy-{uuid.uuid4().hex[:6]}")
     guid = str(vm["Name"])

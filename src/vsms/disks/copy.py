@@ -26,7 +26,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import cast
 
+from vsms.disks import digests
 from vsms.disks.api import ProgressFn, require_file, translate_oserror
+from vsms.disks.digests import DigestBook
 from vsms.errors import InvalidParameter, JobCancelled, OperationFailed
 
 CHUNK = 64 * 1024 * 1024
@@ -379,43 +381,64 @@ def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
 
 
 def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
-                  cancel: threading.Event | None = None) -> tuple[int, str]:
+                  cancel: threading.Event | None = None,
+                  book: DigestBook | None = None) -> tuple[int, str]:
     """``copy_file`` that also returns the hex SHA-256 of the content: (bytes of data, digest).
 
     The data is read from the disk once: a helper thread copies chunks of 4 MiB in the kernel
     while the calling thread hashes each finished chunk from the page cache (at most AHEAD
-    chunks behind); after a FICLONE only the hash reads the data. The digest is the one
-    ``sha256_file`` gives (holes hashed as zeros). ``progress`` counts the bytes of data
-    hashed; ``cancel``, the refusal of an existing ``dst`` and the removal of a partial one on
-    any error are as in ``copy_file``.
+    chunks behind); after a FICLONE only the hash reads the data, and not even that when
+    ``book`` knows the digest of the unchanged ``src``. The digest is the one ``sha256_file``
+    gives (holes hashed as zeros) and is recorded in ``book`` for ``dst`` (and for ``src`` when
+    it did not change meanwhile). ``progress`` counts the bytes of data hashed (or cloned with
+    a known digest); ``cancel``, the refusal of an existing ``dst`` and the removal of a
+    partial one on any error are as in ``copy_file``.
     """
     what = f"the copy of {src} to {dst}"
     counter = _Progress(progress)
+    before: list[digests.FileIdentity] = []
 
     def body(sfd: int, dfd: int, size: int) -> str:
+        ident = digests.FileIdentity.of(os.fstat(sfd))
+        before.append(ident)
         if _try_clone(sfd, dfd):
+            known = digests.lookup(book, ident)
+            if known is not None and digests.FileIdentity.of(os.fstat(sfd)) == ident:
+                counter.add(sum(end - start for start, end in _extents(sfd, size)))
+                return known
             return _hash_fd(sfd, size, counter, cancel, what)
         return _copy_hashing(sfd, dfd, size, counter, cancel, what)
 
     digest = _copy_new(src, dst, cancel, body, counter)
     assert digest is not None
+    if book is not None:
+        digests.remember_path(book, dst, digest, None)
+        digests.remember_path(book, src, digest, before[0])
     return counter.done, digest
 
 
 def sha256_file(path: str, *, progress: ProgressFn | None = None,
-                cancel: threading.Event | None = None) -> str:
+                cancel: threading.Event | None = None, book: DigestBook | None = None) -> str:
     """The hex SHA-256 of the whole content of ``path`` (the same digest as ``sha256sum``).
 
     Data extents are read; holes are hashed from a buffer of zeros without touching the disk.
     ``progress`` receives the bytes of data read so far (ending at ``data_bytes(path)``);
-    ``cancel`` is checked every MiB and raises JobCancelled.
+    ``cancel`` is checked every MiB and raises JobCancelled. With ``book``, the digest recorded
+    for the file's unchanged identity is returned without reading (progress jumps to the end),
+    and a digest computed is recorded.
     """
     what = f"the checksum of {path}"
     _check_cancel(cancel, what)
     fd, st = _open_source(path)
     counter = _Progress(progress)
+    ident = digests.FileIdentity.of(st)
     try:
-        digest = _hash_fd(fd, st.st_size, counter, cancel, what)
+        digest = digests.lookup(book, ident)
+        if digest is not None:
+            counter.add(sum(end - start for start, end in _extents(fd, st.st_size)))
+        else:
+            digest = _hash_fd(fd, st.st_size, counter, cancel, what)
+            digests.remember(book, fd, digest, ident)
         counter.finish()
     except OSError as exc:
         raise translate_oserror(exc, f"read {path}") from None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vsms.disks.api import ProgressFn
 from vsms.disks.copy import sha256_file
+from vsms.disks.digests import DigestBook
 from vsms.errors import JobCancelled, VsmsError
 from vsms.exportdir.layout import MANIFEST, q
 from vsms.exportdir.tree import rel_path_problem
@@ -63,13 +64,15 @@ def parse_manifest(data: bytes) -> tuple[dict[str, str], list[str]]:
 
 def hash_files(directory: Path, rels: list[str], *, progress: ProgressFn | None = None,
                cancel: threading.Event | None = None,
-               problems: list[str] | None = None) -> dict[str, str]:
+               problems: list[str] | None = None,
+               book: DigestBook | None = None) -> dict[str, str]:
     """sha256 of each file (relative path -> hex digest), in the order given.
 
     ``progress`` receives the bytes of data read so far over all files (holes in sparse files
     are not read, so the last value is at most the total size); ``cancel`` makes the hashing
     raise JobCancelled (both pass through to vsms.disks.copy.sha256_file). When ``problems`` is
     given, a file that cannot be read is reported there and left out instead of raising.
+    ``book`` gives the digests of files this host hashed before and has not seen change.
     """
     done = 0
     digests: dict[str, str] = {}
@@ -83,7 +86,8 @@ def hash_files(directory: Path, rels: list[str], *, progress: ProgressFn | None 
                 progress(done)
 
         try:
-            digests[rel] = sha256_file(str(directory / rel), progress=step, cancel=cancel)
+            digests[rel] = sha256_file(str(directory / rel), progress=step, cancel=cancel,
+                                       book=book)
         except JobCancelled:
             raise
         except VsmsError as exc:

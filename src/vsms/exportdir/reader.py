@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vsms.disks.api import ProgressFn
+from vsms.disks.digests import DigestBook
 from vsms.errors import InvalidParameter, JobCancelled, ValidationFailed, VsmsError
 from vsms.exportdir.config import disk_file_clause, parse_config
 from vsms.exportdir.expfile import instance_problems, parse_exp
@@ -171,7 +172,7 @@ def checksum_mismatch(rel: str) -> str:
 
 def _manifest(root: Path, scan: TreeScan, verify: bool, skip: Collection[str],
               progress: ProgressFn | None, cancel: threading.Event | None,
-              problems: list[str]) -> set[str]:
+              problems: list[str], book: DigestBook | None) -> set[str]:
     """Check the manifest; return the files already reported as damaged (checksum). The
     checksums of the files in ``skip`` are left to the caller."""
     if MANIFEST not in scan.files:
@@ -201,7 +202,8 @@ def _manifest(root: Path, scan: TreeScan, verify: bool, skip: Collection[str],
     if not verify:
         return set()
     hashed = [rel for rel in present if rel not in skip]
-    digests = hash_files(root, hashed, progress=progress, cancel=cancel, problems=problems)
+    digests = hash_files(root, hashed, progress=progress, cancel=cancel, problems=problems,
+                         book=book)
     damaged = {rel for rel in hashed if digests.get(rel) != entries[rel]}
     problems += [checksum_mismatch(rel) for rel, digest in digests.items()
                  if digest != entries[rel]]
@@ -297,7 +299,7 @@ def _default_check(path: str, fmt: ImageFormat) -> str | None:
 def read_export(directory: Path, *, verify: bool = True, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None,
                 probe: ProbeFn | None = None, check: CheckFn | None = None,
-                defer_disks: bool = False) -> ExportPackage:
+                defer_disks: bool = False, book: DigestBook | None = None) -> ExportPackage:
     """Validate the export in ``directory`` (the per-VM subdirectory) and return its contents.
 
     Quick checks raise InvalidParameter: the directory does not exist, is not a directory, or is
@@ -312,7 +314,9 @@ def read_export(directory: Path, *, verify: bool = True, progress: ProgressFn | 
     nothing else is wrong, ``check`` tells why a disk of the right format whose checksum matched
     is not intact (default: its headers and ``qemu-img check -f``). A qcow2 disk may name
     a backing file only inside the export and no external data file; hard links and mount
-    points inside the export are refused. Nothing is modified.
+    points inside the export are refused. Nothing is modified. ``book`` (see
+    ``vsms.disks.digests``) spares hashing the files this host hashed before and that did not
+    change since.
     """
     root = _quick_checks(directory)
     problems: list[str] = []
@@ -324,7 +328,7 @@ def read_export(directory: Path, *, verify: bool = True, progress: ProgressFn | 
     cfg = _config(root, scan, problems)
     exp_path, instances = _exp(root, scan, cfg, problems)
     skip = {d.file for d in cfg.disks if d.file} if defer_disks and cfg is not None else set()
-    damaged = _manifest(root, scan, verify, skip, progress, cancel, problems)
+    damaged = _manifest(root, scan, verify, skip, progress, cancel, problems, book)
     if cfg is not None:
         deep = verify and not problems  # the image checks are the slowest step: only for an
         _disks(root, scan, cfg, probe or _default_probe,  # export that is otherwise valid
@@ -356,12 +360,14 @@ def listed_checksums(pkg: ExportPackage, rels: Collection[str]) -> dict[str, str
 
 def verify_checksums(pkg: ExportPackage, expected: Mapping[str, str], *,
                      progress: ProgressFn | None = None,
-                     cancel: threading.Event | None = None) -> None:
-    """Hash each file of ``expected`` (relative path -> hex SHA-256) under ``pkg.directory``;
-    one ValidationFailed lists every file that differs or cannot be read."""
+                     cancel: threading.Event | None = None,
+                     book: DigestBook | None = None) -> None:
+    """Hash each file of ``expected`` (relative path -> hex SHA-256) under ``pkg.directory``
+    (``book`` as in ``read_export``); one ValidationFailed lists every file that differs or
+    cannot be read."""
     problems: list[str] = []
     digests = hash_files(pkg.directory, sorted(expected), progress=progress, cancel=cancel,
-                         problems=problems)
+                         problems=problems, book=book)
     problems += [checksum_mismatch(rel) for rel, digest in digests.items()
                  if digest != expected[rel].lower()]
     if problems:

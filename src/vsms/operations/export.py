@@ -21,6 +21,7 @@ from vsms import __version__
 from vsms.cim.enums import EnabledState, OperationalStatus, RequestedState
 from vsms.disks import copy as diskcopy
 from vsms.disks import qemuimg
+from vsms.disks.digests import DigestBook
 from vsms.errors import InvalidParameter, InvalidState, NotFound, NotSupported
 from vsms.exportdir import layout, writer
 from vsms.exportdir.layout import ExportConfig, ExportedDisk
@@ -57,6 +58,7 @@ class ExportWork:
     export_dir: Path
     dest: Path  # the per-VM directory (== export_dir without a subdirectory)
     allow_saved: bool
+    book: DigestBook | None = None  # digests of files hashed before (vsms.disks.digests)
 
     @property
     def description(self) -> str:
@@ -102,7 +104,8 @@ class ExportWork:
                 rel = f"{layout.VHD_DIR}/{_unique_name(Path(media.path).name, used)}"
                 _, digests[rel] = diskcopy.copy_and_hash(
                     media.path, str(tmp / rel),
-                    progress=offset(phases.phase("copy", total), done), cancel=ctx.cancel_event)
+                    progress=offset(phases.phase("copy", total), done), cancel=ctx.cancel_event,
+                    book=self.book)
                 done += data[media.dev_id]
             ctx.check_cancelled()
             exported.append(ExportedDisk(dev_id=media.dev_id, original_path=media.path, file=rel,
@@ -172,7 +175,7 @@ def _check_state(host: VirtHost, vs: VirtualSystem, allow_saved: bool,
 
 def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions, guid: str,
                    export_directory: str, options: ExportOptions, *,
-                   allow_saved: bool) -> ExportWork:
+                   allow_saved: bool, book: DigestBook | None = None) -> ExportWork:
     """Quick checks of ExportVirtualSystem(Ex); raises the VsmsError whose code is returned.
 
     On success the VM is reserved for the export: the caller must submit the work as a job
@@ -211,4 +214,4 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
     # while the export is queued is refused as busy instead of failing the export later.
     transitions.begin(vs.guid, _EXPORTING, vs.name)
     return ExportWork(host=host, transitions=transitions, vs=vs, options=options,
-                      export_dir=export_dir, dest=dest, allow_saved=allow_saved)
+                      export_dir=export_dir, dest=dest, allow_saved=allow_saved, book=book)

@@ -97,7 +97,7 @@ class ImportWork:
                                if create_copy else {"verify": 1, "define": 0.02})
         # with a copy, the disks' checksums are verified while they are copied (one read)
         pkg = read_export(self.directory, verify=True, progress=phases.phase("verify", size),
-                          cancel=ctx.cancel_event, defer_disks=create_copy)
+                          cancel=ctx.cancel_event, defer_disks=create_copy, book=self.store)
         phases.done("verify")
         ctx.check_cancelled()
         vs, copies = self._plan(pkg)
@@ -245,7 +245,7 @@ class ImportWork:
         pre = sum(diskcopy.data_bytes(str(pkg.directory / rel)) for rel in first)
         sizes = [diskcopy.data_bytes(c.src) for c in copies]
         on_copy = phases.phase("copy", pre + sum(sizes))
-        verify_checksums(pkg, first, progress=on_copy, cancel=ctx.cancel_event)
+        verify_checksums(pkg, first, progress=on_copy, cancel=ctx.cancel_event, book=self.store)
         done = pre
         for c, size in zip(copies, sizes, strict=True):
             src, dst = c.src, c.dst
@@ -260,7 +260,7 @@ class ImportWork:
                              progress=offset(on_copy, done), cancel=ctx.cancel_event)
             elif c.rel in hashed:
                 _, digest = diskcopy.copy_and_hash(src, dst, progress=offset(on_copy, done),
-                                                   cancel=ctx.cancel_event)
+                                                   cancel=ctx.cancel_event, book=self.store)
                 if digest != expected[c.rel]:
                     with contextlib.suppress(OSError):
                         os.unlink(dst)

@@ -25,7 +25,7 @@ class ExportSettingsProvider:
         self.ctx = ctx
 
     def _guids(self) -> list[str]:
-        return [vs.guid for vs in self.ctx.host.list_systems()]
+        return [vs.guid for vs in self.ctx.host.shared_systems()]
 
     def _assoc(self, guid: str) -> pywbem.CIMInstance:
         esd = export_setting_data(guid).path
@@ -53,7 +53,26 @@ class ExportSettingsProvider:
                 if self.ctx.host.get_system(guid) is not None:
                     return export_setting_data(guid)
             return None
-        for inst in self.enumerate(path.classname):
+        vm = path.keybindings.get("ManagedElement")
+        if not isinstance(vm, pywbem.CIMInstanceName):
+            return None
+        for inst in self.references_to(path.classname, vm):
             if inst.path is not None and inst.path.keybindings == path.keybindings:
                 return inst
         return None
+
+    def references_to(self, classname: str, target: pywbem.CIMInstanceName
+                      ) -> Iterable[pywbem.CIMInstance]:
+        """The Msvm_SystemExportSettingData of the one VM ``target`` names (the VM itself or
+        its export setting data); none for anything else."""
+        if classname.lower() != names.SYSTEM_EXPORT_SD.lower():
+            return []
+        keys = {k.lower(): str(v) for k, v in target.keybindings.items()}
+        if target.classname.lower() == names.COMPUTER_SYSTEM.lower():
+            guid = keys.get("name", "")
+        else:
+            iid = keys.get("instanceid", "")
+            ok = iid.startswith("Microsoft:") and iid.endswith(_SUFFIX)
+            guid = iid[len("Microsoft:"):-len(_SUFFIX)] if ok else ""
+        vs = self.ctx.host.get_system(guid) if guid else None
+        return [self._assoc(vs.guid)] if vs is not None else []

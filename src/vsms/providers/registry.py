@@ -24,7 +24,11 @@ CIMTarget: TypeAlias = "pywbem.CIMInstanceName | pywbem.CIMClassName"
 
 
 class InstanceProvider(Protocol):
-    """Serves the instances of some classes (exact class names, no subclassing implied)."""
+    """Serves the instances of some classes (exact class names, no subclassing implied).
+
+    An association provider may add ``references_to(classname, target)``: the instances that may
+    refer to ``target`` (a superset is fine, the registry filters), so References and Associators
+    need not enumerate every VM's associations."""
 
     classnames: tuple[str, ...]
 
@@ -208,7 +212,9 @@ class Registry:
             prov = ns.instance_providers.get(ac.classname.lower())
             if prov is None:
                 continue
-            for inst in prov.enumerate(ac.classname):
+            candidates = (prov.references_to(ac.classname, target)
+                          if hasattr(prov, "references_to") else prov.enumerate(ac.classname))
+            for inst in candidates:
                 for pname, prop in inst.properties.items():
                     if prop.type != "reference" or prop.value is None:
                         continue

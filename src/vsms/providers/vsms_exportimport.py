@@ -64,7 +64,7 @@ class _FailWith:
 def handlers(ctx: ServiceContext) -> dict[str, Handler]:
     def export(guid: str, directory: str, options: ExportOptions, allow_saved: bool) -> Result:
         work = prepare_export(ctx.host, ctx.roots, ctx.transitions, guid, directory, options,
-                              allow_saved=allow_saved)
+                              allow_saved=allow_saved, book=ctx.store)
         try:
             rec = ctx.jobs.submit(name="Export Virtual System", description=work.description,
                                   work=work, affected=[_vm_element(guid)])

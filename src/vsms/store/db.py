@@ -1,4 +1,5 @@
-"""The SQLite store: jobs, their undo journals and the export directories consumed by imports.
+"""The SQLite store: jobs, their undo journals, the export directories consumed by imports and
+the digests of files this host hashed (``vsms.disks.digests``).
 
 One connection, opened with ``check_same_thread=False`` and guarded by a re-entrant lock, serves
 every thread. The connection is in autocommit mode and every write runs inside an explicit
@@ -28,6 +29,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -36,11 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from vsms.cim.enums import JobState
+from vsms.disks.digests import FileIdentity
 from vsms.errors import InUse, InvalidParameter, SystemNotAvailable
 from vsms.model.job import AffectedElement, JobRecord
 from vsms.store.schema import migrate
 
 log = logging.getLogger(__name__)
+
+DIGESTS_KEPT = 10_000  # file digests kept (a row is ~150 bytes)
 
 _JOB_COLUMNS = (
     "instance_id", "classname", "name", "description", "state", "percent", "error_code",
@@ -245,6 +250,30 @@ class Store:
         self._write("unmark an import directory",
                     "DELETE FROM consumed_imports WHERE directory = ?",
                     (os.path.realpath(directory),))
+
+    # -- digests of files (vsms.disks.digests.DigestBook) ----------------------------------
+
+    def known_digest(self, ident: FileIdentity) -> str | None:
+        """The SHA-256 recorded for this exact file identity, or None."""
+        rows = self._read("read a file digest",
+                          "SELECT digest FROM file_digests WHERE file = ? AND size = ? "
+                          "AND mtime_ns = ? AND ctime_ns = ?",
+                          (f"{ident.dev}:{ident.ino}", ident.size, ident.mtime_ns,
+                           ident.ctime_ns))
+        return str(rows[0][0]) if rows else None
+
+    def record_digest(self, ident: FileIdentity, digest: str) -> None:
+        """Keep ``digest`` for the file (one row per inode; the least recently recorded rows
+        beyond DIGESTS_KEPT are dropped)."""
+        with self.transaction():
+            self._write("record a file digest",
+                        "INSERT OR REPLACE INTO file_digests (file, size, mtime_ns, ctime_ns, "
+                        "digest, used_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (f"{ident.dev}:{ident.ino}", ident.size, ident.mtime_ns,
+                         ident.ctime_ns, digest, time.time()))
+            self._write("trim the file digests",
+                        "DELETE FROM file_digests WHERE file IN (SELECT file FROM file_digests "
+                        "ORDER BY used_at DESC LIMIT -1 OFFSET ?)", (DIGESTS_KEPT,))
 
     # -- maintenance ----------------------------------------------------------------------
 

@@ -49,7 +49,19 @@ CREATE TABLE consumed_imports (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2 = """
+CREATE TABLE file_digests (
+    file TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    used_at REAL NOT NULL
+);
+CREATE INDEX file_digests_used ON file_digests (used_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 """SQL scripts; entry ``i`` upgrades version ``i`` to ``i + 1``. Append, never edit."""
 
 

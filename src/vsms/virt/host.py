@@ -74,6 +74,15 @@ class VirtHost:
             return self._cache.systems()
         return self._conn.run("list the virtual machines", work)
 
+    def shared_systems(self) -> list[VirtualSystem]:
+        """What ``list_systems()`` gives, from the same one libvirt call, without copying: the
+        cache's own models, which callers read and never change."""
+        def work(conn: Any) -> list[VirtualSystem]:
+            since = self._cache.seq()
+            self._refresh(conn, conn.listAllDomains(0), since)
+            return [vs for _, vs in self._cache.shared()]
+        return self._conn.run("list the virtual machines", work)
+
     def get_system(self, guid: str) -> VirtualSystem | None:
         """The VM with this GUID, or None when there is none (or the domain is not ours)."""
         g = validate.canonical_guid(guid)
@@ -128,7 +137,7 @@ class VirtHost:
     def paths_in_use(self) -> dict[str, str]:
         """Real path of every image (disks and DVD media) of every VM → that VM's GUID."""
         return {os.path.realpath(m.path): vs.guid
-                for vs in self.list_systems() for m in vs.media}
+                for vs in self.shared_systems() for m in vs.media}
 
     # -- definition ----------------------------------------------------------------------
 
