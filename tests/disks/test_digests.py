@@ -22,7 +22,7 @@ from tests.reflink import loop_xfs, needs_xfs
 from vsms.disks import copy as diskcopy
 from vsms.disks import digests
 from vsms.disks.digests import FileIdentity
-from vsms.errors import SystemNotAvailable
+from vsms.errors import OperationFailed, SystemNotAvailable
 from vsms.store import db as storedb
 from vsms.store.db import Store
 
@@ -169,3 +169,27 @@ def test_a_clone_of_a_known_file_is_not_hashed(store: Store) -> None:
         os.chmod(src, 0o600)  # the source changed since: the next clone is hashed
         _, digest = diskcopy.copy_and_hash(str(src), str(mnt / "again.raw"), book=store)
         assert digest == truth
+
+
+def test_a_copy_of_a_known_file_is_not_hashed(tmp_path: Path, store: Store) -> None:
+    src, dst = tmp_path / "src.raw", tmp_path / "dst.raw"
+    truth = _file(src)
+    store.record_digest(_ident(src), WRONG)  # planted: the copy goes by it, hashing nothing
+    _, digest = diskcopy.copy_and_hash(str(src), str(dst), book=store)
+    assert digest == WRONG
+    assert hashlib.sha256(dst.read_bytes()).hexdigest() == truth  # the copy itself is whole
+    assert store.known_digest(_ident(dst)) == WRONG
+
+
+def test_a_known_file_that_changes_while_copied_fails_the_copy(tmp_path: Path,
+                                                               store: Store) -> None:
+    src, dst = tmp_path / "src.raw", tmp_path / "dst.raw"
+    truth = _file(src)
+    store.record_digest(_ident(src), truth)
+
+    def touch(_done: int) -> None:
+        os.chmod(src, 0o600 if os.stat(src).st_mode & 0o044 else 0o644)
+
+    with pytest.raises(OperationFailed, match="changed while it was being copied"):
+        diskcopy.copy_and_hash(str(src), str(dst), book=store, progress=touch)
+    assert not dst.exists()

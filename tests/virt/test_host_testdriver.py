@@ -306,6 +306,36 @@ def test_paths_in_use_are_real_paths(test_host: VirtHost, created: Tracker,
     assert str(tmp_path / "link" / "d.vhd") not in paths
 
 
+def test_images_and_macs_in_use_follow_every_change(test_host: VirtHost, created: Tracker,
+                                                   tmp_path: Path) -> None:
+    a = small_vm(created.new(), disk=tmp_path / "a.vhd")
+    b = small_vm(created.new(), disk=tmp_path / "b.vhd")
+    test_host.define(a)
+    test_host.define(b)
+    mac_a, mac_b = a.nics[0].mac.upper(), b.nics[0].mac.upper()
+    assert test_host.paths_in_use()[str(tmp_path / "a.vhd")] == a.guid
+    assert {mac_a, mac_b} <= test_host.macs_in_use()
+    # our own redefinition moves the disk and changes the MAC
+    a.media[0].path = str(tmp_path / "a2.vhd")
+    a.nics[0].mac = "00:15:5D:AA:BB:CC"
+    test_host.define(a)
+    paths, macs = test_host.paths_in_use(), test_host.macs_in_use()
+    assert str(tmp_path / "a.vhd") not in paths and paths[str(tmp_path / "a2.vhd")] == a.guid
+    assert mac_a not in macs and "00:15:5D:AA:BB:CC" in macs
+    # someone else's change (another connection, as virsh would) is seen through the events
+    conn = raw_conn()
+    xml = conn.lookupByUUIDString(b.guid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    conn.defineXML(xml.replace(str(tmp_path / "b.vhd"), str(tmp_path / "b-moved.vhd")))
+    assert wait_until(lambda: str(tmp_path / "b-moved.vhd") in test_host.paths_in_use())
+    assert str(tmp_path / "b.vhd") not in test_host.paths_in_use()
+    conn.lookupByUUIDString(b.guid).undefine()
+    assert wait_until(lambda: mac_b not in test_host.macs_in_use())
+    assert str(tmp_path / "b-moved.vhd") not in test_host.paths_in_use()
+    test_host.undefine(a.guid)
+    assert str(tmp_path / "a2.vhd") not in test_host.paths_in_use()
+    assert "00:15:5D:AA:BB:CC" not in test_host.macs_in_use()
+
+
 def test_concurrent_readers_and_writers(test_host: VirtHost, created: Tracker) -> None:
     guids = [created.new() for _ in range(6)]
     errors: list[BaseException] = []

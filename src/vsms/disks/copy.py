@@ -368,16 +368,21 @@ def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
         if _try_clone(sfd, dfd):
             counter.add(sum(end - start for start, end in _extents(sfd, size)))
             return
-        writeback = _WriteBack(dfd)
-
-        def copied(offset: int, n: int) -> None:
-            writeback.copied(offset, n)
-            counter.add(n)
-
-        _copy_extents(sfd, dfd, size, cancel, what, CHUNK, copied)
+        _plain_copy(sfd, dfd, size, counter, cancel, what)
 
     _copy_new(src, dst, cancel, body, counter)
     return counter.done
+
+
+def _plain_copy(sfd: int, dfd: int, size: int, counter: _Progress,
+                cancel: threading.Event | None, what: str) -> None:
+    writeback = _WriteBack(dfd)
+
+    def copied(offset: int, n: int) -> None:
+        writeback.copied(offset, n)
+        counter.add(n)
+
+    _copy_extents(sfd, dfd, size, cancel, what, CHUNK, copied)
 
 
 def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
@@ -387,8 +392,9 @@ def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
 
     The data is read from the disk once: a helper thread copies chunks of 4 MiB in the kernel
     while the calling thread hashes each finished chunk from the page cache (at most AHEAD
-    chunks behind); after a FICLONE only the hash reads the data, and not even that when
-    ``book`` knows the digest of the unchanged ``src``. The digest is the one ``sha256_file``
+    chunks behind); after a FICLONE only the hash reads the data. When ``book`` knows the
+    digest of ``src`` nothing is hashed: the file is cloned or copied as by ``copy_file`` and
+    must not change meanwhile (OperationFailed if it did). The digest is the one ``sha256_file``
     gives (holes hashed as zeros) and is recorded in ``book`` for ``dst`` (and for ``src`` when
     it did not change meanwhile). ``progress`` counts the bytes of data hashed (or cloned with
     a known digest); ``cancel``, the refusal of an existing ``dst`` and the removal of a
@@ -401,13 +407,19 @@ def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
     def body(sfd: int, dfd: int, size: int) -> str:
         ident = digests.FileIdentity.of(os.fstat(sfd))
         before.append(ident)
+        known = digests.lookup(book, ident)
         if _try_clone(sfd, dfd):
-            known = digests.lookup(book, ident)
             if known is not None and digests.FileIdentity.of(os.fstat(sfd)) == ident:
                 counter.add(sum(end - start for start, end in _extents(sfd, size)))
                 return known
             return _hash_fd(sfd, size, counter, cancel, what)
-        return _copy_hashing(sfd, dfd, size, counter, cancel, what)
+        if known is None:
+            return _copy_hashing(sfd, dfd, size, counter, cancel, what)
+        _plain_copy(sfd, dfd, size, counter, cancel, what)
+        if digests.FileIdentity.of(os.fstat(sfd)) != ident:
+            raise OperationFailed(f"{what} failed: {src} changed while it was being copied; "
+                                  "copy it again when nothing writes to it")
+        return known
 
     digest = _copy_new(src, dst, cancel, body, counter)
     assert digest is not None

@@ -88,7 +88,7 @@ def image_checker(roots: StorageRoots, host: VirtHost, guid: str) -> ImageChecke
 
 def host_macs(host: VirtHost) -> frozenset[str]:
     """The MAC address of every network adapter of every VM on the host."""
-    return frozenset(n.mac.upper() for vs in host.shared_systems() for n in vs.nics)
+    return host.macs_in_use()
 
 
 def resource_env(roots: StorageRoots, host: VirtHost, guid: str) -> ResourceEnv:

@@ -30,6 +30,7 @@ import libvirt
 from vsms.model.vm import VirtualSystem
 from vsms.virt import domxml
 from vsms.virt.metadata import MetadataError
+from vsms.virt.usage import UsageIndex
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +67,7 @@ class SystemCache:
         self._resync = True
         self._seq = 0  # bumped by each of our own changes (under _pending_lock)
         self._touched: dict[str, int] = {}  # GUID -> _seq of our last change to it
+        self._usage = UsageIndex()  # images and MACs of the models in _ours
 
     # -- called from libvirt's event thread --------------------------------------------
 
@@ -113,9 +115,12 @@ class SystemCache:
             self._foreign.add(guid)
         else:
             self._ours[guid] = vs
+            self._usage.add(guid, vs)
 
     def _forget(self, guid: str) -> None:
-        self._ours.pop(guid, None)
+        old = self._ours.pop(guid, None)
+        if old is not None:
+            self._usage.remove(guid, old)
         self._foreign.discard(guid)
         self._broken.pop(guid, None)
 
@@ -139,6 +144,9 @@ class SystemCache:
                     self._foreign.clear()
                     self._broken.clear()
                     self._ours.update(kept)
+                    self._usage.clear()
+                    for guid, vs in kept.items():
+                        self._usage.add(guid, vs)
                     if domains is None:
                         domains = conn.listAllDomains(0)
                 if domains is not None:
@@ -220,6 +228,16 @@ class SystemCache:
         domain is re-read)."""
         with self._lock:
             return sorted(self._ours.items())
+
+    def macs_in_use(self) -> frozenset[str]:
+        """The MAC address (upper case) of every network adapter of the listed VMs."""
+        with self._lock:
+            return self._usage.macs()
+
+    def paths_in_use(self) -> dict[str, str]:
+        """Real path of every image of the listed VMs -> the GUID of a VM using it."""
+        with self._lock:
+            return self._usage.paths()
 
     def get(self, guid: str) -> VirtualSystem | None:
         with self._lock:

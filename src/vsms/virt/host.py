@@ -7,7 +7,6 @@ thread-safe and raises ``vsms.errors`` classes only (a libvirt error never escap
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -135,9 +134,19 @@ class VirtHost:
         return state
 
     def paths_in_use(self) -> dict[str, str]:
-        """Real path of every image (disks and DVD media) of every VM → that VM's GUID."""
-        return {os.path.realpath(m.path): vs.guid
-                for vs in self.shared_systems() for m in vs.media}
+        """Real path of every image (disks and DVD media) of every VM → that VM's GUID, from
+        the cache's index (no libvirt call unless events say something changed)."""
+        def work(conn: Any) -> dict[str, str]:
+            self._refresh(conn, None)
+            return self._cache.paths_in_use()
+        return self._conn.run("list the images in use", work)
+
+    def macs_in_use(self) -> frozenset[str]:
+        """The MAC address (upper case) of every network adapter of every VM, from the index."""
+        def work(conn: Any) -> frozenset[str]:
+            self._refresh(conn, None)
+            return self._cache.macs_in_use()
+        return self._conn.run("list the MAC addresses in use", work)
 
     # -- definition ----------------------------------------------------------------------
 
