@@ -7,7 +7,13 @@ A VM is defined through the service with one dynamic VHD (default 10 GiB with 1 
   job: copy, SHA-256 manifest, config, .exp, publish; every file fsynced);
 * ``cp --sparse=always`` of the exported disk + fsync, then ImportVirtualSystemEx with
   CreateCopy (the job: checks, manifest verification, copy, define);
-* an in-place ImportVirtualSystem of the same export (verification only, no copy).
+* an in-place ImportVirtualSystem of the same export (verification only, no copy);
+* the same export and import with copy again, this time with the digests this host recorded
+  (``vsms.disks.digests``): the export of the unchanged VM disk and the import of this host's
+  own export hash nothing.
+
+The first three steps ("cold") start with the service's digest book emptied, as on a host
+that never hashed these files, so each hashes the data once.
 
 fsync is included on both sides. The order of cp and the job alternates between repetitions,
 and every timed step starts alike: the copy the step before made is deleted, ``sync`` runs and
@@ -143,15 +149,39 @@ def one_repetition(rig: Rig, guid: str, src: Path, i: int, opts: Options,
         (imp / src.name).unlink()
         return elapsed
 
+    def cold(fn: Callable[[], float]) -> Callable[[], float]:
+        def run() -> float:
+            rig.svc.store.forget_digests()  # as on a host that never hashed these files
+            return fn()
+        return run
+
+    def export_warm() -> float:  # the digest of the unchanged VM disk is known from before
+        elapsed = rig.export(guid, warm_root)[0]
+        if diskcopy.sha256_file(str(warm_disk)) != diskcopy.sha256_file(str(src)):
+            problems.append("the exported disk (known digest) differs from the source")
+        return elapsed
+
+    def import_warm() -> float:  # the export's digests are known: it was written here
+        elapsed, vm = rig.import_copy(warm_exp, [imp / src.name], f"bench-{rig.token}-warm{i}")
+        rig.forget(vm)
+        (imp / src.name).unlink()
+        return elapsed
+
+    warm_root = world_dir(rep / "export-warm")
+    warm_exp = warm_root / f"bench-{rig.token}"
+    warm_disk = warm_exp / "Virtual Hard Disks" / src.name
     pairs: list[list[tuple[str, Callable[[], float]]]] = [
-        [("cp_src", lambda: cp(src)), ("export", export)],
-        [("cp_exp", lambda: cp(exp_disk)), ("import", import_copy)]]
+        [("cp_src", lambda: cp(src)), ("export", cold(export))],
+        [("cp_exp", lambda: cp(exp_disk)), ("import", cold(import_copy))]]
     for pair in pairs:
         for key, fn in pair if i % 2 == 0 else reversed(pair):
             settle(opts.settle)
             times[key].append(fn())
+    for key, fn in (("export_warm", export_warm), ("import_warm", import_warm)):
+        settle(opts.settle)
+        times[key].append(fn())
     settle(opts.settle)
-    times["inplace"].append(rig.import_in_place(exp)[0])
+    times["inplace"].append(cold(lambda: rig.import_in_place(exp)[0])())
     for g in list(rig.guids - {guid}):
         rig.forget(g)
     shutil.rmtree(rep)
@@ -170,7 +200,8 @@ class Options:
 
 @dataclass
 class Result:
-    times: dict[str, list[float]]  # cp_src, export, cp_exp, import, inplace: one per repetition
+    times: dict[str, list[float]]  # cp_src, export, cp_exp, import, inplace, export_warm,
+    # import_warm: one per repetition
     problems: list[str]
 
 
@@ -185,7 +216,8 @@ def measure(rig: Rig, size: int, data: int, repeat: int, *, opts: Options = Opti
           f"{diskcopy.data_bytes(str(src)) / GIB:.2f} GiB of data, "
           f"{allocated(src) / GIB:.2f} GiB allocated)")
     times: dict[str, list[float]] = {k: [] for k in
-                                     ("cp_src", "export", "cp_exp", "import", "inplace")}
+                                     ("cp_src", "export", "cp_exp", "import", "inplace",
+                                      "export_warm", "import_warm")}
     problems: list[str] = []
     sizes: list[str] = []
     for i in range(repeat):
@@ -200,12 +232,16 @@ def measure(rig: Rig, size: int, data: int, repeat: int, *, opts: Options = Opti
     print(row(f"{ref_label} (exported disk)", times["cp_exp"]))
     print(row("ImportVirtualSystemEx CreateCopy job", times["import"]))
     print(row("ImportVirtualSystem in place (verify only)", times["inplace"]))
+    print(row("ExportVirtualSystem job, digest known", times["export_warm"]))
+    print(row("ImportVirtualSystemEx CreateCopy, digest known", times["import_warm"]))
     print("breakdown, on the VM disk:")
     for label, values in parts.items():
         print(row(label, values))
     print("ratios (job / cp of the same file, same repetition):")
     print(ratio_row("export / cp", times["export"], times["cp_src"], limit))
     print(ratio_row("import with copy / cp", times["import"], times["cp_exp"], limit))
+    print(ratio_row("export, digest known / cp", times["export_warm"], times["cp_src"], limit))
+    print(ratio_row("import, digest known / cp", times["import_warm"], times["cp_exp"], limit))
     print(f"sparseness (limit {SPARSE:.0%}):")
     for line in sizes:
         print(line)

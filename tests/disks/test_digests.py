@@ -193,3 +193,12 @@ def test_a_known_file_that_changes_while_copied_fails_the_copy(tmp_path: Path,
     with pytest.raises(OperationFailed, match="changed while it was being copied"):
         diskcopy.copy_and_hash(str(src), str(dst), book=store, progress=touch)
     assert not dst.exists()
+
+
+def test_forgetting_the_digests_makes_every_file_hashed_again(tmp_path: Path,
+                                                             store: Store) -> None:
+    path = tmp_path / "disk.raw"
+    truth = _file(path)
+    store.record_digest(_ident(path), WRONG)
+    assert store.forget_digests() == 1
+    assert diskcopy.sha256_file(str(path), book=store) == truth

@@ -179,7 +179,8 @@ def cancel_during_copy(bench: Bench) -> None:
 
 
 def _cancelling(bench: Bench, inner: Callable[..., Any]) -> Callable[..., Any]:
-    def copy(src: str, dst: str, *, progress: Any = None, cancel: Any = None) -> Any:
+    def copy(src: str, dst: str, *, progress: Any = None, cancel: Any = None,
+             **more: Any) -> Any:
         fired: list[bool] = []
 
         def report(done: int) -> None:
@@ -188,7 +189,7 @@ def _cancelling(bench: Bench, inner: Callable[..., Any]) -> Callable[..., Any]:
                 cancel_running_jobs(bench.client)
             if progress is not None:
                 progress(done)
-        return inner(src, dst, progress=report, cancel=cancel)
+        return inner(src, dst, progress=report, cancel=cancel, **more)
 
     return copy
 

@@ -275,6 +275,10 @@ class Store:
                         "DELETE FROM file_digests WHERE file IN (SELECT file FROM file_digests "
                         "ORDER BY used_at DESC LIMIT -1 OFFSET ?)", (DIGESTS_KEPT,))
 
+    def forget_digests(self) -> int:
+        """Drop every recorded file digest (the next use of each file hashes it); how many."""
+        return int(self._write("forget the file digests", "DELETE FROM file_digests").rowcount)
+
     # -- maintenance ----------------------------------------------------------------------
 
     def integrity_check(self) -> bool:
