@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tests.virt.proxy import LibvirtProxy
 from vsms.cim.enums import EnabledState
 from vsms.errors import InvalidState, NotSupported, SystemNotAvailable
 from vsms.model.vm import Drive, DriveKind, ImageFormat, Media, new_guid
+from vsms.virt import cache
 from vsms.virt.host import VirtHost
 
 pytestmark = pytest.mark.qemu
@@ -194,3 +196,36 @@ def test_gives_up_after_the_deadline(proxy: LibvirtProxy, qemu_created: Tracker)
         assert "start libvirtd" in str(info.value)
         proxy.refuse(False)
         assert isinstance(host.list_systems(), list)  # and recovers once it is back
+
+
+def test_a_cold_start_reads_many_domains_at_once(qemu_uri: str, qemu_host: VirtHost,
+                                                 qemu_created: Tracker,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past PARALLEL_FROM domains a new host fetches their XML over several calls in flight;
+    it lists exactly what one-by-one reading gives, and a domain that vanishes between the
+    listing and its read is simply not listed."""
+    vms = [small_vm(qemu_created.new(), f"cold{i}") for i in range(cache.PARALLEL_FROM + 6)]
+    for vs in vms:
+        qemu_host.define(vs)
+    gone = vms[3].guid
+    real = libvirt.virDomain.XMLDesc
+
+    readers: set[str] = set()
+
+    def vanishing(dom: libvirt.virDomain, flags: int = 0) -> str:
+        readers.add(threading.current_thread().name)
+        if dom.UUIDString().upper() == gone:  # undefined by someone else meanwhile
+            raise libvirt.libvirtError("Domain not found")
+        return str(real(dom, flags))
+
+    monkeypatch.setattr(libvirt.virDomain, "XMLDesc", vanishing)
+    monkeypatch.setattr(libvirt.libvirtError, "get_error_code",
+                        lambda self: libvirt.VIR_ERR_NO_DOMAIN)
+    with VirtHost(qemu_uri) as cold:
+        listed = {vs.guid: vs for vs in cold.list_systems()}
+    assert len(readers) > 1 and all(name.startswith("vsms-xml") for name in readers)
+    for vs in vms:
+        if vs.guid == gone:
+            assert vs.guid not in listed
+        else:
+            assert listed[vs.guid] == qemu_host.get_system(vs.guid)
