@@ -1,9 +1,10 @@
-"""Sparse-aware copying and hashing of (big, mostly empty) disk image files.
+"""Sparse-aware copying (and hashing while copying) of (big, mostly empty) disk image files.
 
 Only the data extents of a file cost anything: they are found with SEEK_DATA/SEEK_HOLE, copied
-with ``copy_file_range`` (in the kernel, in chunks of at most 64 MiB) or read for hashing; holes
-are never read or written (a hash takes them as zeros from memory). Progress is counted in bytes
-of data (``data_bytes`` gives the total) and cancellation is checked before every chunk.
+with ``copy_file_range`` (in the kernel, in chunks of at most 64 MiB); holes are never read or
+written. Progress is counted in bytes of data (``data_bytes`` gives the total) and cancellation
+is checked before every chunk. ``data_bytes`` and ``sha256_file`` live in
+``vsms.disks.reading`` and are importable from here too.
 
 ``copy_and_hash`` copies and computes the SHA-256 of the content in one pass: one thread copies
 in the kernel in chunks of 4 MiB while the calling thread hashes each chunk just copied (read
@@ -18,95 +19,38 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import hashlib
 import os
 import queue
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import cast
 
 from vsms.disks import digests
-from vsms.disks.api import ProgressFn, require_file, translate_oserror
+from vsms.disks.api import ProgressFn, translate_oserror
 from vsms.disks.digests import DigestBook
-from vsms.errors import InvalidParameter, JobCancelled, OperationFailed
+from vsms.disks.reading import (
+    Progress,
+    Sha256,
+    check_cancel,
+    data_bytes,
+    extents,
+    hash_fd,
+    open_source,
+    sha256_file,
+)
+from vsms.errors import InvalidParameter, OperationFailed
+
+__all__ = ["CHUNK", "copy_and_hash", "copy_file", "data_bytes", "sha256_file"]
 
 CHUNK = 64 * 1024 * 1024
 HASH_BUFFER = 4 * 1024 * 1024  # the read/write fallback's buffer and copy_and_hash's chunk
-READ_BUFFER = 1024 * 1024  # what hashing reads at a time (stays in the CPU cache)
 AHEAD = 16  # chunks the copying thread of copy_and_hash may be ahead of the hashing one
 WRITEBACK = 64 * 1024 * 1024  # each such run of a copy is queued for writeback at once
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int): share all extents (reflink filesystems only)
 _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS,
              errno.EPERM, errno.EBADF}
 _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
-
-
-class _Progress:
-    """Cumulative, monotonic progress reporting; ``finish`` makes sure the final total is sent."""
-
-    def __init__(self, fn: ProgressFn | None) -> None:
-        self.fn, self.done, self.reported = fn, 0, -1
-
-    def add(self, n: int) -> None:
-        self.done += n
-        if self.fn is not None:
-            self.fn(self.done)
-            self.reported = self.done
-
-    def finish(self) -> None:
-        if self.fn is not None and self.reported != self.done:
-            self.fn(self.done)
-            self.reported = self.done
-
-
-def _check_cancel(cancel: threading.Event | None, what: str) -> None:
-    if cancel is not None and cancel.is_set():
-        raise JobCancelled(f"{what} was cancelled on request")
-
-
-def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of every data extent below ``size``; the whole file if holes are unknown."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:
-                return
-            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP) and pos == 0:
-                yield 0, size
-                return
-            raise
-        if start >= size:
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield start, end
-        pos = end
-
-
-def _open_source(path: str) -> tuple[int, os.stat_result]:
-    require_file(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise translate_oserror(exc, f"open {path}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise InvalidParameter(f"{path} is not a regular file; pass the path of a disk image")
-    return fd, st
-
-
-def data_bytes(path: str) -> int:
-    """The number of bytes in the data extents of ``path`` (what copying it costs)."""
-    fd, st = _open_source(path)
-    try:
-        return sum(end - start for start, end in _extents(fd, st.st_size))
-    except OSError as exc:
-        raise translate_oserror(exc, f"map the data extents of {path}") from None
-    finally:
-        os.close(fd)
 
 
 def _create_target(dst: str, mode: int) -> int:
@@ -144,10 +88,10 @@ def _copy_extents(sfd: int, dfd: int, size: int, cancel: threading.Event | None,
     """Copy every data extent in chunks of at most ``chunk`` bytes; ``on_chunk(offset, n)``
     after each one. ``cancel`` is checked before every chunk."""
     in_kernel = True
-    for start, end in _extents(sfd, size):
+    for start, end in extents(sfd, size):
         offset = start
         while offset < end:
-            _check_cancel(cancel, what)
+            check_cancel(cancel, what)
             count = min(chunk, end - offset)
             done = 0
             if in_kernel:
@@ -178,52 +122,6 @@ def _fsync_folder(path: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-class _Sha256:
-    """SHA-256 of a file's whole content, fed in order: data read from ``fd``, holes as zeros.
-
-    ``cancel`` is checked every READ_BUFFER bytes; the bytes of data read go to ``counter``.
-    """
-
-    def __init__(self, fd: int, counter: _Progress, cancel: threading.Event | None,
-                 what: str) -> None:
-        self.fd, self.counter, self.cancel, self.what = fd, counter, cancel, what
-        self.pos, self.h = 0, hashlib.sha256()
-        self.zero, self.buffer = memoryview(bytes(READ_BUFFER)), memoryview(bytearray(READ_BUFFER))
-
-    def data(self, start: int, end: int) -> None:
-        """Hash the zeros up to ``start``, then the bytes of ``[start, end)`` read from disk."""
-        self.zeros_to(start)
-        offset = start
-        while offset < end:
-            _check_cancel(self.cancel, self.what)
-            n = os.preadv(self.fd, [self.buffer[:min(READ_BUFFER, end - offset)]], offset)
-            if n == 0:
-                raise OperationFailed(f"{self.what} failed: the file shrank while it was being "
-                                      "read; try again when nothing writes to it")
-            self.h.update(self.buffer[:n])
-            offset += n
-            self.counter.add(n)
-        self.pos = end
-
-    def zeros_to(self, end: int) -> None:
-        while self.pos < end:
-            _check_cancel(self.cancel, self.what)
-            n = min(end - self.pos, READ_BUFFER)
-            self.h.update(self.zero[:n])
-            self.pos += n
-
-
-
-def _hash_fd(fd: int, size: int, counter: _Progress, cancel: threading.Event | None,
-             what: str) -> str:
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    h = _Sha256(fd, counter, cancel, what)
-    for start, end in _extents(fd, size):
-        h.data(start, end)
-    h.zeros_to(size)
-    return h.h.hexdigest()
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -267,7 +165,7 @@ class _Stopped(Exception):
     """The hashing side of copy_and_hash gave up: the copying thread stops too."""
 
 
-def _copy_hashing(sfd: int, dfd: int, size: int, counter: _Progress,
+def _copy_hashing(sfd: int, dfd: int, size: int, counter: Progress,
                   cancel: threading.Event | None, what: str) -> str:
     """Copy in a helper thread while this thread hashes each chunk it finished (see module)."""
     spans: queue.Queue[tuple[int, int] | None] = queue.Queue(maxsize=AHEAD)
@@ -298,7 +196,7 @@ def _copy_hashing(sfd: int, dfd: int, size: int, counter: _Progress,
         finally:
             put(None)
 
-    h = _Sha256(sfd, counter, cancel, what)
+    h = Sha256(sfd, counter, cancel, what)
     thread = threading.Thread(target=copier, name="vsms-copy", daemon=True)
     thread.start()
     try:
@@ -319,12 +217,12 @@ def _copy_hashing(sfd: int, dfd: int, size: int, counter: _Progress,
 
 def _copy_new(src: str, dst: str, cancel: threading.Event | None,
               body: Callable[[int, int, int], str | None],
-              counter: _Progress) -> str | None:
+              counter: Progress) -> str | None:
     """Open ``src``, create ``dst``, run ``body(sfd, dfd, size)`` to fill it, then set its size,
     fsync it and its folder. On any error or cancellation the partial ``dst`` is removed."""
     what = f"the copy of {src} to {dst}"
-    _check_cancel(cancel, what)
-    sfd, st = _open_source(src)
+    check_cancel(cancel, what)
+    sfd, st = open_source(src)
     try:
         dfd = _create_target(dst, stat.S_IMODE(st.st_mode) & 0o666 | 0o600)
         try:
@@ -362,11 +260,11 @@ def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
     (JobCancelled) or any error the partial ``dst`` is removed.
     """
     what = f"the copy of {src} to {dst}"
-    counter = _Progress(progress)
+    counter = Progress(progress)
 
     def body(sfd: int, dfd: int, size: int) -> None:
         if _try_clone(sfd, dfd):
-            counter.add(sum(end - start for start, end in _extents(sfd, size)))
+            counter.add(sum(end - start for start, end in extents(sfd, size)))
             return
         _plain_copy(sfd, dfd, size, counter, cancel, what)
 
@@ -374,7 +272,7 @@ def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
     return counter.done
 
 
-def _plain_copy(sfd: int, dfd: int, size: int, counter: _Progress,
+def _plain_copy(sfd: int, dfd: int, size: int, counter: Progress,
                 cancel: threading.Event | None, what: str) -> None:
     writeback = _WriteBack(dfd)
 
@@ -401,7 +299,7 @@ def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
     partial one on any error are as in ``copy_file``.
     """
     what = f"the copy of {src} to {dst}"
-    counter = _Progress(progress)
+    counter = Progress(progress)
     before: list[digests.FileIdentity] = []
 
     def body(sfd: int, dfd: int, size: int) -> str:
@@ -410,9 +308,9 @@ def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
         known = digests.lookup(book, ident)
         if _try_clone(sfd, dfd):
             if known is not None and digests.FileIdentity.of(os.fstat(sfd)) == ident:
-                counter.add(sum(end - start for start, end in _extents(sfd, size)))
+                counter.add(sum(end - start for start, end in extents(sfd, size)))
                 return known
-            return _hash_fd(sfd, size, counter, cancel, what)
+            return hash_fd(sfd, size, counter, cancel, what)
         if known is None:
             return _copy_hashing(sfd, dfd, size, counter, cancel, what)
         _plain_copy(sfd, dfd, size, counter, cancel, what)
@@ -427,33 +325,3 @@ def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
         digests.remember_path(book, dst, digest, None)
         digests.remember_path(book, src, digest, before[0])
     return counter.done, digest
-
-
-def sha256_file(path: str, *, progress: ProgressFn | None = None,
-                cancel: threading.Event | None = None, book: DigestBook | None = None) -> str:
-    """The hex SHA-256 of the whole content of ``path`` (the same digest as ``sha256sum``).
-
-    Data extents are read; holes are hashed from a buffer of zeros without touching the disk.
-    ``progress`` receives the bytes of data read so far (ending at ``data_bytes(path)``);
-    ``cancel`` is checked every MiB and raises JobCancelled. With ``book``, the digest recorded
-    for the file's unchanged identity is returned without reading (progress jumps to the end),
-    and a digest computed is recorded.
-    """
-    what = f"the checksum of {path}"
-    _check_cancel(cancel, what)
-    fd, st = _open_source(path)
-    counter = _Progress(progress)
-    ident = digests.FileIdentity.of(st)
-    try:
-        digest = digests.lookup(book, ident)
-        if digest is not None:
-            counter.add(sum(end - start for start, end in _extents(fd, st.st_size)))
-        else:
-            digest = _hash_fd(fd, st.st_size, counter, cancel, what)
-            digests.remember(book, fd, digest, ident)
-        counter.finish()
-    except OSError as exc:
-        raise translate_oserror(exc, f"read {path}") from None
-    finally:
-        os.close(fd)
-    return digest
