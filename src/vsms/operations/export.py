@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,9 @@ from vsms import __version__
 from vsms.cim.enums import EnabledState, OperationalStatus, RequestedState
 from vsms.disks import copy as diskcopy
 from vsms.disks import qemuimg
+from vsms.disks.api import ProgressFn
 from vsms.disks.digests import DigestBook
+from vsms.disks.lanes import CopyTask, run_lanes
 from vsms.errors import InvalidParameter, InvalidState, NotFound, NotSupported
 from vsms.exportdir import layout, writer
 from vsms.exportdir.layout import ExportConfig, ExportedDisk
@@ -31,7 +35,7 @@ from vsms.mapping.system import settings_instances
 from vsms.model.job import AffectedElement
 from vsms.model.vm import VirtualSystem
 from vsms.operations.paths import StorageRoots
-from vsms.operations.progress import PhaseProgress, offset
+from vsms.operations.progress import PhaseProgress
 from vsms.operations.transitions import Transition, Transitions
 from vsms.virt.host import VirtHost
 
@@ -86,6 +90,13 @@ class ExportWork:
         """The job ended before it ran (cancelled while queued): release the VM."""
         self.transitions.end(self.vs.guid)
 
+    def _copier(self, src: str, dst: str) -> Callable[[ProgressFn, threading.Event],
+                                                      tuple[int, str]]:
+        def run(progress: ProgressFn, cancel: threading.Event) -> tuple[int, str]:
+            return diskcopy.copy_and_hash(src, dst, progress=progress, cancel=cancel,
+                                          book=self.book)
+        return run
+
     def _write(self, ctx: JobContext, tmp: Path) -> None:
         vs = self.vs
         disks = vs.disk_media() if self.options.copy_storage else []
@@ -94,22 +105,22 @@ class ExportWork:
         small = max(total // 100, 1)
         phases = PhaseProgress(ctx.progress, {"copy": total, "meta": small, "hash": small})
         exported: list[ExportedDisk] = []
-        digests: dict[str, str] = {}  # computed while copying: the disks are read once
         used: set[str] = set()
-        done = 0
+        tasks: list[CopyTask[tuple[int, str]]] = []
         for media in vs.disk_media():
             info = qemuimg.info(media.path, media.format)
             rel = ""
             if self.options.copy_storage:
                 rel = f"{layout.VHD_DIR}/{_unique_name(Path(media.path).name, used)}"
-                _, digests[rel] = diskcopy.copy_and_hash(
-                    media.path, str(tmp / rel),
-                    progress=offset(phases.phase("copy", total), done), cancel=ctx.cancel_event,
-                    book=self.book)
-                done += data[media.dev_id]
-            ctx.check_cancelled()
+                tasks.append(CopyTask(media.path, str(tmp / rel), self._copier(media.path,
+                                                                                str(tmp / rel))))
             exported.append(ExportedDisk(dev_id=media.dev_id, original_path=media.path, file=rel,
                                          format=media.format, virtual_size=info.virtual_size))
+        # each disk hashed while it is copied (read once); disks on other devices in parallel
+        results = run_lanes(tasks, progress=phases.phase("copy", total), cancel=ctx.cancel_event)
+        ctx.check_cancelled()
+        digests = {d.file: digest for d, (_, digest) in
+                   zip([d for d in exported if d.file], results, strict=True)}
         phases.done("copy")
         cfg = ExportConfig(vm_guid=vs.guid, vm_name=vs.name,
                            exported_at=datetime.now(UTC),

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vsms.disks import copy as diskcopy
 from vsms.disks import qemuimg
+from vsms.disks.api import ProgressFn
 from vsms.disks.convert import convert_file, format_for_path
+from vsms.disks.lanes import CopyTask, run_lanes
 from vsms.errors import AccessDenied, InUse, InvalidParameter, ValidationFailed
 from vsms.exportdir.reader import (
     ExportPackage,
@@ -234,6 +238,27 @@ class ImportWork:
         return copies
 
     # ------------------------------------------------------------------ effects
+    def _copier(self, pkg: ExportPackage, c: Copy, expected: str | None
+                ) -> Callable[[ProgressFn, threading.Event], None]:
+        """The copy of one disk: converted when the target format differs (e.g. VHD -> qcow2:
+        QEMU can save the state of a VM only on qcow2/raw), verified against ``expected``
+        while copied when that is given, plainly copied otherwise."""
+        def run(progress: ProgressFn, cancel: threading.Event) -> None:
+            if c.dst_format is not c.src_format:
+                convert_file(c.src, c.src_format, c.dst, c.dst_format, progress=progress,
+                             cancel=cancel)
+            elif expected is not None:
+                _, digest = diskcopy.copy_and_hash(c.src, c.dst, progress=progress,
+                                                   cancel=cancel, book=self.store)
+                if digest != expected:
+                    with contextlib.suppress(OSError):
+                        os.unlink(c.dst)
+                    raise ValidationFailed([checksum_mismatch(c.rel)], summary=(
+                        f"The export directory {str(pkg.directory)!r} failed validation"))
+            else:
+                diskcopy.copy_file(c.src, c.dst, progress=progress, cancel=cancel)
+        return run
+
     def _copy(self, ctx: JobContext, pkg: ExportPackage, copies: list[Copy],
               phases: PhaseProgress) -> None:
         """Copy (or convert) every disk. The export's disk files were left out of read_export's
@@ -246,28 +271,15 @@ class ImportWork:
         sizes = [diskcopy.data_bytes(c.src) for c in copies]
         on_copy = phases.phase("copy", pre + sum(sizes))
         verify_checksums(pkg, first, progress=on_copy, cancel=ctx.cancel_event, book=self.store)
-        done = pre
-        for c, size in zip(copies, sizes, strict=True):
-            src, dst = c.src, c.dst
-            parent = Path(dst).parent
+        for c in copies:  # journaled first, in this thread: the copies may run in parallel
+            parent = Path(c.dst).parent
             if not parent.exists():
                 top = next(p for p in [*reversed(parent.parents), parent] if not p.exists())
                 ctx.add_undo("remove_tree", path=str(top))
                 parent.mkdir(parents=True, mode=0o755)
-            ctx.add_undo("remove_file", path=dst)
-            if c.dst_format is not c.src_format:  # e.g. VHD -> qcow2: QEMU can save the state
-                convert_file(src, c.src_format, dst, c.dst_format,  # of a VM only on qcow2/raw
-                             progress=offset(on_copy, done), cancel=ctx.cancel_event)
-            elif c.rel in hashed:
-                _, digest = diskcopy.copy_and_hash(src, dst, progress=offset(on_copy, done),
-                                                   cancel=ctx.cancel_event, book=self.store)
-                if digest != expected[c.rel]:
-                    with contextlib.suppress(OSError):
-                        os.unlink(dst)
-                    raise ValidationFailed([checksum_mismatch(c.rel)], summary=(
-                        f"The export directory {str(pkg.directory)!r} failed validation"))
-            else:
-                diskcopy.copy_file(src, dst, progress=offset(on_copy, done),
-                                   cancel=ctx.cancel_event)
-            done += size
+            ctx.add_undo("remove_file", path=c.dst)
+        tasks = [CopyTask(c.src, c.dst, self._copier(pkg, c, expected.get(c.rel)
+                                                     if c.rel in hashed else None))
+                 for c in copies]
+        run_lanes(tasks, progress=offset(on_copy, pre), cancel=ctx.cancel_event)
         phases.done("copy")
