@@ -7,13 +7,13 @@ A VM is defined through the service with one dynamic VHD (default 10 GiB with 1 
   job: copy, SHA-256 manifest, config, .exp, publish; every file fsynced);
 * ``cp --sparse=always`` of the exported disk + fsync, then ImportVirtualSystemEx with
   CreateCopy (the job: checks, manifest verification, copy, define);
-* an in-place ImportVirtualSystem of the same export (verification only, no copy);
-* the same export and import with copy again, this time with the digests this host recorded
-  (``vsms.disks.digests``): the export of the unchanged VM disk and the import of this host's
-  own export hash nothing.
+* an in-place ImportVirtualSystem of the same export (verification only, no copy).
 
-The first three steps ("cold") start with the service's digest book emptied, as on a host
-that never hashed these files, so each hashes the data once.
+``--digests unknown`` (the default) empties the service's digest book (``vsms.disks.digests``)
+before each job, as on a host that never hashed these files: each job hashes the data once.
+``--digests known`` keeps the digests this host recorded (the VM disk is hashed once by an
+untimed export first): the export of the unchanged VM disk and the import of this host's own
+export then hash nothing, they only copy.
 
 fsync is included on both sides. The order of cp and the job alternates between repetitions,
 and every timed step starts alike: the copy the step before made is deleted, ``sync`` runs and
@@ -24,7 +24,8 @@ alone, SHA-256 alone, and the copy that hashes while it copies. Every VM it made
 and every file removed. Not part of the test suite.
 
     .venv/bin/python bench/bench_export_import.py [--dir /var/tmp] [--size-gib 10]
-        [--data-gib 1] [--repeat 5] [--settle 5] [--uri qemu:///system]
+        [--data-gib 1] [--repeat 5] [--settle 5] [--digests unknown|known]
+        [--uri qemu:///system]
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from benchlib import (
 from vsms.disks import copy as diskcopy
 
 TARGET = 1.15
+DIGESTS = ("unknown", "known")
 SPARSE = 0.05
 
 
@@ -70,6 +72,8 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--uri", default="qemu:///system")
     p.add_argument("--settle", type=float, default=5.0,
                    help="seconds of rest (after sync) before each timed step")
+    p.add_argument("--digests", choices=DIGESTS, default="unknown",
+                   help="whether the service knows the digests of the files it reads")
     return p
 
 
@@ -151,25 +155,11 @@ def one_repetition(rig: Rig, guid: str, src: Path, i: int, opts: Options,
 
     def cold(fn: Callable[[], float]) -> Callable[[], float]:
         def run() -> float:
-            rig.svc.store.forget_digests()  # as on a host that never hashed these files
+            if opts.digests == "unknown":
+                rig.svc.store.forget_digests()  # as on a host that never hashed these files
             return fn()
         return run
 
-    def export_warm() -> float:  # the digest of the unchanged VM disk is known from before
-        elapsed = rig.export(guid, warm_root)[0]
-        if diskcopy.sha256_file(str(warm_disk)) != diskcopy.sha256_file(str(src)):
-            problems.append("the exported disk (known digest) differs from the source")
-        return elapsed
-
-    def import_warm() -> float:  # the export's digests are known: it was written here
-        elapsed, vm = rig.import_copy(warm_exp, [imp / src.name], f"bench-{rig.token}-warm{i}")
-        rig.forget(vm)
-        (imp / src.name).unlink()
-        return elapsed
-
-    warm_root = world_dir(rep / "export-warm")
-    warm_exp = warm_root / f"bench-{rig.token}"
-    warm_disk = warm_exp / "Virtual Hard Disks" / src.name
     pairs: list[list[tuple[str, Callable[[], float]]]] = [
         [("cp_src", lambda: cp(src)), ("export", cold(export))],
         [("cp_exp", lambda: cp(exp_disk)), ("import", cold(import_copy))]]
@@ -177,9 +167,6 @@ def one_repetition(rig: Rig, guid: str, src: Path, i: int, opts: Options,
         for key, fn in pair if i % 2 == 0 else reversed(pair):
             settle(opts.settle)
             times[key].append(fn())
-    for key, fn in (("export_warm", export_warm), ("import_warm", import_warm)):
-        settle(opts.settle)
-        times[key].append(fn())
     settle(opts.settle)
     times["inplace"].append(cold(lambda: rig.import_in_place(exp)[0])())
     for g in list(rig.guids - {guid}):
@@ -196,12 +183,12 @@ def settle(seconds: float) -> None:
 class Options:
     cp_options: tuple[str, ...] = ()  # the cp reference's options (default --sparse=always)
     settle: float = 5.0  # seconds of rest before each timed step
+    digests: str = "unknown"  # "known": keep the digests the service recorded (DIGESTS)
 
 
 @dataclass
 class Result:
-    times: dict[str, list[float]]  # cp_src, export, cp_exp, import, inplace, export_warm,
-    # import_warm: one per repetition
+    times: dict[str, list[float]]  # cp_src, export, cp_exp, import, inplace: one per repetition
     problems: list[str]
 
 
@@ -215,9 +202,13 @@ def measure(rig: Rig, size: int, data: int, repeat: int, *, opts: Options = Opti
     print(f"source: {src} ({src.stat().st_size / GIB:.2f} GiB file, {size / GIB:g} GiB virtual, "
           f"{diskcopy.data_bytes(str(src)) / GIB:.2f} GiB of data, "
           f"{allocated(src) / GIB:.2f} GiB allocated)")
+    if opts.digests == "known":  # an untimed export hashes the VM disk once
+        prime = world_dir(rig.root / "prime")
+        rig.export(guid, prime)
+        shutil.rmtree(prime)
+    print(f"digests {opts.digests} to the service")
     times: dict[str, list[float]] = {k: [] for k in
-                                     ("cp_src", "export", "cp_exp", "import", "inplace",
-                                      "export_warm", "import_warm")}
+                                     ("cp_src", "export", "cp_exp", "import", "inplace")}
     problems: list[str] = []
     sizes: list[str] = []
     for i in range(repeat):
@@ -232,16 +223,14 @@ def measure(rig: Rig, size: int, data: int, repeat: int, *, opts: Options = Opti
     print(row(f"{ref_label} (exported disk)", times["cp_exp"]))
     print(row("ImportVirtualSystemEx CreateCopy job", times["import"]))
     print(row("ImportVirtualSystem in place (verify only)", times["inplace"]))
-    print(row("ExportVirtualSystem job, digest known", times["export_warm"]))
-    print(row("ImportVirtualSystemEx CreateCopy, digest known", times["import_warm"]))
+
     print("breakdown, on the VM disk:")
     for label, values in parts.items():
         print(row(label, values))
     print("ratios (job / cp of the same file, same repetition):")
     print(ratio_row("export / cp", times["export"], times["cp_src"], limit))
     print(ratio_row("import with copy / cp", times["import"], times["cp_exp"], limit))
-    print(ratio_row("export, digest known / cp", times["export_warm"], times["cp_src"], limit))
-    print(ratio_row("import, digest known / cp", times["import_warm"], times["cp_exp"], limit))
+
     print(f"sparseness (limit {SPARSE:.0%}):")
     for line in sizes:
         print(line)
@@ -260,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Rig(args.dir, args.uri) as rig:
             problems = measure(rig, size, data, args.repeat,
-                               opts=Options(settle=args.settle)).problems
+                               opts=Options(settle=args.settle,
+                                            digests=args.digests)).problems
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2

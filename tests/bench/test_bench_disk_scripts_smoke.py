@@ -48,9 +48,11 @@ def only_ratio_problems(out: str) -> None:
     assert all("x cp, above" in p for p in problems), problems
 
 
-def test_export_import_benchmark_smoke(qemu_uri: str) -> None:
+@pytest.mark.parametrize("digests", ["unknown", "known"])
+def test_export_import_benchmark_smoke(qemu_uri: str, digests: str) -> None:
     out = run_script("bench_export_import.py", "--size-gib", "0.25", "--data-gib", "0.02",
-                     "--repeat", "1", "--uri", qemu_uri)
+                     "--repeat", "1", "--digests", digests, "--uri", qemu_uri)
+    assert f"digests {digests} to the service" in out, out
     for heading in ("ExportVirtualSystem job", "ImportVirtualSystemEx CreateCopy job",
                     "copy_and_hash (one pass + fsync)", "export / cp", "import with copy / cp",
                     "imported copy"):
@@ -64,7 +66,8 @@ def test_export_import_benchmark_smoke(qemu_uri: str) -> None:
 def test_reflink_benchmark_smoke(qemu_uri: str) -> None:
     out = run_script("bench_reflink.py", "--sizes-gib", "0.25,2", "--data-gib", "0.02",
                      "--repeat", "1", "--limit", "30", "--uri", qemu_uri)
-    assert out.count("XFS (reflink=1) on a loop device") == 2, out
+    assert out.count("XFS (reflink=1) on a loop device") == 4, out  # 2 sizes x 2 digest modes
+    assert out.count("job, digests known: median") == 6, out
     assert "cp --reflink=always + fsync" in out and "PROBLEM" not in out, out
     assert_nothing_left(out, qemu_uri)
     mounts = {Path(root).parent for root, _ in re.findall(r"rig: storage root (\S+), token (\w+)",

@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pywbem
@@ -51,7 +52,7 @@ def client(storage_root: Path, shm_root: Path, qemu_uri: str) -> Iterator[LocalC
         svc.close()
 
 
-def finished(client: LocalClient, method: str, **params: object) -> pywbem.CIMInstance:
+def finished(client: LocalClient, method: str, **params: Any) -> pywbem.CIMInstance:
     rv, _, job = client.run(names.VSMS, method, **params)
     assert rv == ReturnCode.JOB_STARTED and job is not None
     return job
