@@ -6,7 +6,7 @@ import pytest
 
 from vsms.auth.policy import METHODS, Role, may_call, may_run, method_role
 from vsms.cim.schema import load_schema
-from vsms.providers.registry import resolve_classes
+from vsms.providers.classdefs import resolve_classes
 from vsms.wbem.dispatch import INTRINSIC
 from vsms.wbem.pull import PULL_OPS
 

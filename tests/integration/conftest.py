@@ -32,16 +32,23 @@ def cleanup(service: Service, root: Path) -> None:
             service.host.undefine(vs.guid)
 
 
-@pytest.fixture
-def service(storage_root: Path, qemu_uri: str) -> Iterator[Service]:
-    settings = Settings(state_dir=storage_root / "state", storage_roots=(storage_root,),
-                        libvirt_uri=qemu_uri)
-    svc = Service(settings)
+@contextlib.contextmanager
+def served(roots: tuple[Path, ...], uri: str) -> Iterator[Service]:
+    """A Service on ``uri`` with these storage roots (state in the first); at the end every VM
+    the test made under them is undefined and the service closed."""
+    svc = Service(Settings(state_dir=roots[0] / "state", storage_roots=roots, libvirt_uri=uri))
     try:
         yield svc
     finally:
-        cleanup(svc, storage_root)
+        for root in roots:
+            cleanup(svc, root)
         svc.close()
+
+
+@pytest.fixture
+def service(storage_root: Path, qemu_uri: str) -> Iterator[Service]:
+    with served((storage_root,), qemu_uri) as svc:
+        yield svc
 
 
 @pytest.fixture

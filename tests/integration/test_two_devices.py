@@ -16,15 +16,13 @@ import pytest
 import pywbem
 
 from tests import hyperv
-from tests.integration.conftest import cleanup, export_dir
+from tests.integration.conftest import export_dir, served
 from tests.integration.test_export_import import same_disk
-from vsms.app import Service
 from vsms.cim import names
 from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import JobState, ReturnCode
 from vsms.client import LocalClient
 from vsms.disks.lanes import device_of
-from vsms.settings import Settings
 
 pytestmark = pytest.mark.qemu
 
@@ -42,14 +40,8 @@ def shm_root() -> Iterator[Path]:
 def client(storage_root: Path, shm_root: Path, qemu_uri: str) -> Iterator[LocalClient]:
     if device_of(str(storage_root)) == device_of(str(shm_root)):
         pytest.skip("/var/tmp and /dev/shm are on one device here")
-    svc = Service(Settings(state_dir=storage_root / "state",
-                           storage_roots=(storage_root, shm_root), libvirt_uri=qemu_uri))
-    try:
+    with served((storage_root, shm_root), qemu_uri) as svc:
         yield LocalClient(svc.registry)
-    finally:
-        cleanup(svc, storage_root)
-        cleanup(svc, shm_root)
-        svc.close()
 
 
 def finished(client: LocalClient, method: str, **params: Any) -> pywbem.CIMInstance:

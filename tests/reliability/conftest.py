@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import cleanup
-from vsms.app import Service
-from vsms.client import LocalClient
-from vsms.settings import Settings
+from tests.integration.conftest import client, service  # noqa: F401  (the same fixtures)
 
 FIGURES = pytest.StashKey[list[dict[str, Any]]]()
 
@@ -41,20 +37,3 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     out = os.environ.get("VSMS_KILLPOINTS_REPORT")
     if out:
         Path(out).write_text(json.dumps(figures, indent=1))
-
-
-@pytest.fixture
-def service(storage_root: Path, qemu_uri: str) -> Iterator[Service]:
-    settings = Settings(state_dir=storage_root / "state", storage_roots=(storage_root,),
-                        libvirt_uri=qemu_uri)
-    svc = Service(settings)
-    try:
-        yield svc
-    finally:
-        cleanup(svc, storage_root)
-        svc.close()
-
-
-@pytest.fixture
-def client(service: Service) -> LocalClient:
-    return LocalClient(service.registry)
