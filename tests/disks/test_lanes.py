@@ -49,8 +49,11 @@ def disk(path: Path, mib: int = 24) -> str:
 def hashing(src: Path, dst: Path, meet: threading.Barrier | None = None,
             seen: list[str] | None = None) -> CopyTask[tuple[int, str]]:
     def run(progress: ProgressFn, cancel: threading.Event) -> tuple[int, str]:
+        met: list[bool] = []
+
         def on_bytes(n: int) -> None:
-            if meet is not None and n > 0:
+            if meet is not None and n > 0 and not met:
+                met.append(True)
                 meet.wait()  # both copies must be under way at once
             if seen is not None:
                 seen.append(threading.current_thread().name)
