@@ -44,7 +44,10 @@ class Vsms:
         return cls(server.https_url if https else server.url, (server.user, server.password))
 
     def __call__(self, *args: str, timeout: float = 180) -> Result:
-        login = ["--user", self.creds[0], "--password", self.creds[1]] if self.creds else []
+        # "--password=…": a random password may begin with "-", which argparse would take for
+        # an option when given as a separate argument
+        login = ([f"--user={self.creds[0]}", f"--password={self.creds[1]}"] if self.creds
+                 else [])
         done = subprocess.run([sys.executable, "-m", "vsms.cli.main", "--url", self.url, *login,
                                *args], capture_output=True, text=True, timeout=timeout,
                               check=False)
