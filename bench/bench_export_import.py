@@ -57,6 +57,7 @@ from benchlib import (
 )
 
 from vsms.disks import copy as diskcopy
+from vsms.errors import VsmsError
 
 TARGET = 1.15
 DIGESTS = ("unknown", "known")
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             problems = measure(rig, size, data, args.repeat,
                                opts=Options(settle=args.settle,
                                             digests=args.digests)).problems
-    except BenchError as exc:
+    except (BenchError, VsmsError) as exc:  # VsmsError: e.g. libvirt unreachable
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
     for p in problems:

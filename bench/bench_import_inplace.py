@@ -53,6 +53,8 @@ from benchlib import (
     world_dir,
 )
 
+from vsms.errors import VsmsError
+
 TARGET = 2.0
 
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Rig(args.dir, args.uri) as rig:
             return measure(rig, conn, args, twins)
-    except BenchError as exc:
+    except (BenchError, VsmsError) as exc:  # VsmsError: e.g. libvirt unreachable
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
     finally:

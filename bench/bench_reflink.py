@@ -33,6 +33,7 @@ from pathlib import Path
 from bench_export_import import DIGESTS, Options, measure
 from benchlib import GIB, BenchError, Rig, median, stop_on_sigterm, world_dir
 
+from vsms.errors import VsmsError
 from vsms.testing import loopfs
 
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                         if value >= args.limit:
                             problems.append(f"{key} of a {size / GIB:g} GiB disk took "
                                             f"{value:.2f} s with its digests known")
-    except BenchError as exc:
+    except (BenchError, VsmsError) as exc:  # VsmsError: e.g. libvirt unreachable
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
     for line in problems:

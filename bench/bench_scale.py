@@ -35,6 +35,7 @@ import libvirt
 from benchlib import MIB, BenchError, Rig, machine, make_vhd, median, stop_on_sigterm, world_dir
 
 from vsms.cim import names
+from vsms.errors import VsmsError
 
 
 @dataclass
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                           flush=True)
             finally:
                 undefine_all(rig, defined)
-    except BenchError as exc:
+    except (BenchError, VsmsError) as exc:  # VsmsError: e.g. libvirt unreachable
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
     linear = report(steps)

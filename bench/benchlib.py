@@ -156,7 +156,11 @@ class Rig:
         self._own_root = root is None
 
     def __enter__(self) -> Rig:
-        self.service = Service(self.settings)
+        try:
+            self.service = Service(self.settings)
+        except BaseException:  # e.g. libvirtd not running: leave no storage root behind
+            self.close()
+            raise
         print(f"rig: storage root {self.root}, token {self.token}", flush=True)
         return self
 
