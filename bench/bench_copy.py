@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchlib import fsync_path
+
 from vsms.disks.copy import copy_file, data_bytes, sha256_file
 
 MIB = 1024 * 1024
@@ -39,14 +41,6 @@ def make_source(path: Path, size: int, data: int) -> None:
         f.truncate(size)
         f.flush()
         os.fsync(f.fileno())
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def timed(label: str, run: Callable[[], object]) -> float:
@@ -75,7 +69,7 @@ def main() -> None:
         def cp() -> None:
             subprocess.run(["cp", "--sparse=always", str(src), str(theirs)], check=True,
                            timeout=3600)
-            fsync_file(theirs)
+            fsync_path(theirs)
 
         t_cp = timed("cp --sparse=always + fsync", cp)
         for p in (ours, theirs):

@@ -101,15 +101,14 @@ def breakdown(src: Path, work: Path, repeat: int) -> dict[str, list[float]]:
 
 
 def check_sparse(label: str, copy: Path, source: Path, problems: list[str]) -> str:
-    """The copy may not have more than 5% more allocated than the source (it stayed sparse),
-    nor less than its data (a sanity check: XFS may show speculative preallocation beyond the
-    end of a freshly written source, which a copy does not inherit)."""
+    """The copy may not have more than 5% more allocated than the source (it stayed sparse).
+    It may have less: XFS shows speculative preallocation beyond the end of a freshly written
+    source, and unwritten extents that SEEK_DATA may call data, neither of which a clone or a
+    copy inherits; that the copy holds all the data is checked by its SHA-256 instead."""
     a, b = allocated(copy), allocated(source)
-    data = diskcopy.data_bytes(str(source))
     off = (a - b) / max(b, 1)
-    if off > SPARSE or a < (1 - SPARSE) * data:
-        problems.append(f"{label} is {a} bytes allocated, the source {b} ({off:+.1%}) with "
-                        f"{data} bytes of data")
+    if off > SPARSE:
+        problems.append(f"{label} is {a} bytes allocated, the source {b} ({off:+.1%})")
     return f"  {label:<42} {a / MIB:10.1f} MiB allocated ({off:+.2%} vs source)"
 
 

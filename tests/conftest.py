@@ -18,14 +18,21 @@ QEMU_URI = os.environ.get("VSMS_TEST_LIBVIRT_URI", "qemu:///system")
 TEST_ROOT = Path(os.environ.get("VSMS_TEST_ROOT", "/var/tmp/vsms-tests"))
 
 
+def fresh_dir(parent: Path = TEST_ROOT) -> Path:
+    """A new world-traversable directory under ``parent`` (made traversable too), usable as a
+    storage root by real QEMU, which runs as another user."""
+    parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(parent, 0o755)
+    root = parent / uuid.uuid4().hex[:12]
+    root.mkdir()
+    os.chmod(root, 0o755)
+    return root
+
+
 @pytest.fixture
 def storage_root() -> Iterator[Path]:
     """A fresh world-traversable directory usable as a storage root by real QEMU."""
-    TEST_ROOT.mkdir(parents=True, exist_ok=True)
-    os.chmod(TEST_ROOT, 0o755)
-    root = TEST_ROOT / uuid.uuid4().hex[:12]
-    root.mkdir()
-    os.chmod(root, 0o755)
+    root = fresh_dir()
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

@@ -100,3 +100,14 @@ def test_scale_benchmark_smoke(qemu_uri: str) -> None:
                     "start-up (new Service)", "define rate", "undefined 4 VMs"):
         assert heading in out, out
     assert_nothing_left(out, qemu_uri)
+
+
+def test_xml_fetch_benchmark_smoke(qemu_uri: str) -> None:
+    out = run_script("bench_xml_fetch.py", "--count", "70", "--repeat", "2", "--uri", qemu_uri)
+    for heading in ("XMLDesc one after another", "XMLDesc several in flight",
+                    "in flight / one after another", "µs per domain"):
+        assert heading in out, out
+    token = re.findall(r"named xmlbench-(\w+)-\*", out)
+    assert len(token) == 1, out
+    with VirtHost(qemu_uri) as host:
+        assert [vs.name for vs in host.list_systems() if token[0] in vs.name] == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.disks.craft import MIB, allocated, sparse_file
+from tests.disks.craft import MIB, allocated, enospc_after, sparse_file
 from tests.exportdir.conftest import build_export
 from vsms.disks import copy as diskcopy
 from vsms.errors import InvalidParameter, JobCancelled, OperationFailed, ValidationFailed
@@ -90,17 +90,7 @@ def test_copy_and_hash_cancel_removes_the_copy_and_stops_the_thread(
 
 def test_copy_and_hash_write_error_is_reported_and_cleaned_up(
         sparse: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = os.copy_file_range
-    calls: list[int] = []
-
-    def full_disk(src: int, dst: int, count: int, offset_src: int | None = None,
-                  offset_dst: int | None = None) -> int:
-        calls.append(count)
-        if len(calls) > 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(src, dst, count, offset_src, offset_dst)
-
-    monkeypatch.setattr(os, "copy_file_range", full_disk)  # injected failure
+    monkeypatch.setattr(os, "copy_file_range", enospc_after(3))  # injected failure
     dst = tmp_path / "copy.raw"
     with pytest.raises(OperationFailed, match="free some space"):
         diskcopy.copy_and_hash(str(sparse[0]), str(dst))

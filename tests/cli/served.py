@@ -9,7 +9,6 @@ root's token in the VM name, and removed through libvirt.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shutil
@@ -23,7 +22,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import TEST_ROOT
+from tests.conftest import fresh_dir
 
 _READY = re.compile(r"vsms serving .* \(http port (\w+), https port (\w+)\)")
 START_TIMEOUT = 60.0
@@ -126,12 +125,7 @@ def remove_vms(uri: str, root: Path) -> None:
 
 def make_root() -> Path:
     """A fresh world-traversable storage root under the tests' root (as ``storage_root``)."""
-    TEST_ROOT.mkdir(parents=True, exist_ok=True)
-    os.chmod(TEST_ROOT, 0o755)
-    root = TEST_ROOT / uuid.uuid4().hex[:12]
-    root.mkdir()
-    os.chmod(root, 0o755)
-    return root
+    return fresh_dir()
 
 
 @contextmanager

@@ -8,10 +8,12 @@ VHDX: HasParent flag and a Parent Locator metadata item).
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -111,3 +113,18 @@ def sparse_file(path: Path, size: int, extents: list[tuple[int, bytes]]) -> int:
 
 def allocated(path: Path) -> int:
     return os.stat(path).st_blocks * 512
+
+
+def enospc_after(calls: int) -> Callable[..., int]:
+    """``os.copy_file_range`` that works ``calls`` times, then fails as a full disk does
+    (failure injection)."""
+    real = os.copy_file_range
+    made: list[int] = []
+
+    def full_disk(src: int, dst: int, count: int, offset_src: int | None = None,
+                  offset_dst: int | None = None) -> int:
+        made.append(count)
+        if len(made) > calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst, count, offset_src, offset_dst)
+    return full_disk

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.disks.craft import MIB, allocated, sparse_file
+from tests.disks.craft import MIB, allocated, enospc_after, sparse_file
 from vsms.disks import copy as diskcopy
 from vsms.errors import FileNotFound, InvalidParameter, JobCancelled, OperationFailed
 
@@ -156,17 +156,7 @@ def test_empty_and_all_hole_files_copy(tmp_path: Path) -> None:
 
 def test_write_error_mid_copy_removes_the_partial_copy(
         sparse_2g: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = os.copy_file_range
-    calls = []
-
-    def full_disk(src: int, dst: int, count: int, offset_src: int | None = None,
-                  offset_dst: int | None = None) -> int:
-        calls.append(count)
-        if len(calls) > 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(src, dst, count, offset_src, offset_dst)
-
-    monkeypatch.setattr(os, "copy_file_range", full_disk)  # injected failure
+    monkeypatch.setattr(os, "copy_file_range", enospc_after(2))  # injected failure
     dst = tmp_path / "copy.raw"
     with pytest.raises(OperationFailed, match="free some space"):
         diskcopy.copy_file(str(sparse_2g[0]), str(dst))

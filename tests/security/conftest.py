@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import pywbem
 
 from tests import hyperv
-from tests.conftest import QEMU_URI, TEST_ROOT
+from tests.conftest import QEMU_URI, TEST_ROOT, fresh_dir
 from tests.integration.conftest import cleanup
 from vsms.app import Service
 from vsms.cim import names
@@ -42,19 +41,10 @@ class Env:
     export: Path  # a pristine export of the source VM (the per-VM directory)
 
 
-def _fresh_dir(parent: Path) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(parent, 0o755)
-    d = parent / uuid.uuid4().hex[:12]
-    d.mkdir()
-    os.chmod(d, 0o755)
-    return d
-
-
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    root = _fresh_dir(TEST_ROOT)
-    outside = _fresh_dir(TEST_ROOT / "outside")
+    root = fresh_dir(TEST_ROOT)
+    outside = fresh_dir(TEST_ROOT / "outside")
     settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI)
     service = Service(settings)
     try:

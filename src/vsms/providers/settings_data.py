@@ -34,7 +34,7 @@ class SettingDataProvider:
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         want = classname.lower()
-        return [inst for vs, _ in self.ctx.host.inventory() for inst in settings_instances(vs)
+        return [inst for vs in self.ctx.host.shared_systems() for inst in settings_instances(vs)
                 if inst.classname.lower() == want]
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
@@ -101,7 +101,7 @@ class SettingsAssociationProvider:
         self.ctx = ctx
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
-        return [a for vs, _ in self.ctx.host.inventory() for a in associations(vs, classname)]
+        return [a for vs in self.ctx.host.shared_systems() for a in associations(vs, classname)]
 
     def references_to(self, classname: str, target: pywbem.CIMInstanceName
                       ) -> Iterable[pywbem.CIMInstance]:

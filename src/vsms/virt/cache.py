@@ -120,8 +120,9 @@ class SystemCache:
 
     def _read_many(self, doms: list[Any]) -> None:
         """``_read`` each domain; many at once (a cold start, a full re-read) fetch their XML
-        over several libvirt calls in flight, which libvirtd answers in parallel (about three
-        times faster with READERS threads), and parse it here, one after the other."""
+        over several libvirt calls in flight, which libvirtd answers in parallel, and parse it
+        here, one after the other (bench/bench_xml_fetch.py: 0.77x the time of fetching one
+        by one for 3,000 domains)."""
         if len(doms) < PARALLEL_FROM:
             for dom in doms:
                 self._read(dom)
