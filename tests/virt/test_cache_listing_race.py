@@ -30,14 +30,14 @@ def test_stale_listing_neither_forgets_a_define_nor_resurrects_an_undefine() -> 
     stale: list[Any] = []
     cache.store_xml(vs.guid, xml)  # meanwhile a writer defines the VM
     cache.refresh(conn, stale, force_resync=True, since=since)
-    assert [s.guid for s in cache.systems()] == [vs.guid]
+    assert [g for g, _ in cache.shared()] == [vs.guid]
 
     since = cache.seq()  # a reader lists the domains: the VM is there
     stale = [_Dom(vs.guid, xml)]
     cache.drop(vs.guid)  # meanwhile a writer undefines it
     cache.refresh(conn, stale, force_resync=True, since=since)
-    assert cache.systems() == []
+    assert cache.shared() == []
 
     # a fresh listing is believed again
     cache.refresh(conn, [_Dom(vs.guid, xml)], force_resync=True, since=cache.seq())
-    assert [s.guid for s in cache.systems()] == [vs.guid]
+    assert [g for g, _ in cache.shared()] == [vs.guid]

@@ -86,13 +86,8 @@ def image_checker(roots: StorageRoots, host: VirtHost, guid: str) -> ImageChecke
     return check
 
 
-def host_macs(host: VirtHost) -> frozenset[str]:
-    """The MAC address of every network adapter of every VM on the host."""
-    return host.macs_in_use()
-
-
 def resource_env(roots: StorageRoots, host: VirtHost, guid: str) -> ResourceEnv:
-    return ResourceEnv(check_image=image_checker(roots, host, guid), macs_in_use=host_macs(host))
+    return ResourceEnv(check_image=image_checker(roots, host, guid), macs_in_use=host.macs_in_use())
 
 
 @dataclass

@@ -47,11 +47,9 @@ class ExportSettingsProvider:
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
         if path.classname.lower() == names.EXPORT_SD.lower():
-            iid = str(path.keybindings.get("InstanceID", ""))
-            if iid.startswith("Microsoft:") and iid.endswith(_SUFFIX):
-                guid = iid[len("Microsoft:"):-len(_SUFFIX)]
-                if self.ctx.host.get_system(guid) is not None:
-                    return export_setting_data(guid)
+            guid = _esd_guid(str(path.keybindings.get("InstanceID", "")))
+            if guid and self.ctx.host.get_system(guid) is not None:
+                return export_setting_data(guid)
             return None
         vm = path.keybindings.get("ManagedElement")
         if not isinstance(vm, pywbem.CIMInstanceName):
@@ -71,8 +69,13 @@ class ExportSettingsProvider:
         if target.classname.lower() == names.COMPUTER_SYSTEM.lower():
             guid = keys.get("name", "")
         else:
-            iid = keys.get("instanceid", "")
-            ok = iid.startswith("Microsoft:") and iid.endswith(_SUFFIX)
-            guid = iid[len("Microsoft:"):-len(_SUFFIX)] if ok else ""
+            guid = _esd_guid(keys.get("instanceid", ""))
         vs = self.ctx.host.get_system(guid) if guid else None
         return [self._assoc(vs.guid)] if vs is not None else []
+
+
+def _esd_guid(iid: str) -> str:
+    """The VM GUID in an export setting data InstanceID ("Microsoft:<GUID>\\ExportSettingData"),
+    or "" when it is not one."""
+    ok = iid.startswith("Microsoft:") and iid.endswith(_SUFFIX)
+    return iid[len("Microsoft:"):-len(_SUFFIX)] if ok else ""

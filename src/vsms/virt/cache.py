@@ -248,10 +248,6 @@ class SystemCache:
 
     # -- reading -------------------------------------------------------------------------
 
-    def systems(self) -> list[VirtualSystem]:
-        with self._lock:
-            return [clone(vs) for _, vs in sorted(self._ours.items())]
-
     def shared(self) -> list[tuple[str, VirtualSystem]]:
         """(GUID, model) of the listed VMs, sorted by GUID: the cached models themselves, not
         copies, for callers that only read them (a model is replaced, never changed, when its

@@ -16,7 +16,7 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidState, NotFound
 from vsms.model.vm import VirtualSystem
 from vsms.virt import caps, domxml, validate
-from vsms.virt.cache import SystemCache
+from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
 from vsms.virt.metadata import MetadataError
 from vsms.virt.states import describe, steady_state
@@ -67,11 +67,7 @@ class VirtHost:
 
     def list_systems(self) -> list[VirtualSystem]:
         """Every domain that carries our metadata, as a model (sorted by GUID)."""
-        def work(conn: Any) -> list[VirtualSystem]:
-            since = self._cache.seq()
-            self._refresh(conn, conn.listAllDomains(0), since)
-            return self._cache.systems()
-        return self._conn.run("list the virtual machines", work)
+        return [clone(vs) for vs in self.shared_systems()]
 
     def shared_systems(self) -> list[VirtualSystem]:
         """What ``list_systems()`` gives, from the same one libvirt call, without copying: the
