@@ -21,8 +21,8 @@ class Settings:
     state_dir: Path = Path("/var/lib/vsms/state")
     storage_roots: tuple[Path, ...] = (Path("/var/lib/vsms/storage"),)
     libvirt_uri: str = "qemu:///system"
-    # "qemu" (TCG, always works), "kvm", or "auto" (kvm when /dev/kvm is usable)
-    domain_type: str = "qemu"
+    # "auto" (KVM when libvirt offers it for x86_64 guests, else TCG), "kvm" or "qemu" (TCG)
+    domain_type: str = "auto"
     listen: str = "127.0.0.1"
     http_port: int = 5988
     https_port: int = 5989

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import libvirt
 import pytest
 
 from tests.cli.conftest import Vsms
 from tests.cli.served import Served
+from tests.conftest import QEMU_URI
 
 pytestmark = pytest.mark.qemu
+
+
+def kvm_offered() -> bool:
+    conn = libvirt.open(QEMU_URI)
+    try:
+        return "domain type='kvm'" in conn.getCapabilities()
+    finally:
+        conn.close()
 
 
 def test_disk_create_and_info(served: Served, vsms: Vsms) -> None:
@@ -49,6 +59,8 @@ def test_vm_create_show_list_and_destroy(served: Served, vsms: Vsms) -> None:
     shown = vsms.ok("vm", "show", vm["id"]).out  # by ID as well as by name
     assert f"Name:        {name}" in shown and f"Disk:        IDE 0:0  {disk}" in shown
     assert "Memory:      256 MB" in shown and "switch vsms-test-net" in shown
+    accel = "KVM" if kvm_offered() else "TCG"  # the server runs with domain_type "auto"
+    assert vm["accelerator"] == accel and f"Accelerator: {accel} (" in shown
     res = vsms.ok("vm", "destroy", name)
     assert res.out.strip() == (f"Destroyed virtual machine '{name}' ({vm['id']}); its disk "
                                "images were kept.")

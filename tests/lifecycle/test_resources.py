@@ -79,7 +79,7 @@ def test_add_drive_and_image_in_free_slots(env: ResourceEnv) -> None:
                                 Parent=ref(vm, d1), Connection=["/srv/a.vhdx"]), env)
     media = vm.media_in(d1)
     assert media is not None and (media.dev_id, media.format) == (img, ImageFormat.VHDX)
-    assert checks.problems(vm) == []
+    assert checks.problems(vm, checks.MACHINE_LIMITS) == []
 
 
 def test_a_rasd_may_name_an_earlier_one_of_the_same_call(env: ResourceEnv) -> None:
@@ -169,8 +169,11 @@ def test_defining_applies_memory_and_processor(env: ResourceEnv) -> None:
                  defining=True)
     add_resource(vm, rasd(ResourceType=3, VirtualQuantity=pywbem.Uint64(2)), env, defining=True)
     assert (vm.memory_mb, vm.processors) == (1024, 2)
-    refused(InvalidParameter, "out of range", add_resource, vm,
-            rasd(names.MEMORY_SD, VirtualQuantity=pywbem.Uint64(1)), env, defining=True)
+    add_resource(vm, rasd(names.MEMORY_SD, VirtualQuantity=pywbem.Uint64(1)), env,
+                 defining=True)  # the range is the validator's, with the host's limits
+    assert checks.problems(vm, checks.MACHINE_LIMITS) == [
+        "memory of 1 MB is out of range: give 8 to 16777216 MB (the most the pc machine type "
+        "allows)"]
     refused(NotSupported, "dynamic memory", add_resource, vm,
             rasd(names.MEMORY_SD, VirtualQuantity=pywbem.Uint64(512), DynamicMemoryEnabled=True),
             env, defining=True)
@@ -198,7 +201,7 @@ def test_modify_from_the_returned_instances(env: ResourceEnv, vm: VirtualSystem)
     assert (vm.nics[0].mac, vm.nics[0].switch) == ("00:15:5D:11:11:11", "wan")
     assert (vm.drives[2].controller_id, vm.drives[2].address) == (vm.controllers[0].dev_id, 1)
     assert vm.media[1].path == "/srv/iso/other.iso"
-    assert checks.problems(vm) == []
+    assert checks.problems(vm, checks.MACHINE_LIMITS) == []
 
 
 def test_modify_refusals(env: ResourceEnv, vm: VirtualSystem) -> None:
@@ -231,7 +234,7 @@ def test_remove(vm: VirtualSystem) -> None:
     assert remove_resource(vm, ref(vm, nic)) == [nic]
     iso = vm.media[1].dev_id
     assert remove_resource(vm, ids.device_id(vm.guid, iso)) == [iso]
-    assert checks.problems(vm) == []
+    assert checks.problems(vm, checks.MACHINE_LIMITS) == []
     refused(InvalidParameter, "cannot be removed: every virtual machine has its two IDE",
             remove_resource, vm, ref(vm, vm.controllers[0].dev_id))
     refused(InvalidParameter, "memory setting of 'Full VM' cannot be removed", remove_resource,
@@ -246,7 +249,7 @@ def test_checks_find_broken_models(vm: VirtualSystem) -> None:
     bad.drives[1].kind = DriveKind.DISK  # a disk drive holding an ISO
     bad.nics[1].mac = bad.nics[0].mac
     bad.memory_mb = 0
-    problems = checks.problems(bad)
+    problems = checks.problems(bad, checks.MACHINE_LIMITS)
     assert any("has format raw" in p for p in problems)
     assert any("used by 2 network adapters" in p for p in problems)
     assert any("memory of 0 MB" in p for p in problems)

@@ -131,6 +131,16 @@ def test_domain_type_auto(qemu_uri: str, qemu_created: Tracker) -> None:
         host.define(vs)
         expected = "kvm" if offered else "qemu"
         assert live_xml(qemu_uri, vs.guid).startswith(f"<domain type='{expected}'")
+        read = host.get_system(vs.guid)
+        assert read is not None and read.accelerator == expected
+    with VirtHost(qemu_uri) as default:  # "auto" is the default
+        default.define(vs)
+        read = default.get_system(vs.guid)
+        assert read is not None and read.accelerator == expected
+    with VirtHost(qemu_uri, "qemu") as forced:  # TCG can be forced on a KVM host
+        forced.define(vs)
+        read = forced.get_system(vs.guid)
+        assert read is not None and read.accelerator == "qemu"
 
 
 def test_states_cost_a_constant_number_of_calls(proxy: LibvirtProxy,

@@ -22,7 +22,7 @@ from vsms.errors import (
     OperationFailed,
     SystemNotAvailable,
 )
-from vsms.model.vm import ImageFormat, VirtualSystem
+from vsms.model.vm import DriveKind, ImageFormat, VirtualSystem
 from vsms.virt import domxml as domxml_module
 from vsms.virt.host import VirtHost
 
@@ -49,12 +49,16 @@ def raw_conn() -> libvirt.virConnect:
 
 
 def a_full_vm(created: Tracker):
-    """The golden model with a new GUID; its VHDX disk becomes qcow2 (libvirt 9.0 has no
-    vhdx disk format; see test_vhdx_is_refused_with_a_fix)."""
+    """The golden model with a new GUID, made valid: its VHDX disk and its raw disk become
+    qcow2 (libvirt 9.0 has no vhdx disk format; see test_vhdx_is_refused_with_a_fix; a hard
+    disk is VHD, VHDX or qcow2), and its name loses the line break (no control characters)."""
     vs = deepcopy(full_vm())
     vs.guid = created.new()
+    vs.name = vs.name.replace("\n", " ")
+    dvds = {d.dev_id for d in vs.drives if d.kind is DriveKind.DVD}
     for m in vs.media:
-        if m.format is ImageFormat.VHDX:
+        if m.format is ImageFormat.VHDX or (m.format is ImageFormat.RAW
+                                            and m.drive_id not in dvds):
             m.format = ImageFormat.QCOW2
     return vs
 

@@ -20,11 +20,14 @@ from vsms.cim import names
 from vsms.cim.enums import RequestedState, ResourceType
 from vsms.cli.output import Output
 from vsms.cli.session import CliError, Session, job_summary, vm_summary
+from vsms.mapping.system import ACCELERATOR_INFO
 
 SUB_DISK_DRIVE = "Microsoft Synthetic Disk Drive"
 SUB_VHD = "Microsoft Virtual Hard Disk"
 SUB_NIC = "Microsoft Synthetic Ethernet Port"
 _IDE_SLOTS = [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+_ACCEL_TEXT = {"KVM": "KVM (hardware virtualization)", "TCG": "TCG (QEMU emulation, slow)"}
 
 _STATE_ACTIONS: dict[str, tuple[RequestedState, str, str]] = {
     "start": (RequestedState.ENABLED, "Starting", "start (or resume) a virtual machine"),
@@ -93,12 +96,22 @@ def _instance_id(ref: Any) -> str | None:
     return str(key) if key is not None else None
 
 
+def accelerator(vm: pywbem.CIMInstance) -> str | None:
+    """How the VM's processors run ("KVM" or "TCG"), from its OtherIdentifyingInfo."""
+    for what, value in zip(vm.get("IdentifyingDescriptions") or [],
+                           vm.get("OtherIdentifyingInfo") or [], strict=False):
+        if what == ACCELERATOR_INFO:
+            return str(value)
+    return None
+
+
 def describe(vm: pywbem.CIMInstance, vssd: pywbem.CIMInstance,
              parts: list[pywbem.CIMInstance]) -> dict[str, Any]:
     """A VM with its memory, processors, disks, DVD drives and network adapters."""
     by_id = {str(p.get("InstanceID")): p for p in parts}
     facts = vm_summary(vm)
     facts.update({"notes": vssd.get("Notes"), "created": vm.get("InstallDate"),
+                  "accelerator": accelerator(vm),
                   "memory_mb": None, "processors": None, "disks": [], "dvds": [],
                   "network_adapters": []})
     for part in parts:
@@ -131,7 +144,8 @@ def cmd_show(args: argparse.Namespace, s: Session, out: Output) -> int:
     vssd, parts = s.settings(vm)
     f = describe(vm, vssd, parts)
     lines = [f"Name:        {f['name']}", f"ID:          {f['id']}", f"State:       {f['state']}",
-             f"Memory:      {f['memory_mb']} MB", f"Processors:  {f['processors']}"]
+             f"Memory:      {f['memory_mb']} MB", f"Processors:  {f['processors']}",
+             f"Accelerator: {_ACCEL_TEXT.get(f['accelerator'], f['accelerator'] or '?')}"]
     if f["notes"]:
         lines.append(f"Notes:       {f['notes']}")
     lines += [f"Disk:        {d['location']}  {d['path']}" for d in f["disks"]]

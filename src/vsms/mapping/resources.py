@@ -17,7 +17,7 @@ import pywbem
 
 from vsms.errors import InvalidParameter, NotSupported
 from vsms.mapping import ids
-from vsms.mapping.checks import MAX_MEMORY_MB, MAX_PROCESSORS, MIN_MEMORY_MB, slots
+from vsms.mapping.checks import slots
 from vsms.mapping.devices import Kind, blank, classify, label, prop
 from vsms.model.vm import (
     IDE_CONTROLLERS,
@@ -197,14 +197,8 @@ def _quantity(vs: VirtualSystem, rasd: pywbem.CIMInstance, kind: Kind) -> None:
         if prop(rasd, "DynamicMemoryEnabled") is True:
             raise NotSupported(f"{label(rasd)}: dynamic memory is not supported; set "
                                "DynamicMemoryEnabled to FALSE")
-        if not MIN_MEMORY_MB <= value <= MAX_MEMORY_MB:
-            raise InvalidParameter(f"{label(rasd)}: memory VirtualQuantity {value} MB is out of "
-                                   f"range: give {MIN_MEMORY_MB} to {MAX_MEMORY_MB} (megabytes)")
-        vs.memory_mb = value
+        vs.memory_mb = value  # its range is the validator's (vsms.mapping.checks), host's limits
     else:
-        if not 1 <= value <= MAX_PROCESSORS:
-            raise InvalidParameter(f"{label(rasd)}: processor VirtualQuantity {value} is out of "
-                                   f"range: give 1 to {MAX_PROCESSORS}")
         vs.processors = value
 
 

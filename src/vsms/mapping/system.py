@@ -3,7 +3,8 @@
 ``settings_instances`` is what a ``.exp`` file holds and what the settings providers serve;
 ``system_from_instances`` rebuilds the model from such a set, reporting every problem at once.
 ``apply_global_settings`` / ``apply_system_settings`` fold a client's embedded VSGSD/VSSD into a
-copy of a VM (DefineVirtualSystem, ModifyVirtualSystem).
+copy of a VM (DefineVirtualSystem, ModifyVirtualSystem); the rules a whole VM must meet are
+``vsms.mapping.checks``, applied with the host's limits before it is defined.
 """
 
 from __future__ import annotations
@@ -64,17 +65,33 @@ def _build(classname: str, keys: dict[str, str], values: dict[str, tuple[Any, st
     return inst
 
 
+ACCELERATOR_INFO = "vsms:Accelerator"
+"""IdentifyingDescriptions entry whose OtherIdentifyingInfo entry names how a VM's processors
+run: "KVM" (hardware virtualization) or "TCG" (QEMU's emulation)."""
+
+
+def accelerator_label(domain_type: str) -> str | None:
+    """The wire label of a libvirt domain type ("kvm" -> KVM, "qemu" -> TCG); None while it is
+    not known (a VM not read back from libvirt yet)."""
+    if not domain_type:
+        return None
+    return {"kvm": "KVM", "qemu": "TCG"}.get(domain_type, domain_type.upper())
+
+
 def computer_system(vs: VirtualSystem, state: EnabledState, requested: RequestedState,
                     operational: Sequence[int], *, on_time_ms: int = 0,
                     last_state_change: datetime | None = None) -> pywbem.CIMInstance:
     """The VM's Msvm_ComputerSystem (keys CreationClassName + Name = the VM GUID).
 
+    The accelerator the VM is defined with is in OtherIdentifyingInfo, described by
+    ``ACCELERATOR_INFO`` in IdentifyingDescriptions.
     ``operational`` is the whole OperationalStatus array (``[2]``, or ``[2, 32773]`` while
     exporting); ``on_time_ms`` and ``last_state_change`` are what the caller observed.
     """
     status = [pywbem.Uint16(v) for v in (operational or [OperationalStatus.OK])]
     texts = [_STATUS_TEXT.get(OperationalStatus(v), "") if v in OperationalStatus._value2member_map_
              else "" for v in status]
+    accel = accelerator_label(vs.accelerator)
     return _build(names.COMPUTER_SYSTEM,
                   {"CreationClassName": names.COMPUTER_SYSTEM, "Name": vs.guid}, {
         "ElementName": (vs.name, "string"),
@@ -91,8 +108,8 @@ def computer_system(vs: VirtualSystem, state: EnabledState, requested: Requested
         "TimeOfLastStateChange": (_dt(last_state_change), "datetime"),
         "PrimaryOwnerName": (None, "string"),
         "PrimaryOwnerContact": (None, "string"),
-        "IdentifyingDescriptions": (None, "string[]"),
-        "OtherIdentifyingInfo": (None, "string[]"),
+        "IdentifyingDescriptions": ([ACCELERATOR_INFO] if accel else None, "string[]"),
+        "OtherIdentifyingInfo": ([accel] if accel else None, "string[]"),
         "Dedicated": ([pywbem.Uint16(0)], "uint16[]"),
         "OtherDedicatedDescriptions": (None, "string[]"),
         "ResetCapability": (pywbem.Uint16(1), "uint16"),
@@ -274,12 +291,14 @@ def apply_system_settings(vs: VirtualSystem, inst: pywbem.CIMInstance) -> Virtua
 
 
 def system_from_instances(instances: Iterable[pywbem.CIMInstance],
-                          formats: Mapping[str, ImageFormat] | None = None) -> VirtualSystem:
+                          formats: Mapping[str, ImageFormat] | None = None,
+                          limits: checks.Limits = checks.MACHINE_LIMITS) -> VirtualSystem:
     """Rebuild a VM from its settings instances (what ``settings_instances`` produced).
 
     ``formats`` maps an image's device id to its format (e.g. from an export's config.xml);
     otherwise the format follows the file extension (.vhd, .vhdx, .qcow2; DVD images are raw).
-    Raises ValidationFailed listing every problem found.
+    Raises ValidationFailed listing every problem found: in the instances, and the validator's
+    rules (``vsms.mapping.checks``) with ``limits`` (the host's, ``VirtHost.limits()``).
     """
     items = list(instances)
     problems: list[str] = []
@@ -314,7 +333,7 @@ def system_from_instances(instances: Iterable[pywbem.CIMInstance],
     others = [i for i in items if i.classname.lower() not in (names.VSSD.lower(),
                                                               names.VSGSD.lower())]
     problems.extend(restore_devices(vs, others, formats or {}))
-    problems.extend(checks.problems(vs))
+    problems.extend(checks.problems(vs, limits))
     if problems:
         raise ValidationFailed(problems, summary="The virtual machine settings are not valid")
     return vs

@@ -98,6 +98,9 @@ class VirtualSystem:
     imported_from: str = ""
     memory_dev_id: str = "4764334D-E001-4176-82EE-5594EC9B530E"
     processor_dev_id: str = "B637F347-6A0E-4DEC-AF52-BD70CB80A21D"
+    # the libvirt domain type it is defined with, "kvm" or "qemu" (TCG); "" before it is. An
+    # observation of the host, not a setting: not compared.
+    accelerator: str = field(default="", compare=False)
 
     def controller(self, dev_id: str) -> Controller | None:
         return next((c for c in self.controllers if c.dev_id == dev_id), None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pywbem
 
 from vsms.errors import OperationFailed
+from vsms.mapping.checks import Checked
 from vsms.mapping.resources import add_resource
 from vsms.mapping.system import DEFAULT_NAME, apply_global_settings
 from vsms.model.vm import VirtualSystem, default_controllers, new_guid
@@ -30,11 +31,12 @@ _GUID_ATTEMPTS = 5
 class DefineSystem:
     host: VirtHost
     vs: VirtualSystem
+    checked: Checked | None = None  # ``vs`` as check_defineable passed it (None: define checks)
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
         ctx.add_undo("undefine", guid=self.vs.guid)
-        self.host.define(self.vs)
+        self.host.define(self.checked or self.vs)
         ctx.set_result(guid=self.vs.guid)
         ctx.progress(100)
 
@@ -56,5 +58,4 @@ def prepare_define(host: VirtHost, roots: StorageRoots, global_settings: pywbem.
     env = resource_env(roots, host, guid)
     for rasd in rasds:
         add_resource(vs, rasd, env, defining=True)
-    check_defineable(vs)
-    return DefineSystem(host, vs)
+    return DefineSystem(host, vs, check_defineable(host, vs))

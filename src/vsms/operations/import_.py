@@ -122,7 +122,8 @@ class ImportWork:
     def _plan(self, pkg: ExportPackage) -> tuple[VirtualSystem, list[Copy]]:
         opts = self.options
         vs = system_from_instances(pkg.instances,
-                                   formats={d.dev_id: d.format for d in pkg.config.disks})
+                                   formats={d.dev_id: d.format for d in pkg.config.disks},
+                                   limits=self.host.limits())
         problems: list[str] = []
         by_dev = {d.dev_id: (i, d) for i, d in enumerate(pkg.config.disks)}
         from_export: dict[str, str] = {}  # source path -> path relative to the export

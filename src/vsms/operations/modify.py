@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pywbem
 
 from vsms.cim.enums import EnabledState
-from vsms.errors import InvalidParameter, InvalidState, NotFound
-from vsms.mapping import checks
+from vsms.errors import InvalidState, NotFound
+from vsms.mapping.checks import Checked
 from vsms.mapping.system import apply_system_settings
 from vsms.mapping.vmjson import to_json
 from vsms.model.vm import VirtualSystem
@@ -49,12 +49,11 @@ def describe_state(state: EnabledState) -> str:
     }.get(state, f"in state {int(state)}")
 
 
-def check_defineable(vs: VirtualSystem) -> None:
-    """InvalidParameter listing every broken invariant of the planned VM."""
-    problems = checks.problems(vs)
-    if problems:
-        raise InvalidParameter(f"the changed settings of '{vs.name}' are not valid: "
-                               + "; ".join(problems))
+def check_defineable(host: VirtHost, vs: VirtualSystem) -> Checked:
+    """The planned VM checked against every rule with the host's limits (the one check of
+    its definition: ``host.define`` takes the result as it is); InvalidParameter listing every
+    broken rule."""
+    return host.check(vs)
 
 
 @dataclass
@@ -64,11 +63,12 @@ class ReplaceSystem:
     host: VirtHost
     old: VirtualSystem
     new: VirtualSystem
+    checked: Checked | None = None  # ``new`` as check_defineable passed it (None: define checks)
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
         ctx.add_undo("redefine", vm=to_json(self.old))
-        self.host.define(self.new)
+        self.host.define(self.checked or self.new)
         ctx.progress(100)
 
 
@@ -77,5 +77,4 @@ def prepare_modify(host: VirtHost, guid: str, setting: pywbem.CIMInstance) -> Re
     SnapshotDataRoot, ScopeOfResidence) to the VM, in any state."""
     old = load_system(host, guid)
     new = apply_system_settings(old, setting)
-    check_defineable(new)
-    return ReplaceSystem(host, old, new)
+    return ReplaceSystem(host, old, new, check_defineable(host, new))

@@ -109,8 +109,7 @@ def prepare_add(host: VirtHost, roots: StorageRoots, guid: str,
     new = copy.deepcopy(old)
     env = resource_env(roots, host, guid)
     added = [add_resource(new, rasd, env) for rasd in rasds]
-    check_defineable(new)
-    return ResourceChange(ReplaceSystem(host, old, new), added)
+    return ResourceChange(ReplaceSystem(host, old, new, check_defineable(host, new)), added)
 
 
 def prepare_modify_resources(host: VirtHost, roots: StorageRoots, guid: str,
@@ -124,8 +123,7 @@ def prepare_modify_resources(host: VirtHost, roots: StorageRoots, guid: str,
     new = copy.deepcopy(old)
     env = resource_env(roots, host, guid)
     changed = [modify_resource(new, rasd, env) for rasd in rasds]
-    check_defineable(new)
-    return ResourceChange(ReplaceSystem(host, old, new), changed)
+    return ResourceChange(ReplaceSystem(host, old, new, check_defineable(host, new)), changed)
 
 
 def prepare_remove(host: VirtHost, guid: str, refs: Sequence[object]) -> ResourceChange:
@@ -142,5 +140,4 @@ def prepare_remove(host: VirtHost, guid: str, refs: Sequence[object]) -> Resourc
         _, dev = ids.parse_device_id(ids.instance_id_from_ref(ref))
         if dev not in removed:  # already gone with its parent, earlier in this call
             removed.extend(remove_resource(new, ref))
-    check_defineable(new)
-    return ResourceChange(ReplaceSystem(host, old, new), removed)
+    return ResourceChange(ReplaceSystem(host, old, new, check_defineable(host, new)), removed)

@@ -1,15 +1,21 @@
-"""What the hypervisor offers for an x86_64 hvm guest: domain types and the default emulator."""
+"""What the hypervisor offers for an x86_64 hvm guest: domain types, the default emulator, and
+the limits of one VM (virtual processors, memory) that the validator applies."""
 
 from __future__ import annotations
 
 import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import Any
+
+import libvirt
 
 from vsms.errors import InvalidParameter, NotSupported
+from vsms.mapping.checks import MACHINE_LIMITS, Limits
 
 DOMAIN_TYPES = ("qemu", "kvm", "auto")
 _QEMU_BINARY = "qemu-system-x86_64"
+MACHINE = "pc"  # the machine type domxml writes (i440fx)
 
 
 @dataclass(frozen=True)
@@ -59,3 +65,28 @@ def resolve(requested: str, caps: GuestCaps, uri: str) -> tuple[str, str | None]
         raise NotSupported(f"libvirt at {uri} lists no x86_64 emulator and {_QEMU_BINARY} is "
                            "not on PATH: install QEMU (Debian: qemu-system-x86)")
     return domain_type, found
+
+
+def max_vcpus(domcaps_xml: str) -> int | None:
+    """``<vcpu max>`` of a domain capabilities document, or None when it gives none."""
+    vcpu = ET.fromstring(domcaps_xml).find("vcpu")
+    raw = vcpu.get("max", "") if vcpu is not None else ""
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
+def host_limits(conn: Any, domain_type: str, uri: str) -> Limits:
+    """The most one VM may have on this host: the virtual processors libvirt's domain
+    capabilities allow for our machine type and ``domain_type``, and the host's memory.
+    A number libvirt does not give (the test driver has no domain capabilities) is the
+    machine type's (``MACHINE_LIMITS``)."""
+    vcpus: int | None = None
+    try:
+        vcpus = max_vcpus(conn.getDomainCapabilities(None, "x86_64", MACHINE, domain_type, 0))
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG,
+                                        libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
+            raise
+    memory_mb = int(conn.getInfo()[1])
+    return Limits(max_processors=vcpus or MACHINE_LIMITS.max_processors,
+                  max_memory_mb=memory_mb if memory_mb > 0 else MACHINE_LIMITS.max_memory_mb,
+                  source=f"libvirt at {uri} ({domain_type})")

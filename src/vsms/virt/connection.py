@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import libvirt
 
 from vsms.errors import SystemNotAvailable
+from vsms.mapping.checks import Limits
 from vsms.virt import caps, events
 from vsms.virt.translate import is_connection_error, message_of, translate, unreachable
 
@@ -48,6 +49,7 @@ class Connection:
         self._callback_ids: list[int] = []
         self._closed = False
         self._caps: caps.GuestCaps | None = None
+        self._limits: dict[str, Limits] = {}
         self.events_ok = False
         with self._lock:
             self._open()
@@ -77,6 +79,7 @@ class Connection:
         self._conn = conn
         self._callback_ids = ids
         self._caps = None
+        self._limits = {}
         self.events_ok = len(ids) == 2
         self._on_reset()
 
@@ -171,3 +174,10 @@ class Connection:
         if self._caps is None:
             self._caps = caps.parse(conn.getCapabilities(), conn.getType())
         return self._caps
+
+    def limits(self, conn: Any, domain_type: str) -> Limits:
+        """The host's limits of one VM of ``domain_type`` (read once per connection)."""
+        found = self._limits.get(domain_type)
+        if found is None:
+            found = self._limits[domain_type] = caps.host_limits(conn, domain_type, self.uri)
+        return found

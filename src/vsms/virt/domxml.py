@@ -6,9 +6,10 @@ drive address (0, c, s); SCSI controller i is a virtio-scsi controller with inde
 is disk ``sd…`` at drive address (i, 0, s). Our metadata element records the whole model.
 
 Reading back, the metadata defines the device set and the Hyper-V identity; the XML supplies
-what libvirt users may change with virsh: memory, processors, image paths and formats, MAC
-addresses, switches and adapter models. A media whose disk or source is gone from the XML is
-dropped; XML devices the metadata does not know are ignored.
+what libvirt users may change with virsh: the domain type (the accelerator: kvm or qemu),
+memory, processors, image paths and formats, MAC addresses, switches and adapter models. A
+media whose disk or source is gone from the XML is dropped; XML devices the metadata does not
+know are ignored.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def parse(xml: str) -> VirtualSystem | None:
     if uuid_el is not None and uuid_el.text and uuid_el.text.strip().upper() != vs.guid:
         raise metadata.MetadataError(
             f"metadata names GUID {vs.guid} but the domain UUID is {uuid_el.text.strip()}")
+    vs.accelerator = root.get("type", "")
     memory = _memory_mb(root)
     if memory is not None:
         vs.memory_mb = memory

@@ -14,8 +14,9 @@ import libvirt
 
 from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidState, NotFound
+from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
-from vsms.virt import caps, domxml, validate
+from vsms.virt import caps, domxml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
 from vsms.virt.metadata import MetadataError
@@ -37,12 +38,12 @@ Action = Callable[[Any, EnabledState, str], None]  # (domain, its steady state, 
 class VirtHost:
     """Virtual machines on the libvirt connection ``uri``.
 
-    ``domain_type`` is "qemu" (TCG), "kvm", or "auto" (kvm when libvirt offers it for x86_64
-    guests). If libvirtd restarts, the next call reconnects, waiting at most
+    ``domain_type`` is "auto" (kvm when libvirt offers it for x86_64 guests, else qemu), "kvm",
+    or "qemu" (TCG emulation). If libvirtd restarts, the next call reconnects, waiting at most
     ``reconnect_timeout`` seconds, and is retried once.
     """
 
-    def __init__(self, uri: str, domain_type: str = "qemu", *,
+    def __init__(self, uri: str, domain_type: str = "auto", *,
                  reconnect_timeout: float = 10.0) -> None:
         self._domain_type = caps.check_requested(domain_type)
         self._cache = SystemCache()
@@ -80,7 +81,7 @@ class VirtHost:
 
     def get_system(self, guid: str) -> VirtualSystem | None:
         """The VM with this GUID, or None when there is none (or the domain is not ours)."""
-        g = validate.canonical_guid(guid)
+        g = checks.canonical_guid(guid)
         if g is None:
             return None
 
@@ -146,23 +147,40 @@ class VirtHost:
 
     # -- definition ----------------------------------------------------------------------
 
-    def define(self, vs: VirtualSystem) -> None:
+    def limits(self) -> checks.Limits:
+        """The most one VM may have here (virtual processors, memory), from libvirt."""
+        def work(conn: Any) -> checks.Limits:
+            domain_type, _ = self._resolve(conn)
+            return self._conn.limits(conn, domain_type)
+        return self._conn.run("read the host's limits", work)
+
+    def check(self, vs: VirtualSystem) -> checks.Checked:
+        """``vs`` checked against every rule with this host's limits, ready for ``define``;
+        InvalidParameter listing every broken rule."""
+        return checks.check(vs, self.limits())
+
+    def _resolve(self, conn: Any) -> tuple[str, str | None]:
+        return caps.resolve(self._domain_type, self._conn.capabilities(conn), self.uri)
+
+    def define(self, vs: VirtualSystem | checks.Checked) -> None:
         """Create the VM, or replace its definition; on failure the previous one stays.
 
-        A running VM keeps running; the new definition applies from its next start.
+        ``vs`` is checked here unless it is what ``check`` returned (each definition is
+        checked once). A running VM keeps running; the new definition applies from its next
+        start.
         """
-        guid = validate.check(vs)
+        checked = vs if isinstance(vs, checks.Checked) else self.check(vs)
+        guid = checked.guid
 
         def work(conn: Any) -> None:
-            domain_type, emulator = caps.resolve(self._domain_type,
-                                                 self._conn.capabilities(conn), self.uri)
-            xml = domxml.build(vs, guid, domain_type, emulator)
+            domain_type, emulator = self._resolve(conn)
+            xml = domxml.build(checked.vs, guid, domain_type, emulator)
             self._refuse_foreign(conn, guid)
             # No schema validation flag: libvirt's own parser names the actual cause
             # (e.g. an unknown disk format), which the schema error would hide.
             dom = conn.defineXML(xml)
             self._cache.store_xml(guid, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-        self._conn.run(f"define virtual machine '{vs.name}' ({guid})", work)
+        self._conn.run(f"define virtual machine '{checked.vs.name}' ({guid})", work)
 
     def _refuse_foreign(self, conn: Any, guid: str) -> None:
         try:
@@ -202,7 +220,7 @@ class VirtHost:
         return f"VM '{name}' ({guid})" if name is not None else f"VM {guid}"
 
     def _act(self, guid: str, verb: str, action: Callable[[Any, EnabledState, str], Any]) -> Any:
-        g = validate.canonical_guid(guid)
+        g = checks.canonical_guid(guid)
         if g is None:
             raise NotFound(f"cannot {verb} VM {guid!r}: it is not a GUID; pass the GUID of "
                            "an existing virtual machine")
