@@ -2,7 +2,8 @@
 
 Three rules, checked by :meth:`StorageRoots.confine`:
 
-1. The path, with every symbolic link and ``..`` resolved, lies under a storage root.
+1. The path, with every symbolic link and ``..`` resolved, lies under a storage root. A path
+   that does not is refused with one fixed message that repeats only what the client sent.
 2. Between that root and the path there is no mount point: a bind mount (or any other mount)
    inside a storage root could show files from anywhere, and ``realpath`` cannot see through it.
    A file system mounted inside a root is usable when it is configured as a root of its own.
@@ -82,17 +83,25 @@ class StorageRoots:
         return ", ".join(str(r) for r in self.roots)
 
     def _inside(self, name: str, what: str, raw: str, via: str = "") -> Path:
-        """Rules 1 and 2 for ``name``; ``via`` says which file of ``raw`` it is, if not raw."""
-        resolved = Path(os.path.realpath(name))
-        shown = name if str(resolved) == name else f"{name} (resolves to {resolved})"
+        """Rules 1 and 2 for ``name``; ``via`` says which file of ``raw`` it is, if not raw.
+
+        A refusal repeats only what the client sent (and, for a file an image names, that
+        name): never where a path leads outside the roots, which could name other processes'
+        files (``/proc/<pid>/fd/<n>``). A path that cannot be resolved (permission denied on
+        the way) is refused in the same words.
+        """
+        subject = f"{what} {raw!r}" if not via else f"{what} {raw!r}{via} {name!r}"
+        outside = AccessDenied(
+            f"{subject} is outside the storage roots ({self._roots_text()}): use a path under "
+            "a storage root or add a root with --storage-root")
+        try:
+            resolved = Path(os.path.realpath(name))
+        except OSError:
+            raise outside from None
         if not self.contains(resolved):
-            subject = f"{what} {shown}" if not via else f"{what} {raw}{via} {shown}"
-            raise AccessDenied(
-                f"{subject} is outside the storage roots ({self._roots_text()}): use a path "
-                "under a storage root or add a root with --storage-root")
+            raise outside
         mount = self.crossed_mount(resolved)
         if mount is not None:
-            subject = f"{what} {raw}" if not via else f"{what} {raw}{via} {name}"
             raise AccessDenied(
                 f"{subject} reaches {resolved} through the mount point {mount} inside a storage "
                 "root: vsms does not follow mounts there (a bind mount can show any file of the "
