@@ -1,14 +1,12 @@
 """A real service on qemu:///system for the life-cycle tests, driven like a WBEM client.
 
-``vsms.app.Service`` is used when ``providers/build.py`` exists; until then the same parts are
-wired by hand here. Every VM a test defines is recorded and removed at teardown.
+The parts are wired by ``vsms.app.Service``, the one composition root. Every VM a test defines
+is recorded and removed at teardown.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from typing import Any
 
 import pywbem
 
+from vsms.app import Service
 from vsms.cim import names
 from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import JobState
@@ -83,13 +82,9 @@ def text(inst: pywbem.CIMInstance) -> str:
 
 @contextlib.contextmanager
 def running_service(storage_root: Path, state_dir: Path, uri: str) -> Iterator[Harness]:
+    """The service's own composition root (``vsms.app.Service``) on these roots."""
     settings = Settings(state_dir=state_dir, storage_roots=(storage_root,), libvirt_uri=uri,
                         job_workers=2)
-    if importlib.util.find_spec("vsms.providers.build") is None:
-        with _hand_built(settings) as harness:
-            yield harness
-        return
-    from vsms.app import Service
     svc = Service(settings)
     harness = Harness(svc.registry, svc.host, svc.context.transitions)
     try:
@@ -97,43 +92,6 @@ def running_service(storage_root: Path, state_dir: Path, uri: str) -> Iterator[H
     finally:
         harness.cleanup()
         svc.close(timeout=DEADLINE)
-
-
-@contextlib.contextmanager
-def _hand_built(settings: Settings) -> Iterator[Harness]:
-    from vsms.cim.schema import load_classes
-    from vsms.jobs.manager import JobManager
-    from vsms.operations.paths import StorageRoots
-    from vsms.operations.undo import undo_handlers
-    from vsms.providers.computer_system import ComputerSystemProvider
-    from vsms.providers.context import ServiceContext
-    from vsms.providers.jobs import AffectedJobElementProvider, JobProvider
-    from vsms.providers.management_service import ManagementServiceProvider
-    from vsms.providers.settings_data import SettingDataProvider, SettingsAssociationProvider
-    from vsms.store.db import Store
-
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.database)
-    host = VirtHost(settings.libvirt_uri, settings.domain_type)
-    jobs = JobManager(store, undo_handlers(host, store), workers=settings.job_workers)
-    hostname = socket.gethostname().split(".")[0].upper()
-    ctx = ServiceContext(settings=settings, hostname=hostname, host=host, store=store,
-                         jobs=jobs, roots=StorageRoots(settings.storage_roots),
-                         transitions=Transitions())
-    registry = Registry(hostname)
-    registry.add_namespace(names.NAMESPACE, load_classes(names.NAMESPACE))
-    for provider in (ManagementServiceProvider(ctx), ComputerSystemProvider(ctx),
-                     SettingDataProvider(ctx), SettingsAssociationProvider(ctx), JobProvider(ctx),
-                     AffectedJobElementProvider(ctx)):
-        registry.add_provider(names.NAMESPACE, provider)
-    harness = Harness(registry, host, ctx.transitions)
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
-        jobs.shutdown(DEADLINE)
-        host.close()
-        store.close()
 
 
 def make_vhd(path: Path, size: str = "64M") -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pywbem
 
+from tests.conftest import QEMU_URI, fresh_dir
 from vsms.cim import names
 from vsms.cim.enums import JobState, ReturnCode
 from vsms.mapping import ids
@@ -60,37 +64,97 @@ def change_state(svc: Harness, vm: pywbem.CIMInstanceName, state: int) -> pywbem
     return job
 
 
-def test_define_modify_resources_states_destroy(svc: Harness, storage_root: Path) -> None:
-    vhd = storage_root / "boot.vhd"
-    make_vhd(vhd)
-    vm = define(svc, f"lifecycle-{uuid.uuid4().hex[:8]}",
-                rasd(names.PROCESSOR_SD, ResourceType=3, VirtualQuantity=pywbem.Uint64(2)),
-                rasd(names.MEMORY_SD, ResourceType=4, VirtualQuantity=pywbem.Uint64(1024)),
-                rasd(ResourceType=6, ResourceSubType="Microsoft Synthetic SCSI Controller"),
-                rasd(names.SYNTHETIC_NIC_SD, ResourceType=10, ElementName="Network Adapter"))
-    cs = svc.get(vm)
-    assert (cs["EnabledState"], cs["RequestedState"], cs["Caption"]) == (3, 12, "Virtual Machine")
-    guid = str(vm["Name"])
+# ---------------------------------------------------------------------------------------------
+# One VM's life, in named steps that run in this order on one service and one VM. A step that
+# fails marks the scenario broken and the later steps are skipped (they need its result).
 
-    # a disk drive on IDE 0/0 with the VHD, named by the InstanceID given in the same call;
-    # a DVD drive on IDE 1/0 without media
-    insts = settings_of(svc, vm)
+@dataclass
+class Scenario:
+    svc: Harness
+    root: Path
+    vhd: Path
+    vm: pywbem.CIMInstanceName | None = None
+    broken: str = ""
+    found: dict[str, pywbem.CIMInstance] = field(default_factory=dict)
+
+    @property
+    def guid(self) -> str:
+        assert self.vm is not None
+        return str(self.vm["Name"])
+
+    @property
+    def path(self) -> pywbem.CIMInstanceName:
+        assert self.vm is not None
+        return self.vm
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Iterator[Scenario]:
+    root, state = fresh_dir(), fresh_dir()
+    try:
+        with running_service(root, state, QEMU_URI) as harness:
+            vhd = root / "boot.vhd"
+            make_vhd(vhd)
+            yield Scenario(harness, root, vhd)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+Step = Callable[[Scenario], None]
+
+
+def step(fn: Step) -> Step:
+    """Run ``fn`` only while every earlier step passed; a failure breaks the scenario."""
+    @functools.wraps(fn)
+    def run(scenario: Scenario) -> None:
+        if scenario.broken:
+            pytest.skip(f"needs the earlier step {scenario.broken}, which failed")
+        try:
+            fn(scenario)
+        except BaseException:
+            scenario.broken = fn.__name__
+            raise
+    return run
+
+
+@step
+def test_step_01_define_with_processors_memory_scsi_and_nic(scenario: Scenario) -> None:
+    sc = scenario
+    sc.vm = define(sc.svc, f"lifecycle-{uuid.uuid4().hex[:8]}",
+                   rasd(names.PROCESSOR_SD, ResourceType=3, VirtualQuantity=pywbem.Uint64(2)),
+                   rasd(names.MEMORY_SD, ResourceType=4, VirtualQuantity=pywbem.Uint64(1024)),
+                   rasd(ResourceType=6, ResourceSubType="Microsoft Synthetic SCSI Controller"),
+                   rasd(names.SYNTHETIC_NIC_SD, ResourceType=10, ElementName="Network Adapter"))
+    cs = sc.svc.get(sc.path)
+    assert (cs["EnabledState"], cs["RequestedState"], cs["Caption"]) == (3, 12, "Virtual Machine")
+
+
+@step
+def test_step_02_add_disk_and_dvd_drives_in_one_call(scenario: Scenario) -> None:
+    """A disk drive on IDE 0/0 with the VHD, named by the InstanceID given in the same call;
+    a DVD drive on IDE 1/0 without media."""
+    sc = scenario
+    insts = settings_of(sc.svc, sc.path)
     ide = {str(i["Address"]): i for i in find(insts, "Microsoft Emulated IDE Controller")}
     drive = rasd(ResourceType=22, ResourceSubType="Microsoft Synthetic Disk Drive",
                  InstanceID="new-disk-drive", Parent=ide["0"].path.to_wbem_uri(), Address="0")
     image = rasd(ResourceType=21, ResourceSubType="Microsoft Virtual Hard Disk",
-                 Parent="new-disk-drive", Connection=[str(vhd)])
+                 Parent="new-disk-drive", Connection=[str(sc.vhd)])
     dvd = rasd(ResourceType=16, ResourceSubType="Microsoft Synthetic DVD Drive",
                Parent=ide["1"].path, Address="0")
-    rv, out = svc.vsms("AddVirtualSystemResources", TargetSystem=vm,
-                       ResourceSettingData=[text(drive), text(image), text(dvd)])
+    rv, out = sc.svc.vsms("AddVirtualSystemResources", TargetSystem=sc.path,
+                          ResourceSettingData=[text(drive), text(image), text(dvd)])
     assert rv == ReturnCode.COMPLETED, rv
-    new = out["NewResources"]
-    assert [svc.get(p)["ResourceSubType"] for p in new] == [
+    assert [sc.svc.get(p)["ResourceSubType"] for p in out["NewResources"]] == [
         "Microsoft Synthetic Disk Drive", "Microsoft Virtual Hard Disk",
         "Microsoft Synthetic DVD Drive"]
 
-    insts = settings_of(svc, vm)
+
+@step
+def test_step_03_settings_show_every_device(scenario: Scenario) -> None:
+    sc = scenario
+    insts = settings_of(sc.svc, sc.path)
     classes = sorted(i.classname for i in insts)
     assert classes.count(names.RASD) == 6 and names.VSGSD in classes
     mem = next(i for i in insts if i.classname == names.MEMORY_SD)
@@ -99,106 +163,145 @@ def test_define_modify_resources_states_destroy(svc: Harness, storage_root: Path
     assert (mem["VirtualQuantity"], cpu["VirtualQuantity"]) == (1024, 2)
     assert str(nic["Address"]).startswith("00155D")
     disk_image = find(insts, "Microsoft Virtual Hard Disk")[0]
-    assert list(disk_image["Connection"]) == [str(vhd.resolve())]
-    gsd = svc.associators(vm, assoc_class=names.ELEMENT_SETTING_DATA)
+    assert list(disk_image["Connection"]) == [str(sc.vhd.resolve())]
+    gsd = sc.svc.associators(sc.path, assoc_class=names.ELEMENT_SETTING_DATA)
     assert [g.classname for g in gsd] == [names.VSGSD]
+    sc.found.update(vssd=insts[0], mem=mem, nic=nic, disk_image=disk_image)
 
-    # ModifyVirtualSystem: rename and notes through the VSSD a client read
-    vssd = insts[0]
+
+@step
+def test_step_04_modify_virtual_system_renames(scenario: Scenario) -> None:
+    """ModifyVirtualSystem: rename and notes through the VSSD a client read."""
+    sc = scenario
+    vssd = sc.found["vssd"]
     vssd["ElementName"], vssd["Notes"] = "lifecycle renamed", "changed by the test"
-    rv, out = svc.vsms("ModifyVirtualSystem", ComputerSystem=vm, SystemSettingData=text(vssd))
+    rv, out = sc.svc.vsms("ModifyVirtualSystem", ComputerSystem=sc.path,
+                          SystemSettingData=text(vssd))
     assert rv == ReturnCode.COMPLETED
-    assert out["ModifiedSettingData"]["InstanceID"] == ids.vssd_id(guid)
-    assert svc.get(vm)["ElementName"] == "lifecycle renamed"
+    assert out["ModifiedSettingData"]["InstanceID"] == ids.vssd_id(sc.guid)
+    assert sc.svc.get(sc.path)["ElementName"] == "lifecycle renamed"
 
-    # ModifyVirtualSystemResources: memory and a static MAC
+
+@step
+def test_step_05_modify_resources_memory_and_static_mac(scenario: Scenario) -> None:
+    sc = scenario
+    mem, nic = sc.found["mem"], sc.found["nic"]
     mem["VirtualQuantity"] = pywbem.Uint64(768)
     nic["Address"], nic["StaticMacAddress"] = "00155D7A7B7C", True
-    rv, _ = svc.vsms("ModifyVirtualSystemResources", ComputerSystem=vm,
-                     ResourceSettingData=[text(mem), text(nic)])
+    rv, _ = sc.svc.vsms("ModifyVirtualSystemResources", ComputerSystem=sc.path,
+                        ResourceSettingData=[text(mem), text(nic)])
     assert rv == ReturnCode.COMPLETED
-    assert svc.get(mem.path)["VirtualQuantity"] == 768
-    assert svc.get(nic.path)["Address"] == "00155D7A7B7C"
+    assert sc.svc.get(mem.path)["VirtualQuantity"] == 768
+    assert sc.svc.get(nic.path)["Address"] == "00155D7A7B7C"
 
-    # add a legacy adapter, then remove it and the SCSI controller
-    rv, out = svc.vsms("AddVirtualSystemResources", TargetSystem=vm, ResourceSettingData=[
-        text(rasd(names.EMULATED_NIC_SD, ResourceType=10))])
+
+@step
+def test_step_06_add_then_remove_a_legacy_adapter_and_the_scsi_controller(
+        scenario: Scenario) -> None:
+    sc = scenario
+    rv, out = sc.svc.vsms("AddVirtualSystemResources", TargetSystem=sc.path,
+                          ResourceSettingData=[text(rasd(names.EMULATED_NIC_SD,
+                                                         ResourceType=10))])
     assert rv == ReturnCode.COMPLETED
     legacy = out["NewResources"][0]
-    scsi = find(settings_of(svc, vm), "Microsoft Synthetic SCSI Controller")[0].path
-    rv, _ = svc.vsms("RemoveVirtualSystemResources", TargetSystem=vm,
-                     ResourceSettingData=[legacy, scsi])
+    scsi = find(settings_of(sc.svc, sc.path), "Microsoft Synthetic SCSI Controller")[0].path
+    rv, _ = sc.svc.vsms("RemoveVirtualSystemResources", TargetSystem=sc.path,
+                        ResourceSettingData=[legacy, scsi])
     assert rv == ReturnCode.COMPLETED
-    left = settings_of(svc, vm)
+    left = settings_of(sc.svc, sc.path)
     assert not find(left, "Microsoft Synthetic SCSI Controller")
     assert not [i for i in left if i.classname == names.EMULATED_NIC_SD]
 
-    # start: the transition shows Starting / RequestedState 2 until the work is done
-    change = prepare_state_change(svc.host, svc.transitions, guid, 2)
-    cs = svc.get(vm)
+
+@step
+def test_step_07_start_shows_the_transition(scenario: Scenario) -> None:
+    """Starting / RequestedState 2 until the work is done."""
+    sc = scenario
+    change = prepare_state_change(sc.svc.host, sc.svc.transitions, sc.guid, 2)
+    cs = sc.svc.get(sc.path)
     assert (cs["EnabledState"], cs["RequestedState"]) == (32770, 2)
     change.run(LocalContext(frozenset()))
-    cs = svc.get(vm)
+    cs = sc.svc.get(sc.path)
     assert (cs["EnabledState"], cs["RequestedState"]) == (2, 12)
 
-    job = change_state(svc, vm, 32768)
-    assert svc.get(vm)["EnabledState"] == 32768
-    assert job.path is not None
-    affected = svc.associators(job.path, assoc_class=names.AFFECTED_JOB_ELEMENT)
-    assert [a["Name"] for a in affected] == [guid]
-    change_state(svc, vm, 2)
-    assert svc.get(vm)["EnabledState"] == 2
-    change_state(svc, vm, 10)
-    assert svc.get(vm)["EnabledState"] == 2
 
-    # QEMU cannot save the memory of a VM with a VHD/VHDX disk: refused at once (32770),
-    # the VM keeps running and shows no transition
-    rv, out = svc.invoke(vm, "RequestStateChange", RequestedState=pywbem.Uint16(32769))
+@step
+def test_step_08_pause_resume_and_reboot(scenario: Scenario) -> None:
+    sc = scenario
+    job = change_state(sc.svc, sc.path, 32768)
+    assert sc.svc.get(sc.path)["EnabledState"] == 32768
+    assert job.path is not None
+    affected = sc.svc.associators(job.path, assoc_class=names.AFFECTED_JOB_ELEMENT)
+    assert [a["Name"] for a in affected] == [sc.guid]
+    change_state(sc.svc, sc.path, 2)
+    assert sc.svc.get(sc.path)["EnabledState"] == 2
+    change_state(sc.svc, sc.path, 10)
+    assert sc.svc.get(sc.path)["EnabledState"] == 2
+
+
+@step
+def test_step_09_save_is_refused_at_once_with_a_vhd_disk(scenario: Scenario) -> None:
+    """QEMU cannot save the memory of a VM with a VHD/VHDX disk: refused at once (32770), the
+    VM keeps running and shows no transition."""
+    sc = scenario
+    rv, out = sc.svc.invoke(sc.path, "RequestStateChange", RequestedState=pywbem.Uint16(32769))
     assert rv == ReturnCode.NOT_SUPPORTED
     assert "Job" not in out
-    cs = svc.get(vm)
+    cs = sc.svc.get(sc.path)
     assert (cs["EnabledState"], cs["RequestedState"]) == (2, 12)
 
-    # with the disk image swapped for a qcow2 one (the VM off), save and restore work
-    change_state(svc, vm, 3)
-    qcow2 = storage_root / "boot.qcow2"
+
+@step
+def test_step_10_save_and_restore_with_a_qcow2_disk(scenario: Scenario) -> None:
+    """With the disk image swapped for a qcow2 one (the VM off), save and restore work."""
+    sc = scenario
+    change_state(sc.svc, sc.path, 3)
+    qcow2 = sc.root / "boot.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "64M"], check=True,
                    timeout=60)
-    disk_image = svc.get(disk_image.path)
+    disk_image = sc.svc.get(sc.found["disk_image"].path)
     disk_image["Connection"] = [str(qcow2)]
-    rv, _ = svc.vsms("ModifyVirtualSystemResources", ComputerSystem=vm,
-                     ResourceSettingData=[text(disk_image)])
+    rv, _ = sc.svc.vsms("ModifyVirtualSystemResources", ComputerSystem=sc.path,
+                        ResourceSettingData=[text(disk_image)])
     assert rv == ReturnCode.COMPLETED
-    assert list(svc.get(disk_image.path)["Connection"]) == [str(qcow2.resolve())]
-    change_state(svc, vm, 2)
-    change_state(svc, vm, 32769)
-    assert svc.get(vm)["EnabledState"] == 32769
-    change_state(svc, vm, 2)
-    assert svc.get(vm)["EnabledState"] == 2
+    assert list(sc.svc.get(disk_image.path)["Connection"]) == [str(qcow2.resolve())]
+    change_state(sc.svc, sc.path, 2)
+    change_state(sc.svc, sc.path, 32769)
+    assert sc.svc.get(sc.path)["EnabledState"] == 32769
+    change_state(sc.svc, sc.path, 2)
+    assert sc.svc.get(sc.path)["EnabledState"] == 2
 
-    # refusals while running
-    rv, _ = svc.vsms("DestroyVirtualSystem", ComputerSystem=vm)
+
+@step
+def test_step_11_refusals_while_running(scenario: Scenario) -> None:
+    sc = scenario
+    rv, _ = sc.svc.vsms("DestroyVirtualSystem", ComputerSystem=sc.path)
     assert rv == ReturnCode.INVALID_STATE
-    rv, _ = svc.invoke(vm, "RequestStateChange", RequestedState=pywbem.Uint16(2))
+    rv, _ = sc.svc.invoke(sc.path, "RequestStateChange", RequestedState=pywbem.Uint16(2))
     assert rv == ReturnCode.INVALID_STATE  # already running, as Hyper-V answers
-    rv, _ = svc.invoke(vm, "RequestStateChange", RequestedState=pywbem.Uint16(11))
+    rv, _ = sc.svc.invoke(sc.path, "RequestStateChange", RequestedState=pywbem.Uint16(11))
     assert rv == ReturnCode.NOT_SUPPORTED
-    rv, _ = svc.vsms("ModifyVirtualSystemResources", ComputerSystem=vm,
-                     ResourceSettingData=[text(mem)])
+    rv, _ = sc.svc.vsms("ModifyVirtualSystemResources", ComputerSystem=sc.path,
+                        ResourceSettingData=[text(sc.found["mem"])])
     assert rv == ReturnCode.INVALID_STATE
 
-    change_state(svc, vm, 3)
-    assert svc.get(vm)["EnabledState"] == 3
-    rv, out = svc.vsms("DestroyVirtualSystem", ComputerSystem=vm)
+
+@step
+def test_step_12_turn_off_and_destroy_keeps_the_disk(scenario: Scenario) -> None:
+    sc = scenario
+    change_state(sc.svc, sc.path, 3)
+    assert sc.svc.get(sc.path)["EnabledState"] == 3
+    rv, out = sc.svc.vsms("DestroyVirtualSystem", ComputerSystem=sc.path)
     assert rv == ReturnCode.JOB_STARTED
-    job = svc.wait(out["Job"])
+    job = sc.svc.wait(out["Job"])
     assert job["JobState"] == JobState.COMPLETED, job["ErrorDescription"]
-    assert svc.host.get_system(guid) is None
-    assert vhd.exists()  # disks are never deleted
+    assert sc.svc.host.get_system(sc.guid) is None
+    assert sc.vhd.exists()  # disks are never deleted
     with pytest.raises(pywbem.CIMError):
-        svc.get(vm)
+        sc.svc.get(sc.path)
 
 
+# ---------------------------------------------------------------------------------------------
 def test_image_refusals(svc: Harness, storage_root: Path, tmp_path: Path) -> None:
     vm = define(svc, f"lifecycle-refusals-{uuid.uuid4().hex[:8]}")
     insts = settings_of(svc, vm)
