@@ -35,9 +35,11 @@ class Vsms:
     """Runs the ``vsms`` command against one server, as a subprocess (with the server's test
     user's credentials, unless ``creds`` is None)."""
 
-    def __init__(self, url: str, creds: tuple[str, str] | None = None) -> None:
+    def __init__(self, url: str, creds: tuple[str, str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.url = url
         self.creds = creds
+        self.env = env  # the whole environment of the command (None: this process's)
 
     @classmethod
     def of(cls, server: Served, *, https: bool = False) -> Vsms:
@@ -50,7 +52,7 @@ class Vsms:
                  else [])
         done = subprocess.run([sys.executable, "-m", "vsms.cli.main", "--url", self.url, *login,
                                *args], capture_output=True, text=True, timeout=timeout,
-                              check=False)
+                              check=False, env=self.env)
         return Result(done.returncode, done.stdout, done.stderr)
 
     def ok(self, *args: str) -> Result:

@@ -118,8 +118,10 @@ def test_import_and_export_refusals_say_why(served: Served, vsms: Vsms,
     outside = vsms("--output", "json", "import", str(tmp_path))
     assert outside.rc == 1 and outside.json()["return_value"] == 32769, outside
     assert "Access Denied (32769)" in outside.err and "storage roots" in outside.err
-    no_dir = vsms("export", source["id"], str(served.root / "nowhere"))
-    assert no_dir.rc == 1 and "does not exist: create it first" in no_dir.err
+    no_dir = vsms("export", source["id"], str(served.root / "nowhere"))  # roots not known here
+    assert no_dir.rc == 1 and "does not exist, and vsms creates only directories under a " \
+        "storage root" in no_dir.err, no_dir
+    assert not (served.root / "nowhere").exists()
     name = f"run-{served.root.name}"
     vsms.ok("vm", "create", name, "--memory", "64")
     try:
@@ -127,6 +129,59 @@ def test_import_and_export_refusals_say_why(served: Served, vsms: Vsms,
         running = vsms("export", name, str(fresh_dir(served, "running")))
         assert running.rc == 1 and "Invalid state for this operation (32775)" in running.err
         assert "must be turned off" in running.err
+    finally:
+        vsms("vm", "stop", name)
+        vsms.ok("vm", "destroy", name)
+
+
+def on_host(served: Served) -> Vsms:
+    """The vsms command as it runs on the service's host, with the service's storage roots in
+    its settings (VSMS_STORAGE_ROOTS)."""
+    return Vsms(served.url, (served.user, served.password),
+                {**os.environ, "VSMS_STORAGE_ROOTS": str(served.root)})
+
+
+def test_missing_directories_are_created_under_the_roots(served: Served,
+                                                         source: dict[str, str]) -> None:
+    vsms = on_host(served)
+    exports = served.root / "made" / "exports"  # neither exists
+    res = vsms.ok("--output", "json", "export", source["id"], str(exports))
+    assert f"vsms: created the export directory {exports}" in res.err
+    assert res.json()["created"] == [str(exports.parent), str(exports)]
+    sub = exports / source["name"]
+    assert (sub / "Virtual Hard Disks" / "source.vhd").is_file()
+    assert oct(exports.stat().st_mode & 0o777) == "0o755"
+    copies = served.root / "made" / "copies" / "deep"
+    name = f"made-{served.root.name}"
+    res = vsms.ok("import", str(sub), "--copy", "--to", str(copies), "--new-id", "--name", name)
+    assert f"vsms: created the copy target directory {copies}" in res.err
+    assert (copies / "source.vhd").is_file()
+    shown = vsms.ok("--output", "json", "vm", "show", name).json()
+    assert shown["disks"] == [{"location": "IDE 0:0", "path": str(copies / "source.vhd")}]
+    vsms.ok("vm", "destroy", name)
+
+
+def test_directories_are_not_created_outside_the_roots_or_left_after_a_failure(
+        served: Served, source: dict[str, str], tmp_path: Path) -> None:
+    vsms = on_host(served)
+    outside = tmp_path / "elsewhere" / "exports"
+    res = vsms("export", source["id"], str(outside))
+    assert res.rc == 1 and "does not exist, and vsms creates only directories under a storage " \
+        "root" in res.err, res
+    assert not (tmp_path / "elsewhere").exists()
+    escape = served.root / "escape"
+    escape.symlink_to(tmp_path)  # inside by name, outside once resolved
+    res = vsms("export", source["id"], str(escape / "x"))
+    assert res.rc == 1 and "creates only directories under a storage root" in res.err, res
+    assert not (tmp_path / "x").exists()
+    name = f"busy-{served.root.name}"
+    vsms.ok("vm", "create", name, "--memory", "64")
+    try:
+        vsms.ok("vm", "start", name)
+        target = served.root / "refused" / "exports"
+        running = vsms("export", name, str(target))  # refused by the service: 32775
+        assert running.rc == 1 and "(32775)" in running.err, running
+        assert not (served.root / "refused").exists()  # what the command made is gone again
     finally:
         vsms("vm", "stop", name)
         vsms.ok("vm", "destroy", name)

@@ -4,12 +4,15 @@ Export: the VM's Msvm_VirtualSystemExportSettingData is fetched through its asso
 (Msvm_SystemExportSettingData), adjusted and passed to ExportVirtualSystemEx. Import in place
 with only ``--new-id`` is ImportVirtualSystem (the 2008 call); ``--copy``/``--name`` use
 GetVirtualSystemImportSettingData + ImportVirtualSystemEx. ``import-settings`` shows what an
-import would do and every problem found, and changes nothing.
+import would do and every problem found, and changes nothing. A missing export directory or copy
+target is created by the command (``make_dir``), as Export-VM and Import-VM -Copy do; the
+service methods themselves want it to exist.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import socket
@@ -23,6 +26,9 @@ from vsms.cim.embedded import parse_instance
 from vsms.cli.disk import get_info
 from vsms.cli.output import Output
 from vsms.cli.session import CliError, Session, job_summary, vm_summary
+from vsms.errors import VsmsError
+from vsms.operations.paths import StorageRoots
+from vsms.settings import load_settings
 
 _TARGET_ROOTS = ("TargetVmDataRoot", "TargetSnapshotDataRoot", "TargetVhdDataRoot")
 
@@ -31,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                parents: list[argparse.ArgumentParser]) -> None:
     a = sub.add_parser("export", parents=parents, help="export a virtual machine to a directory")
     a.add_argument("vm", help="name (ElementName) or ID of the virtual machine (turned off)")
-    a.add_argument("dir", help="existing directory under a storage root")
+    a.add_argument("dir", help="directory under a storage root (created when missing and the "
+                               "service runs on this host)")
     a.add_argument("--config-only", action="store_true",
                    help="export the configuration only, not the virtual hard disks")
     a.add_argument("--no-subdirectory", action="store_true",
@@ -43,7 +50,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    help="give the virtual machine a new ID (required while the original exists)")
     a.add_argument("--copy", action="store_true",
                    help="copy the disks and run from the copies (the export stays reusable)")
-    a.add_argument("--to", metavar="DIR", help="with --copy: where the copies go")
+    a.add_argument("--to", metavar="DIR", help="with --copy: where the copies go (created when "
+                                               "missing and the service runs on this host)")
     a.add_argument("--name", help="name of the imported virtual machine")
     a.set_defaults(run=cmd_import)
     a = sub.add_parser("import-settings", parents=parents,
@@ -66,6 +74,50 @@ def _require_dir(s: Session, path: str, what: str) -> None:
                        data={"path": path})
 
 
+def make_dir(s: Session, path: str, what: str, out: Output) -> list[str]:
+    """Create the missing directory ``path`` (and missing parents) as Export-VM and
+    Import-VM -Copy do, and say so; the directories made, outermost first.
+
+    The service methods want an existing directory, as the reference's samples create it
+    before the call. The CLI can create it only on the service's host (a local ``--url``) and
+    only under a storage root of this host's settings (``VSMS_STORAGE_ROOTS`` or ``--config``
+    of the service; default /var/lib/vsms/storage), resolved as the service resolves paths.
+    Anywhere else the call goes ahead and the service reports the directory.
+    """
+    if os.path.isdir(path) or not is_local(s.url):
+        return []
+    if os.path.lexists(path):
+        _require_dir(s, path, what)
+    try:
+        roots = StorageRoots(load_settings(None, os.environ).storage_roots)
+        roots.confine(path, f"the {what}")
+    except VsmsError as err:
+        raise CliError(f"the {what} {path} does not exist, and vsms creates only directories "
+                       f"under a storage root ({err}); create it yourself or use a directory "
+                       "under a storage root", data={"path": path}) from None
+    missing: list[str] = []
+    at = path
+    while not os.path.lexists(at):
+        missing.insert(0, at)
+        at = os.path.dirname(at)
+    try:
+        for d in missing:
+            os.mkdir(d, 0o755)
+    except OSError as err:
+        remove_dirs(missing)
+        raise CliError(f"cannot create the {what} {path}: {err.strerror}",
+                       data={"path": path}) from None
+    out.note(f"vsms: created the {what} {path}")
+    return missing
+
+
+def remove_dirs(made: list[str]) -> None:
+    """Remove what ``make_dir`` created (innermost first), where still empty."""
+    for d in reversed(made):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
 def _subdir_name(name: str, guid: str) -> str:
     cleaned = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in name).strip()
     return guid if cleaned in ("", ".", "..") else cleaned
@@ -75,7 +127,6 @@ def _subdir_name(name: str, guid: str) -> str:
 def cmd_export(args: argparse.Namespace, s: Session, out: Output) -> int:
     vm = s.vm(args.vm)
     directory = os.path.abspath(args.dir)
-    _require_dir(s, directory, "export directory")
     found = s.associators(vm.path, names.SYSTEM_EXPORT_SD, names.EXPORT_SD)
     if not found:
         raise CliError(f"the virtual machine {vm['ElementName']!r} has no {names.EXPORT_SD}")
@@ -92,13 +143,18 @@ def cmd_export(args: argparse.Namespace, s: Session, out: Output) -> int:
     esd["CopyVmRuntimeInformation"] = True
     esd["CreateVmExportSubdirectory"] = not args.no_subdirectory
     esd["CopySnapshotConfiguration"] = pywbem.Uint8(0)
-    _, job = s.call(s.service(), "ExportVirtualSystemEx",
-                    [("ComputerSystem", vm.path), ("ExportDirectory", directory),
-                     ("ExportSettingData", esd.tocimxmlstr())],
-                    label=f"Exporting '{vm['ElementName']}'")
+    made = make_dir(s, directory, "export directory", out)
+    try:
+        _, job = s.call(s.service(), "ExportVirtualSystemEx",
+                        [("ComputerSystem", vm.path), ("ExportDirectory", directory),
+                         ("ExportSettingData", esd.tocimxmlstr())],
+                        label=f"Exporting '{vm['ElementName']}'")
+    except BaseException:
+        remove_dirs(made)
+        raise
     what = "configuration" if args.config_only else "configuration and disks"
     out.result(f"Exported virtual machine '{vm['ElementName']}' ({what}) to {dest}.",
-               {"ok": True, "vm": vm_summary(vm), "directory": dest,
+               {"ok": True, "vm": vm_summary(vm), "directory": dest, "created": made,
                 "with_storage": not args.config_only,
                 "job": job_summary(job) if job is not None else None})
     return 0
@@ -124,6 +180,7 @@ def cmd_import(args: argparse.Namespace, s: Session, out: Output) -> int:
     _require_dir(s, directory, "import directory")
     service = s.service()
     label = f"Importing {os.path.basename(directory) or directory}"
+    made: list[str] = []
     if not args.copy and not args.name:
         _, job = s.call(service, "ImportVirtualSystem",
                         [("ImportDirectory", directory), ("GenerateNewID", bool(args.new_id))],
@@ -137,18 +194,23 @@ def cmd_import(args: argparse.Namespace, s: Session, out: Output) -> int:
             isd["Name"] = args.name
         if args.to:
             target = os.path.abspath(args.to)
-            _require_dir(s, target, "copy target directory")
             for prop in _TARGET_ROOTS:
                 isd[prop] = target
-        _, job = s.call(service, "ImportVirtualSystemEx",
-                        [("ImportDirectory", directory), ("ImportSettingData", isd.tocimxmlstr())],
-                        label=label)
+            made = make_dir(s, target, "copy target directory", out)
+        try:
+            _, job = s.call(service, "ImportVirtualSystemEx",
+                            [("ImportDirectory", directory),
+                             ("ImportSettingData", isd.tocimxmlstr())], label=label)
+        except BaseException:
+            remove_dirs(made)
+            raise
     vm = s.affected_vm(job) if job is not None else None
     facts = vm_summary(vm) if vm is not None else None
     how = "as a copy" if args.copy else "in place"
     who = f"'{facts['name']}' ({facts['id']})" if facts else "a virtual machine"
     out.result(f"Imported virtual machine {who} from {directory} {how}.",
                {"ok": True, "vm": facts, "directory": directory, "copy": bool(args.copy),
+                "created": made,
                 "job": job_summary(job) if job is not None else None})
     return 0
 
