@@ -67,12 +67,13 @@ def add_user(state_dir: Path, name: str = USER, role: str = "administrator") -> 
 
 
 def start(state_dir: Path, roots: Sequence[Path], uri: str, *extra: str,
-          env: dict[str, str] | None = None) -> Served:
-    """Start ``vsms serve`` (the test user added on first start) and wait (at most
+          env: dict[str, str] | None = None, test_user: bool = True) -> Served:
+    """Start ``vsms serve`` (the test user added on first start, unless ``test_user`` is
+    false: then the state directory stays as the service makes it) and wait (at most
     START_TIMEOUT) until it listens."""
     state_dir.mkdir(parents=True, exist_ok=True)
     secret = state_dir / "test-password"
-    if not secret.exists():
+    if test_user and not secret.exists():
         secret.write_text(add_user(state_dir))
     stderr_path = state_dir.parent / f"serve-{uuid.uuid4().hex[:6]}.err"
     args = ["--state-dir", str(state_dir), "--libvirt-uri", uri, "--http-port", "0",
@@ -87,7 +88,8 @@ def start(state_dir: Path, roots: Sequence[Path], uri: str, *extra: str,
         m = _READY.search(stderr_path.read_text(errors="replace"))
         if m:
             return Served(proc, int(m.group(1)), int(m.group(2)), state_dir,
-                          Path(roots[0]), stderr_path, secret.read_text())
+                          Path(roots[0]), stderr_path,
+                          secret.read_text() if test_user else "")
         if proc.poll() is not None:
             raise AssertionError(f"vsms serve exited with {proc.returncode}: "
                                  f"{stderr_path.read_text(errors='replace')}")
