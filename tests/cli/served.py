@@ -131,15 +131,24 @@ def make_root() -> Path:
 
 
 @contextmanager
-def served_root(uri: str) -> Iterator[Served]:
-    """A storage root of its own with a ``vsms serve`` on it; all removed afterwards."""
-    root = make_root()
+def serving(base: Path, state_dir: Path, roots: Sequence[Path], uri: str, *,
+            test_user: bool = True) -> Iterator[Served]:
+    """``vsms serve`` (see ``start``); afterwards it is stopped, the VMs found by ``base``
+    removed and ``base`` deleted."""
     server = None
     try:
-        server = start(root / "state", [root], uri)
+        server = start(state_dir, roots, uri, test_user=test_user)
         yield server
     finally:
         if server is not None:
             stop(server.proc)
-        remove_vms(uri, root)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_vms(uri, base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def served_root(uri: str) -> Iterator[Served]:
+    """A storage root of its own with a ``vsms serve`` on it; all removed afterwards."""
+    root = make_root()
+    with serving(root, root / "state", [root], uri) as server:
+        yield server

@@ -87,6 +87,13 @@ class Scenario:
         assert self.vm is not None
         return self.vm
 
+    def to(self, state: int, shown: int | None = None) -> pywbem.CIMInstance:
+        """RequestStateChange(state) as a completed job, then EnabledState is ``shown``
+        (default ``state``); the job."""
+        job = change_state(self.svc, self.path, state)
+        assert self.svc.get(self.path)["EnabledState"] == (state if shown is None else shown)
+        return job
+
 
 @pytest.fixture(scope="module")
 def scenario() -> Iterator[Scenario]:
@@ -228,15 +235,12 @@ def test_step_07_start_shows_the_transition(scenario: Scenario) -> None:
 @step
 def test_step_08_pause_resume_and_reboot(scenario: Scenario) -> None:
     sc = scenario
-    job = change_state(sc.svc, sc.path, 32768)
-    assert sc.svc.get(sc.path)["EnabledState"] == 32768
+    job = sc.to(32768)
     assert job.path is not None
     affected = sc.svc.associators(job.path, assoc_class=names.AFFECTED_JOB_ELEMENT)
     assert [a["Name"] for a in affected] == [sc.guid]
-    change_state(sc.svc, sc.path, 2)
-    assert sc.svc.get(sc.path)["EnabledState"] == 2
-    change_state(sc.svc, sc.path, 10)
-    assert sc.svc.get(sc.path)["EnabledState"] == 2
+    sc.to(2)
+    sc.to(10, shown=2)
 
 
 @step
@@ -255,7 +259,7 @@ def test_step_09_save_is_refused_at_once_with_a_vhd_disk(scenario: Scenario) -> 
 def test_step_10_save_and_restore_with_a_qcow2_disk(scenario: Scenario) -> None:
     """With the disk image swapped for a qcow2 one (the VM off), save and restore work."""
     sc = scenario
-    change_state(sc.svc, sc.path, 3)
+    sc.to(3)
     qcow2 = sc.root / "boot.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "64M"], check=True,
                    timeout=60)
@@ -265,11 +269,9 @@ def test_step_10_save_and_restore_with_a_qcow2_disk(scenario: Scenario) -> None:
                         ResourceSettingData=[text(disk_image)])
     assert rv == ReturnCode.COMPLETED
     assert list(sc.svc.get(disk_image.path)["Connection"]) == [str(qcow2.resolve())]
-    change_state(sc.svc, sc.path, 2)
-    change_state(sc.svc, sc.path, 32769)
-    assert sc.svc.get(sc.path)["EnabledState"] == 32769
-    change_state(sc.svc, sc.path, 2)
-    assert sc.svc.get(sc.path)["EnabledState"] == 2
+    sc.to(2)
+    sc.to(32769)
+    sc.to(2)
 
 
 @step
@@ -289,8 +291,7 @@ def test_step_11_refusals_while_running(scenario: Scenario) -> None:
 @step
 def test_step_12_turn_off_and_destroy_keeps_the_disk(scenario: Scenario) -> None:
     sc = scenario
-    change_state(sc.svc, sc.path, 3)
-    assert sc.svc.get(sc.path)["EnabledState"] == 3
+    sc.to(3)
     rv, out = sc.svc.vsms("DestroyVirtualSystem", ComputerSystem=sc.path)
     assert rv == ReturnCode.JOB_STARTED
     job = sc.svc.wait(out["Job"])

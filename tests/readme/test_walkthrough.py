@@ -19,7 +19,6 @@ import pty
 import re
 import secrets
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import pytest
 import pywbem
 
-from tests.cli.served import Served, remove_vms, start, stop
+from tests.cli.served import Served, serving
 from tests.conftest import QEMU_URI, fresh_dir
 from vsms.cim import names
 
@@ -103,15 +102,8 @@ def run_in_terminal(script: str, env: dict[str, str], password: str) -> tuple[in
 def fresh_service() -> Iterator[tuple[Path, Served]]:
     base = fresh_dir()
     (base / "storage").mkdir(mode=0o755)
-    server = None
-    try:
-        server = start(base / "state", [base / "storage"], QEMU_URI, test_user=False)
-        yield base, server
-    finally:
-        if server is not None:
-            stop(server.proc)
-        remove_vms(QEMU_URI, base)
-        shutil.rmtree(base, ignore_errors=True)
+    with serving(base, base / "state", [base / "storage"], QEMU_URI, test_user=False) as served:
+        yield base, served
 
 
 def test_the_block_is_the_walk_through() -> None:
@@ -153,9 +145,9 @@ def test_every_command_of_the_readme_works_on_a_fresh_service(
     assert vms["vm1-copy"]["EnabledState"] == 2 and vms["vm1"]["EnabledState"] == 3
     # the HTTPS pywbemcli line verified the certificate and counted the computer systems
     assert re.search(r"Msvm_ComputerSystem\s*\|?\s*\d+", output.split("@@ 10")[-1]), output
-    # the README's other way: --no-verify (works even with a CA bundle override set)
+    # the README's other way: --no-verify (in the same shell: no CA bundle override)
     done = subprocess.run([f"{Path(sys.executable).parent}/pywbemcli", "-s", served.https_url,
                            "--no-verify", "-u", "admin", "-p", password, "-d", names.NAMESPACE,
                            "instance", "count", names.COMPUTER_SYSTEM], capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=120, check=False, env=env)
     assert done.returncode == 0 and re.search(r"Msvm_ComputerSystem\s*\|?\s*\d+", done.stdout), done

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import pywbem
 
-from tests.cli.served import Served, add_user, make_root, remove_vms, start, stop
+from tests.cli.served import Served, add_user, make_root, serving
 from tests.conftest import QEMU_URI, TEST_ROOT, fresh_dir
 from vsms.cim import names
 from vsms.cim.enums import ReturnCode
@@ -27,18 +27,10 @@ pytestmark = pytest.mark.qemu
 @pytest.fixture(scope="module")
 def operator() -> Iterator[tuple[Served, pywbem.WBEMConnection]]:
     root = make_root()
-    server = None
-    try:
-        password = add_user(root / "state", "op", "operator")
-        server = start(root / "state", [root], QEMU_URI)
-        conn = pywbem.WBEMConnection(server.url, ("op", password),
-                                     default_namespace="root/virtualization", timeout=60)
-        yield server, conn
-    finally:
-        if server is not None:
-            stop(server.proc)
-        remove_vms(QEMU_URI, root)
-        shutil.rmtree(root, ignore_errors=True)
+    password = add_user(root / "state", "op", "operator")
+    with serving(root, root / "state", [root], QEMU_URI) as server:
+        yield server, pywbem.WBEMConnection(server.url, ("op", password),
+                                            default_namespace="root/virtualization", timeout=60)
 
 
 def disk_info(conn: pywbem.WBEMConnection, path: str) -> tuple[int, str]:
