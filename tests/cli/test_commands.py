@@ -75,6 +75,17 @@ def test_vm_create_failure_leaves_nothing(served: Served, vsms: Vsms) -> None:
     assert res.rc == 1 and "AddVirtualSystemResources failed" in res.err, res
     assert "the half-made virtual machine was removed again" in res.err
     assert name not in vsms.ok("vm", "list").out
+    conn = libvirt.open(QEMU_URI)
+    try:
+        host_mb = int(conn.getInfo()[1])
+    finally:
+        conn.close()
+    big = vsms("vm", "create", name, "--memory", str(host_mb + 1))  # more than the host has
+    assert big.rc == 1 and "Invalid parameter (32773)" in big.err, big
+    assert f"memory of {host_mb + 1} MB is out of range: give 8 to {host_mb} MB (the most " \
+           f"libvirt at {QEMU_URI} (" in big.err, big
+    assert "the half-made virtual machine was removed again" in big.err
+    assert name not in vsms.ok("vm", "list").out
     five = vsms("vm", "create", name, *[a for i in range(5) for a in ("--disk", f"/d{i}.vhd")])
     assert five.rc == 1 and "at most 4 disks" in five.err
     assert name not in vsms.ok("vm", "list").out
