@@ -88,13 +88,16 @@ def make_dir(s: Session, path: str, what: str, out: Output) -> list[str]:
         return []
     if os.path.lexists(path):
         _require_dir(s, path, what)
+    known = "the storage roots of this host's settings"
     try:
         roots = StorageRoots(load_settings(None, os.environ).storage_roots)
+        known = ", ".join(str(r) for r in roots.roots)
         roots.confine(path, f"the {what}")
-    except VsmsError as err:
+    except VsmsError:
         raise CliError(f"the {what} {path} does not exist, and vsms creates only directories "
-                       f"under a storage root ({err}); create it yourself or use a directory "
-                       "under a storage root", data={"path": path}) from None
+                       f"under a storage root ({known}; set VSMS_STORAGE_ROOTS to the service's "
+                       "roots): create it yourself, or use a directory under a storage root",
+                       data={"path": path}) from None
     missing: list[str] = []
     at = path
     while not os.path.lexists(at):
