@@ -138,6 +138,7 @@ def test_define_modify_resources_states_destroy(svc: Harness, storage_root: Path
     cs = svc.get(vm)
     assert (cs["EnabledState"], cs["RequestedState"]) == (32770, 2)
     change.run(LocalContext(frozenset()))
+    change.reservation.release()  # what the job engine does once the job's work has run
     cs = svc.get(vm)
     assert (cs["EnabledState"], cs["RequestedState"]) == (2, 12)
 

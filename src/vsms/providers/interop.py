@@ -15,6 +15,7 @@ import pywbem
 import vsms
 from vsms.cim import names
 from vsms.errors import OperationFailed
+from vsms.providers.base import Provider, association
 from vsms.providers.registry import Registry
 
 NAMESPACE_CLASS = "CIM_Namespace"
@@ -39,7 +40,7 @@ def load_interop_classes() -> tuple[list[pywbem.CIMClass], list[pywbem.CIMQualif
     return classes, quals
 
 
-class InteropProvider:
+class InteropProvider(Provider):
     """Instances of CIM_Namespace, CIM_ObjectManager and CIM_NamespaceInManager."""
 
     classnames = (NAMESPACE_CLASS, OBJECT_MANAGER_CLASS, NAMESPACE_IN_MANAGER)
@@ -96,34 +97,10 @@ class InteropProvider:
             manager = self._manager_path()
             out = []
             for ns in self._namespaces():
-                path = pywbem.CIMInstanceName(NAMESPACE_IN_MANAGER, keybindings={
-                    "Antecedent": manager, "Dependent": ns.path}, namespace=self.namespace)
-                inst = pywbem.CIMInstance(NAMESPACE_IN_MANAGER, path=path)
-                inst["Antecedent"] = pywbem.CIMProperty("Antecedent", manager,
-                                                        reference_class=OBJECT_MANAGER_CLASS)
-                inst["Dependent"] = pywbem.CIMProperty("Dependent", ns.path,
-                                                       reference_class=NAMESPACE_CLASS)
-                out.append(inst)
+                out.append(association(NAMESPACE_IN_MANAGER, {
+                    "Antecedent": manager, "Dependent": ns.path}, namespace=self.namespace))
             return out
         return []
-
-    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
-        wanted = _keys(path)
-        for inst in self.enumerate(path.classname):
-            if _keys(inst.path) == wanted:
-                return inst
-        return None
-
-
-def _keys(path: pywbem.CIMInstanceName) -> dict[str, str]:
-    out = {}
-    for k, v in path.keybindings.items():
-        if isinstance(v, pywbem.CIMInstanceName):
-            out[k.lower()] = f"{v.classname.lower()}:{sorted(_keys(v).items())}"
-        else:
-            out[k.lower()] = str(v).lower()
-    return out
-
 
 def install_interop(registry: Registry, namespace: str = names.INTEROP_NAMESPACE,
                     brand: str = BRAND) -> InteropProvider:
