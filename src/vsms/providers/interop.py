@@ -8,13 +8,12 @@ request from the registry, so a namespace added later shows up at once.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import resources
 
 import pywbem
 
 import vsms
 from vsms.cim import names
-from vsms.errors import OperationFailed
+from vsms.cim.schema import load_schema
 from vsms.providers.base import Provider, association
 from vsms.providers.registry import Registry
 
@@ -23,21 +22,6 @@ OBJECT_MANAGER_CLASS = "CIM_ObjectManager"
 NAMESPACE_IN_MANAGER = "CIM_NamespaceInManager"
 SYSTEM_CLASS = "CIM_ComputerSystem"
 BRAND = "vsms"
-
-
-def load_interop_classes() -> tuple[list[pywbem.CIMClass], list[pywbem.CIMQualifierDeclaration]]:
-    """Compile ``cim/mof/interop.mof`` into classes and qualifier declarations."""
-    text = resources.files("vsms.cim").joinpath("mof/interop.mof").read_text(encoding="utf-8")
-    repo = pywbem.MOFWBEMConnection()
-    compiler = pywbem.MOFCompiler(handle=repo, log_func=None)
-    try:
-        compiler.compile_string(text, names.INTEROP_NAMESPACE)
-    except pywbem.Error as exc:
-        raise OperationFailed(f"cannot compile interop.mof (a packaging bug): {exc}") from exc
-    ns = names.INTEROP_NAMESPACE
-    classes = list(repo.classes.get(ns, {}).values())
-    quals = list(repo.qualifiers.get(ns, {}).values())
-    return classes, quals
 
 
 class InteropProvider(Provider):
@@ -105,8 +89,8 @@ class InteropProvider(Provider):
 def install_interop(registry: Registry, namespace: str = names.INTEROP_NAMESPACE,
                     brand: str = BRAND) -> InteropProvider:
     """Add the Interop namespace and its provider to ``registry``."""
-    classes, quals = load_interop_classes()
-    registry.add_namespace(namespace, classes, quals)
+    schema = load_schema(names.INTEROP_NAMESPACE)
+    registry.add_namespace(namespace, schema.classes, schema.qualifiers)
     provider = InteropProvider(registry, namespace, brand)
     registry.add_provider(namespace, provider)
     return provider
