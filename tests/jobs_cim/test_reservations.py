@@ -12,15 +12,7 @@ import pytest
 import pywbem
 
 from tests import hyperv
-from tests.jobs_cim.conftest import (
-    DEADLINE,
-    FnWork,
-    job_path,
-    out_param,
-    until_cancelled,
-    wait_for,
-    wait_state,
-)
+from tests.jobs_cim import conftest as cj
 from vsms.app import Service
 from vsms.cim.enums import JobState, RequestedState, ReturnCode, StateChangeReturn
 from vsms.client import LocalClient
@@ -63,18 +55,18 @@ def test_the_job_releases_it_after_its_work_ran_and_before_it_ends(service: Serv
     transitions = service.context.transitions
     seen: list[object] = []
     rec = service.jobs.submit(name="Reserved", description="d",
-                              work=FnWork(lambda ctx: seen.append(transitions.get(GUID))),
+                              work=cj.FnWork(lambda ctx: seen.append(transitions.get(GUID))),
                               reservation=transitions.begin(GUID, BUSY))
-    done = service.jobs.wait(rec.instance_id, DEADLINE)
+    done = service.jobs.wait(rec.instance_id, cj.DEADLINE)
     assert done.state is JobState.COMPLETED
     assert seen == [BUSY]  # held while the work ran
     assert transitions.get(GUID) is None  # free by the time the job shows Completed
 
     def fail(ctx: JobContext) -> None:
         raise OperationFailed("the work failed")
-    rec = service.jobs.submit(name="Failing", description="d", work=FnWork(fail),
+    rec = service.jobs.submit(name="Failing", description="d", work=cj.FnWork(fail),
                               reservation=transitions.begin(GUID, BUSY))
-    assert service.jobs.wait(rec.instance_id, DEADLINE).state is JobState.EXCEPTION
+    assert service.jobs.wait(rec.instance_id, cj.DEADLINE).state is JobState.EXCEPTION
     assert transitions.get(GUID) is None
 
 
@@ -88,34 +80,34 @@ def test_a_job_cancelled_while_queued_releases_its_vm(service: Service, client: 
             started = threading.Event()
 
             def block(ctx: JobContext, started: threading.Event = started) -> None:
-                until_cancelled(ctx, started)
-            rec = service.jobs.submit(name="Blocking", description="d", work=FnWork(block))
-            wait_for(started)
-            blockers.append(job_path(rec.instance_id))
+                cj.until_cancelled(ctx, started)
+            rec = service.jobs.submit(name="Blocking", description="d", work=cj.FnWork(block))
+            cj.wait_for(started)
+            blockers.append(cj.job_path(rec.instance_id))
         (storage_root / "out").mkdir()
         rv, out = client.vsms("ExportVirtualSystem", ComputerSystem=vm, CopyVmState=False,
                               ExportDirectory=str(storage_root / "out"))
         assert rv == ReturnCode.JOB_STARTED, out
-        export = out_param(out, "Job")
+        export = cj.out_param(out, "Job")
         assert client.job(export)["JobState"] == JobState.NEW
         rv, _ = client.invoke(vm, "RequestStateChange", RequestedState=pywbem.Uint16(2))
         assert rv == ReturnCode.INVALID_STATE  # reserved by the queued export
         assert client.invoke(export, "RequestStateChange", RequestedState=pywbem.Uint16(4))[0] \
             == StateChangeReturn.TRANSITION_STARTED
-        assert wait_state(client, export, FINISHED)["JobState"] == JobState.TERMINATED
+        assert cj.wait_state(client, export, FINISHED)["JobState"] == JobState.TERMINATED
         assert service.context.transitions.get(guid) is None
     finally:
         for path in blockers:
             client.invoke(path, "RequestStateChange", RequestedState=pywbem.Uint16(4))
-            wait_state(client, path, FINISHED)
+            cj.wait_state(client, path, FINISHED)
         with suppress(Exception):
             service.host.undefine(guid)
 
 
 def test_a_job_the_engine_refuses_releases_its_vm(service: Service) -> None:
     transitions = service.context.transitions
-    service.jobs.shutdown(DEADLINE)
+    service.jobs.shutdown(cj.DEADLINE)
     with pytest.raises(SystemNotAvailable):
-        service.jobs.submit(name="Late", description="d", work=FnWork(lambda ctx: None),
+        service.jobs.submit(name="Late", description="d", work=cj.FnWork(lambda ctx: None),
                             reservation=transitions.begin(GUID, BUSY))
     assert transitions.get(GUID) is None
