@@ -27,6 +27,7 @@ from fuzz.runner import fuzz, instrumented
 with instrumented():
     from vsms.cim import names
     from vsms.cim.schema import load_schema
+    from vsms.providers.base import Provider
     from vsms.providers.common import as_instance, guarded
     from vsms.providers.interop import install_interop
     from vsms.providers.registry import Registry
@@ -39,11 +40,12 @@ SERVED = (names.VSMS, names.IMAGE_SERVICE, names.COMPUTER_SYSTEM, names.CONCRETE
           names.VSSD, names.RASD)
 
 
-class StaticProvider:
+class StaticProvider(Provider):
     """One instance per class, keys filled from the class; methods only parse their input."""
 
+    classnames = SERVED
+
     def __init__(self, registry: Registry) -> None:
-        self.classnames = SERVED
         self._instances: dict[str, pywbem.CIMInstance] = {}
         for cn in SERVED:
             cls = registry.get_class(names.NAMESPACE, cn)
@@ -57,14 +59,6 @@ class StaticProvider:
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         return [self._instances[classname.lower()]]
-
-    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
-        inst = self._instances.get(path.classname.lower())
-        if inst is None or inst.path is None:
-            return None
-        same = {k.lower(): str(v) for k, v in inst.path.keybindings.items()}
-        asked = {k.lower(): str(v) for k, v in path.keybindings.items()}
-        return inst if same == asked else None
 
     def invoke(self, target: Any, method: str,
                params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -311,10 +311,10 @@ def test_retention_with_injected_clock(make: Any, db: Path) -> None:
     assert done.end_time == clock.now
     clock.advance(timedelta(minutes=4, seconds=59))
     assert mgr.get(rec.instance_id) is not None
-    assert [r.instance_id for r in mgr.list()] == [rec.instance_id]
+    assert [r.instance_id for r in mgr.records()] == [rec.instance_id]
     clock.advance(timedelta(seconds=1))
     assert mgr.get(rec.instance_id) is None
-    assert mgr.list() == []
+    assert mgr.records() == []
     other = Store(db)
     try:
         assert other.load_jobs() == []
@@ -368,7 +368,7 @@ def test_new_manager_reloads_persisted_jobs(make: Any, db: Path, handlers: dict[
         again = JobManager(second, handlers)
         assert again.get(ok.instance_id) == ok
         assert again.get(bad.instance_id) == bad
-        assert [r.instance_id for r in again.list()] == [ok.instance_id, bad.instance_id]
+        assert [r.instance_id for r in again.records()] == [ok.instance_id, bad.instance_id]
         assert again.recover() == []
         again.shutdown(5)
     finally:

@@ -228,6 +228,7 @@ def test_step_07_start_shows_the_transition(scenario: Scenario) -> None:
     cs = sc.svc.get(sc.path)
     assert (cs["EnabledState"], cs["RequestedState"]) == (32770, 2)
     change.run(LocalContext(frozenset()))
+    change.reservation.release()  # what the job engine does once the job's work has run
     cs = sc.svc.get(sc.path)
     assert (cs["EnabledState"], cs["RequestedState"]) == (2, 12)
 

@@ -179,7 +179,7 @@ def job_problems(service: Service, interrupted: list[JobRecord]) -> list[str]:
             problems.append(f"interrupted job {rec.instance_id} ({rec.name}) shows JobState "
                             f"{job['JobState']}, ErrorCode {job['ErrorCode']}, "
                             f"ErrorDescription {job['ErrorDescription']!r}")
-    for rec in service.jobs.list():
+    for rec in service.jobs.records():
         if not rec.state.finished:
             problems.append(f"job {rec.instance_id} ({rec.name}) is {rec.state.name} after "
                             "the restart")

@@ -11,6 +11,7 @@ import pytest
 
 from vsms.errors import InvalidParameter
 from vsms.mapping import checks
+from vsms.mapping.vmjson import from_json, to_json
 from vsms.model.vm import (
     Controller,
     ControllerKind,
@@ -246,3 +247,13 @@ def test_canonical_guid() -> None:
     assert checks.canonical_guid("{0f5c3a1e-2b4d-4e6f-8a9b-0c1d2e3f4a5b}") == \
         "0F5C3A1E-2B4D-4E6F-8A9B-0C1D2E3F4A5B"
     assert checks.canonical_guid("nope") is None
+
+
+def test_names_static_mac_and_identifiers_a_client_set_round_trip() -> None:
+    vs = full_vm()
+    vs.element_names = {vs.memory_dev_id: "RAM", vs.nics[0].dev_id: "Team NIC"}
+    vs.nics[0].static_mac = False
+    vs.nics[0].identifiers = ["{0D7BD4A2-3C63-4B4C-9A55-0A7C4BE4C0DE}", "{second}"]
+    back = domxml.parse(built(vs))
+    assert back == vs
+    assert from_json(to_json(vs)) == vs

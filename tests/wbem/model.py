@@ -14,6 +14,7 @@ from typing import Any
 
 import pywbem
 
+from vsms.providers.base import Provider
 from vsms.providers.registry import Registry
 from vsms.wbem.decode import parse_embedded
 
@@ -148,7 +149,7 @@ class Store:
             items[:] = [i for i in items if _keys(i.path) != _keys(path)]
 
 
-class DictProvider:
+class DictProvider(Provider):
     def __init__(self, store: Store, classnames: tuple[str, ...]) -> None:
         self.store = store
         self.classnames = classnames

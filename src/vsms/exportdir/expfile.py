@@ -19,10 +19,10 @@ would honour a DTD.
 from __future__ import annotations
 
 from typing import Any
-
-from pywbem._tupleparse import TupleParser
+from xml.sax.saxutils import escape, quoteattr
 
 from vsms.cim import names
+from vsms.cim.embedded import parse_instance
 from vsms.errors import IncorrectDataType
 from vsms.exportdir import safexml
 from vsms.exportdir.layout import (
@@ -83,7 +83,6 @@ def _instances(root: safexml.Node) -> tuple[list[Any], list[str]]:
     if len(decls) != 1 or len(safexml.children(root)) != 1:
         return [], ["does not hold exactly one <DECLARATION> inside <CIM>"]
     found: list[Any] = []
-    parser = TupleParser()
     for group in safexml.children(decls[0]):
         if group[0] != "DECLGROUP":
             problems.append(f"has <{group[0]}> inside <DECLARATION>, where only <DECLGROUP> "
@@ -99,13 +98,21 @@ def _instances(root: safexml.Node) -> tuple[list[Any], list[str]]:
                                 "belongs")
                 continue
             try:
-                found.append(parser.parse_instance(kids[0]))
-            except Exception as exc:  # any parser failure means a damaged instance
+                found.append(parse_instance(_xml(kids[0]), what="it"))
+            except IncorrectDataType as exc:
                 cls = kids[0][1].get("CLASSNAME", "?")
                 problems.append(f"has an instance of {cls} that is not valid CIM-XML ({exc})")
     if not found and not problems:
         problems.append("holds no instances")
     return found, problems
+
+
+def _xml(node: safexml.Node) -> str:
+    """The element again as XML text, for ``cim.embedded.parse_instance``."""
+    tag, attrs, kids = node
+    head = tag + "".join(f" {k}={quoteattr(v)}" for k, v in attrs.items())
+    inner = "".join(escape(k) if isinstance(k, str) else _xml(k) for k in kids)
+    return f"<{head}>{inner}</{head.split()[0]}>"
 
 
 def parse_exp(data: bytes) -> tuple[list[Any], list[str]]:

@@ -16,7 +16,6 @@ twice a second), so ``recover`` can roll back and close the jobs a crash interru
 
 from __future__ import annotations
 
-import builtins
 import copy
 import logging
 import time
@@ -42,13 +41,17 @@ UndoHandler = Callable[[dict[str, Any]], None]
 
 
 class Work(Protocol):
-    """The body of a job: raise to fail (rolled back), call ``ctx.check_cancelled`` often.
-
-    A work object may also have ``abandon()``: called instead of ``run`` when the job ends
-    before it started (Terminated while queued), to release what its preparation reserved.
-    """
+    """The body of a job: raise to fail (rolled back), call ``ctx.check_cancelled`` often."""
 
     def run(self, ctx: JobContext) -> None: ...
+
+
+class Reservation(Protocol):
+    """What a job holds while it runs (a VM's transition): released once, when the work has
+    run (before its rollback, as a ``finally`` in it would), or when the job ends without
+    running (cancelled while queued, shut down) or cannot be submitted at all."""
+
+    def release(self) -> None: ...
 
 
 def _utcnow() -> datetime:
@@ -62,6 +65,12 @@ class _Job:
     future: Future[None] | None = None
     requested: JobRequestedState | None = None  # Terminate/Kill asked by a client
     by_shutdown: bool = False  # cancelled because the service is shutting down
+    reservation: Reservation | None = None
+
+    def release(self) -> None:
+        held, self.reservation = self.reservation, None
+        if held is not None:
+            held.release()
 
     @property
     def rec(self) -> JobRecord:
@@ -94,25 +103,32 @@ class JobManager:
 
     def submit(self, *, name: str, description: str, work: Work, classname: str = CONCRETE_JOB,
                storage_job_type: int = 0, affected: Iterable[AffectedElement] = (),
-               cancellable: bool = True) -> JobRecord:
-        """Create, persist and queue a job; return its record (state New)."""
-        with self._cond:
-            if self._closing:
-                raise SystemNotAvailable(
-                    "the vsms service is shutting down and accepts no new jobs; send the "
-                    "request again once it has restarted")
-            self._expire()
-            now = self._clock()
-            rec = JobRecord(instance_id=str(uuid.uuid4()).upper(), classname=classname,
-                            name=name, description=description, state=JobState.NEW,
-                            time_submitted=now, time_of_last_state_change=now,
-                            cancellable=cancellable, storage_job_type=storage_job_type,
-                            affected=list(affected))
-            job = _Job(self._context(rec), work)
-            job.ctx.persist()
-            self._jobs[rec.instance_id] = job
-            job.future = self._pool.submit(self._run, job)
-            return copy.deepcopy(rec)
+               cancellable: bool = True, owner: str = "",
+               reservation: Reservation | None = None) -> JobRecord:
+        """Create, persist and queue a job; return its record (state New). The job owns
+        ``reservation`` from now on, also when this raises."""
+        try:
+            with self._cond:
+                if self._closing:
+                    raise SystemNotAvailable(
+                        "the vsms service is shutting down and accepts no new jobs; send the "
+                        "request again once it has restarted")
+                self._expire()
+                now = self._clock()
+                rec = JobRecord(instance_id=str(uuid.uuid4()).upper(), classname=classname,
+                                name=name, description=description, state=JobState.NEW,
+                                time_submitted=now, time_of_last_state_change=now,
+                                cancellable=cancellable, storage_job_type=storage_job_type,
+                                affected=list(affected), owner=owner)
+                job = _Job(self._context(rec), work, reservation=reservation)
+                job.ctx.persist()
+                self._jobs[rec.instance_id] = job
+                job.future = self._pool.submit(self._run, job)
+                return copy.deepcopy(rec)
+        except BaseException:
+            if reservation is not None:
+                reservation.release()
+            raise
 
     def get(self, instance_id: str) -> JobRecord | None:
         """A snapshot of the job, or None if unknown or past its retention."""
@@ -161,7 +177,7 @@ class JobManager:
                 self._cond.wait(remaining)
             return copy.deepcopy(job.rec)
 
-    def recover(self) -> builtins.list[str]:
+    def recover(self) -> list[str]:
         """At start-up: roll back and end (Exception) every job a crash left unfinished.
 
         Also runs undo journals left without a job record. Returns the affected job IDs.
@@ -169,7 +185,7 @@ class JobManager:
         with self._cond:
             stale = [job for job in self._jobs.values()
                      if job.work is None and not job.rec.state.finished]
-        recovered: builtins.list[str] = []
+        recovered: list[str] = []
         for job in stale:
             before = job.rec.state
             problems, count = self._rollback(job.rec.instance_id)
@@ -238,7 +254,7 @@ class JobManager:
                         "the next start: %s", len(left), timeout, ", ".join(left))
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def list(self) -> builtins.list[JobRecord]:
+    def records(self) -> list[JobRecord]:
         """Snapshots of every job still within its retention, oldest submission first."""
         with self._cond:
             self._expire()
@@ -271,16 +287,15 @@ class JobManager:
                 self._change(job, JobState.STARTING)
                 job.rec.start_time = self._clock()
                 self._change(job, JobState.RUNNING)
-        if not started:  # cancelled while queued, or shut down
-            abandon = getattr(job.work, "abandon", None)
-            if callable(abandon):
-                abandon()
+        if not started:  # cancelled while queued, or shut down: _finish released it
             return
         error: Exception | None = None
         try:
             job.work.run(job.ctx)
         except Exception as exc:
             error = exc
+        finally:
+            job.release()
         if error is not None:  # handled outside the except block: undo errors stay unchained
             self._fail(job, error)
             return
@@ -328,14 +343,14 @@ class JobManager:
                              with_problems(text, problems),
                              one_line(f"{job.rec.name} failed with an internal error"))
 
-    def _rollback(self, job_id: str) -> tuple[builtins.list[str], int]:
+    def _rollback(self, job_id: str) -> tuple[list[str], int]:
         """Run the undo journal of ``job_id`` newest first; return (problems, step count)."""
         try:
             entries = self._store.undo_entries(job_id)
         except VsmsError as exc:
             log.error("cannot read the undo journal of job %s: %s", job_id, exc)
             return [f"could not read the undo journal: {exc}"], 0
-        problems: builtins.list[str] = []
+        problems: list[str] = []
         for entry in reversed(entries):
             handler = self._handlers.get(entry.kind)
             try:
@@ -362,7 +377,9 @@ class JobManager:
         self._cond.notify_all()
 
     def _finish(self, job: _Job, state: JobState, code: int, text: str, summary: str) -> None:
-        """End the job (lock held): final state, error fields, record written, journal dropped."""
+        """End the job (lock held): final state, error fields, record written, journal dropped,
+        reservation released (if the work never ran)."""
+        job.release()
         rec = job.rec
         now = self._clock()
         rec.state, rec.end_time, rec.time_of_last_state_change = state, now, now
@@ -381,7 +398,7 @@ class JobManager:
     def _expire(self) -> None:
         """Forget finished jobs older than the retention (lock held)."""
         now = self._clock()
-        for job_id, job in builtins.list(self._jobs.items()):
+        for job_id, job in list(self._jobs.items()):
             end = job.rec.end_time
             if job.rec.state.finished and end is not None and end + self._retention <= now:
                 del self._jobs[job_id]

@@ -210,7 +210,8 @@ def _rasd(vs: VirtualSystem, classname: str, dev_id: str, *, caption: str, eleme
           quantity: int | None = 1, parent: str | None = None, connection: list[str] | None = None,
           address: str | None = None, **extra: Any) -> pywbem.CIMInstance:
     values: dict[str, Any] = {
-        "Caption": caption, "Description": description, "ElementName": element,
+        "Caption": caption, "Description": description,
+        "ElementName": vs.element_names.get(dev_id, element),
         "ResourceType": pywbem.Uint16(rtype), "OtherResourceType": None,
         "ResourceSubType": subtype, "PoolID": "", "ConsumerVisibility": pywbem.Uint16(3),
         "HostResource": None, "AllocationUnits": units,
@@ -289,13 +290,13 @@ def _nic(vs: VirtualSystem, n: NetworkAdapter) -> pywbem.CIMInstance:
         "caption": "Ethernet Port", "rtype": ResourceType.ETHERNET_ADAPTER, "units": "Ports",
         "connection": [n.switch] if n.switch else None, "address": ids.address_from_mac(n.mac),
         "Reservation": pywbem.Uint64(1), "Limit": pywbem.Uint64(1), "Weight": pywbem.Uint32(0),
-        "StaticMacAddress": True,
+        "StaticMacAddress": n.static_mac,
     }
     if n.synthetic:
         return _rasd(vs, names.SYNTHETIC_NIC_SD, n.dev_id, element="Network Adapter",
                      description="Settings for the Microsoft Synthetic Ethernet Port",
-                     subtype=SUB_SYNTHETIC_NIC, VirtualSystemIdentifiers=[f"{{{n.dev_id}}}"],
-                     **common)
+                     subtype=SUB_SYNTHETIC_NIC,
+                     VirtualSystemIdentifiers=n.identifiers or [f"{{{n.dev_id}}}"], **common)
     return _rasd(vs, names.EMULATED_NIC_SD, n.dev_id, element="Legacy Network Adapter",
                  description="Settings for the Microsoft Emulated Ethernet Port",
                  subtype=SUB_EMULATED_NIC, **common)

@@ -18,7 +18,7 @@ import pywbem
 from vsms.errors import InvalidParameter, NotSupported
 from vsms.mapping import ids
 from vsms.mapping.checks import slots
-from vsms.mapping.devices import Kind, blank, classify, label, prop
+from vsms.mapping.devices import Kind, blank, classify, device_instances, label, prop
 from vsms.model.vm import (
     IDE_CONTROLLERS,
     SCSI_CONTROLLERS_MAX,
@@ -38,6 +38,7 @@ ImageChecker = Callable[[str, DriveKind], tuple[str, ImageFormat]]
 
 HYPERV_MAC_PREFIX = "00:15:5D"
 _BAD_SWITCH = re.compile(r"[/\\\"\x00-\x1f]")
+_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 
 
 @dataclass
@@ -175,18 +176,97 @@ def new_mac(taken: set[str]) -> str:
 
 
 def _mac(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv,
-         current: str | None) -> str:
+         nic: NetworkAdapter | None) -> tuple[str, bool]:
+    """(MAC, StaticMacAddress) of a new (``nic`` None) or changed adapter."""
+    current = nic.mac if nic is not None else None
     taken = {n.mac.upper() for n in vs.nics if n.mac != current} | set(env.macs_in_use)
     address = prop(rasd, "Address")
     static = prop(rasd, "StaticMacAddress")
+    if static is not None and not isinstance(static, bool):
+        raise InvalidParameter(f"{label(rasd)}: StaticMacAddress must be TRUE or FALSE")
     given = isinstance(address, str) and address.strip() and address.strip("0:-. ")
-    if static is False or not given:
-        return current if current is not None else new_mac(taken)
+    keep = static if static is not None else (nic.static_mac if nic is not None else True)
+    if static is False or not given:  # as Hyper-V: Address is ignored unless static
+        return (current if current is not None else new_mac(taken)), keep
     mac = ids.mac_from_address(str(address))
     if mac != current and mac in {n.mac.upper() for n in vs.nics}:
         raise InvalidParameter(f"{label(rasd)}: MAC address {mac} is already used by another "
                                "network adapter of this virtual machine")
-    return mac
+    return mac, True
+
+
+def _identifiers(rasd: pywbem.CIMInstance, current: list[str]) -> list[str]:
+    value = prop(rasd, "VirtualSystemIdentifiers")
+    if value is None:
+        return current
+    items = value if isinstance(value, list) else [value]
+    if any(not isinstance(i, str) or not _TEXT.fullmatch(i.strip()) or "," in i for i in items):
+        raise InvalidParameter(f"{label(rasd)}: VirtualSystemIdentifiers must be strings such as "
+                               "'{GUID}', without commas or control characters")
+    return [i.strip() for i in items]
+
+
+def _element_name(vs: VirtualSystem, rasd: pywbem.CIMInstance, dev: str) -> None:
+    """Keep the ElementName a client gave the device (clients find devices again by it)."""
+    name = prop(rasd, "ElementName")
+    if blank(name):
+        return
+    if not isinstance(name, str) or not _TEXT.fullmatch(name.strip()):
+        raise InvalidParameter(f"{label(rasd)}: ElementName must be text of at most 256 "
+                               "characters without control characters")
+    vs.element_names[dev] = name.strip()
+
+
+# What add/modify read from a RASD of each kind (kept in the model); every other property a
+# client sets must equal what the service returns for the device, or the call is refused.
+_READ_BY_ALL = frozenset({"instanceid", "resourcetype", "resourcesubtype", "elementname"})
+_READ: dict[Kind, frozenset[str]] = {
+    Kind.MEMORY: frozenset({"virtualquantity"}),
+    Kind.PROCESSOR: frozenset({"virtualquantity"}),
+    Kind.DISK_DRIVE: frozenset({"parent", "address"}),
+    Kind.DVD_DRIVE: frozenset({"parent", "address"}),
+    Kind.HARD_DISK_IMAGE: frozenset({"parent", "connection"}),
+    Kind.ISO_IMAGE: frozenset({"parent", "connection"}),
+    Kind.IMAGE: frozenset({"parent", "connection"}),
+    Kind.SYNTHETIC_NIC: frozenset({"address", "connection", "staticmacaddress",
+                                   "virtualsystemidentifiers"}),
+    Kind.EMULATED_NIC: frozenset({"address", "connection", "staticmacaddress"}),
+}
+
+
+def _norm(value: object) -> object:
+    """A value as compared with what the service returns (None: not set)."""
+    if isinstance(value, list | tuple):
+        items = tuple(_norm(v) for v in value)
+        return items or None
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = "" if value is None else str(value).strip().casefold()
+    return text or None
+
+
+def _served(vs: VirtualSystem) -> dict[str, pywbem.CIMInstance]:
+    return {str(i.path.keybindings["InstanceID"]).upper(): i for i in device_instances(vs)}
+
+
+def _check_kept(vs: VirtualSystem, rasd: pywbem.CIMInstance, kind: Kind, dev: str,
+                before: dict[str, pywbem.CIMInstance] | None = None) -> None:
+    """Refuse (32773, naming the property) a value the client set that the device does not
+    keep: nothing a client sets is silently dropped. A value the device had ``before`` the
+    change (a client sends back what it read) is not a request."""
+    iid = ids.device_id(vs.guid, dev).upper()
+    served = _served(vs)[iid]
+    old = (before or {}).get(iid)
+    read = _READ_BY_ALL | _READ.get(kind, frozenset())
+    for name, p in rasd.properties.items():
+        given = _norm(p.value)
+        if name.lower() in read or given is None:
+            continue
+        have = prop(served, name)
+        if given != _norm(have) and (old is None or given != _norm(prop(old, name))):
+            raise InvalidParameter(
+                f"{label(rasd)}: {name} cannot be set to {p.value!r}: a {kind.value} of this "
+                f"service has {name} {have!r}; leave {name} NULL or as the service returns it")
 
 
 def _quantity(vs: VirtualSystem, rasd: pywbem.CIMInstance, kind: Kind) -> None:
@@ -242,8 +322,11 @@ def add_resource(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv, 
         vs.media.append(Media(dev, drive.dev_id, path, fmt))
     else:
         switch = _switch(rasd, "") or ""
-        vs.nics.append(NetworkAdapter(dev, _mac(vs, rasd, env, None), switch,
-                                      synthetic=kind is Kind.SYNTHETIC_NIC))
+        mac, static = _mac(vs, rasd, env, None)
+        vs.nics.append(NetworkAdapter(dev, mac, switch, synthetic=kind is Kind.SYNTHETIC_NIC,
+                                      static_mac=static, identifiers=_identifiers(rasd, [])))
+    _element_name(vs, rasd, dev)
+    _check_kept(vs, rasd, kind, dev)
     iid = prop(rasd, "InstanceID")
     if isinstance(iid, str) and iid.strip() and not _names_own_device(vs, iid):
         env.aliases[iid.strip().lower()] = dev
@@ -264,6 +347,14 @@ def modify_resource(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEn
     """Apply a client's changed RASD to the device its InstanceID names (in place); returns the
     device id. NULL properties keep their value."""
     kind = classify(rasd)
+    before = _served(vs)
+    dev = _modify(vs, rasd, env, kind)
+    _element_name(vs, rasd, dev)
+    _check_kept(vs, rasd, kind, dev, before)
+    return dev
+
+
+def _modify(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv, kind: Kind) -> str:
     iid = prop(rasd, "InstanceID")
     if not isinstance(iid, str) or not iid.strip():
         raise InvalidParameter(f"{label(rasd)} has no InstanceID: pass the setting data as this "
@@ -311,8 +402,9 @@ def modify_resource(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEn
     elif nic is not None:
         if kind is not (Kind.SYNTHETIC_NIC if nic.synthetic else Kind.EMULATED_NIC):
             raise mismatch
-        nic.mac = _mac(vs, rasd, env, nic.mac)
+        nic.mac, nic.static_mac = _mac(vs, rasd, env, nic)
         nic.switch = _switch(rasd, nic.switch) or ""
+        nic.identifiers = _identifiers(rasd, nic.identifiers)
     else:
         raise InvalidParameter(f"{label(rasd)}: '{vs.name}' has no device {dev}")
     return dev
@@ -341,4 +433,6 @@ def remove_resource(vs: VirtualSystem, ref: object) -> list[str]:
     vs.drives = [d for d in vs.drives if d.dev_id not in removed]
     vs.media = [m for m in vs.media if m.dev_id not in removed]
     vs.nics = [n for n in vs.nics if n.dev_id not in removed]
+    for gone in removed:
+        vs.element_names.pop(gone, None)
     return removed

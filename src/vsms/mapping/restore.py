@@ -9,7 +9,7 @@ import pywbem
 
 from vsms.errors import VsmsError
 from vsms.mapping import ids
-from vsms.mapping.devices import Kind, blank, classify, label, prop
+from vsms.mapping.devices import Kind, blank, classify, device_instances, label, prop
 from vsms.model.vm import (
     Controller,
     ControllerKind,
@@ -83,8 +83,12 @@ def _one(vs: VirtualSystem, inst: pywbem.CIMInstance, formats: Mapping[str, Imag
     else:
         conn = prop(inst, "Connection") or []
         switch = conn[0] if isinstance(conn, list) and conn and conn[0] else ""
+        given = prop(inst, "VirtualSystemIdentifiers") or []
         vs.nics.append(NetworkAdapter(dev, ids.mac_from_address(str(prop(inst, "Address") or "")),
-                                      str(switch), synthetic=kind is Kind.SYNTHETIC_NIC))
+                                      str(switch), synthetic=kind is Kind.SYNTHETIC_NIC,
+                                      static_mac=prop(inst, "StaticMacAddress") is not False,
+                                      identifiers=[str(i) for i in given
+                                                   if str(i) != f"{{{dev}}}"]))
 
 
 def restore_devices(vs: VirtualSystem, instances: Iterable[pywbem.CIMInstance],
@@ -104,4 +108,15 @@ def restore_devices(vs: VirtualSystem, instances: Iterable[pywbem.CIMInstance],
                             "is not .vhd, .vhdx or .qcow2 and no format was recorded for it")
         elif drive is not None and drive.kind is DriveKind.DVD:
             m.format = ImageFormat.RAW
+    _restore_names(vs, instances)
     return problems
+
+
+def _restore_names(vs: VirtualSystem, instances: Iterable[pywbem.CIMInstance]) -> None:
+    """The ElementName of each device that differs from the one it would get by default."""
+    default = {str(i.path.keybindings["InstanceID"]).upper(): prop(i, "ElementName")
+               for i in device_instances(vs)}
+    for inst in instances:
+        iid, name = str(prop(inst, "InstanceID") or "").upper(), prop(inst, "ElementName")
+        if iid in default and isinstance(name, str) and name.strip() and name != default[iid]:
+            vs.element_names[ids.parse_device_id(iid)[1]] = name

@@ -32,7 +32,7 @@ def from_json(data: dict[str, Any] | str) -> VirtualSystem:
     try:
         raw = json.loads(data) if isinstance(data, str) else dict(data)
         vs = VirtualSystem(**{k: v for k, v in raw.items() if k not in (
-            "controllers", "drives", "media", "nics", "created")})
+            "controllers", "drives", "media", "nics", "created", "element_names")})
         vs.created = datetime.fromisoformat(raw["created"])
         vs.controllers = [Controller(c["dev_id"], ControllerKind(c["kind"]), int(c["index"]))
                           for c in raw.get("controllers", [])]
@@ -41,7 +41,10 @@ def from_json(data: dict[str, Any] | str) -> VirtualSystem:
         vs.media = [Media(m["dev_id"], m["drive_id"], m["path"], ImageFormat(m["format"]))
                     for m in raw.get("media", [])]
         vs.nics = [NetworkAdapter(n["dev_id"], n["mac"], n.get("switch", ""),
-                                  bool(n.get("synthetic", True))) for n in raw.get("nics", [])]
+                                  bool(n.get("synthetic", True)), bool(n.get("static_mac", True)),
+                                  [str(i) for i in n.get("identifiers", [])])
+                   for n in raw.get("nics", [])]
+        vs.element_names = {str(k): str(v) for k, v in raw.get("element_names", {}).items()}
         return vs
     except (TypeError, ValueError, KeyError) as exc:
         raise InvalidParameter(f"stored virtual machine description is not valid: {exc}") from exc

@@ -76,6 +76,8 @@ class NetworkAdapter:
     mac: str  # "00:15:5D:xx:xx:xx" (upper-case, colon-separated)
     switch: str = ""  # name of the virtual switch (libvirt network); "" = not connected
     synthetic: bool = True
+    static_mac: bool = True  # StaticMacAddress: FALSE = the service chose the MAC
+    identifiers: list[str] = field(default_factory=list)  # VirtualSystemIdentifiers ([] = {dev_id})
 
 
 @dataclass
@@ -96,6 +98,8 @@ class VirtualSystem:
     scope_of_residence: str = ""
     # lineage: where this VM came from ("" when defined here)
     imported_from: str = ""
+    # ElementName a client gave a device (dev_id -> name); devices not listed show their default
+    element_names: dict[str, str] = field(default_factory=dict)
     memory_dev_id: str = "4764334D-E001-4176-82EE-5594EC9B530E"
     processor_dev_id: str = "B637F347-6A0E-4DEC-AF52-BD70CB80A21D"
     # the libvirt domain type it is defined with, "kvm" or "qemu" (TCG); "" before it is. An

@@ -32,11 +32,10 @@ from vsms.exportdir.layout import ExportConfig, ExportedDisk
 from vsms.jobs.context import JobContext
 from vsms.mapping.exportimport import ExportOptions
 from vsms.mapping.system import settings_instances
-from vsms.model.job import AffectedElement
 from vsms.model.vm import VirtualSystem
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress
-from vsms.operations.transitions import Transition, Transitions
+from vsms.operations.transitions import Reservation, Transition, Transitions
 from vsms.virt.host import VirtHost
 
 _EXPORT_ENTRIES = (layout.CONFIG, layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR,
@@ -56,7 +55,7 @@ def safe_dir_name(name: str, fallback: str) -> str:
 @dataclass
 class ExportWork:
     host: VirtHost
-    transitions: Transitions
+    reservation: Reservation  # the VM, held by prepare_export; the job engine releases it
     vs: VirtualSystem
     options: ExportOptions
     export_dir: Path
@@ -71,24 +70,14 @@ class ExportWork:
     def run(self, ctx: JobContext) -> None:
         """The job; the VM was reserved (shown as exporting, busy) by prepare_export."""
         vs = self.vs
-        try:
-            _check_state(self.host, vs, self.allow_saved, self.options)
-            ctx.add_affected(AffectedElement(
-                "Msvm_ComputerSystem",
-                {"CreationClassName": "Msvm_ComputerSystem", "Name": vs.guid}, [2]))
-            tmp = self.export_dir / f".{self.dest.name}.vsms-partial-{ctx.job_id[:8].lower()}"
-            ctx.add_undo("remove_tree", path=str(tmp))
-            tmp.mkdir(mode=0o755)
-            for sub in (layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR):
-                (tmp / sub).mkdir(mode=0o755)
-            self._write(ctx, tmp)
-            self._publish(ctx, tmp)
-        finally:
-            self.transitions.end(vs.guid)
-
-    def abandon(self) -> None:
-        """The job ended before it ran (cancelled while queued): release the VM."""
-        self.transitions.end(self.vs.guid)
+        _check_state(self.host, vs, self.allow_saved, self.options)
+        tmp = self.export_dir / f".{self.dest.name}.vsms-partial-{ctx.job_id[:8].lower()}"
+        ctx.add_undo("remove_tree", path=str(tmp))
+        tmp.mkdir(mode=0o755)
+        for sub in (layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR):
+            (tmp / sub).mkdir(mode=0o755)
+        self._write(ctx, tmp)
+        self._publish(ctx, tmp)
 
     def _copier(self, src: str, dst: str) -> Callable[[ProgressFn, threading.Event],
                                                       tuple[int, str]]:
@@ -189,8 +178,8 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
                    allow_saved: bool, book: DigestBook | None = None) -> ExportWork:
     """Quick checks of ExportVirtualSystem(Ex); raises the VsmsError whose code is returned.
 
-    On success the VM is reserved for the export: the caller must submit the work as a job
-    (run or abandon releases it) or call ``transitions.end(guid)`` itself."""
+    On success the VM is reserved for the export: the caller hands ``.reservation`` to the
+    job that runs the work, or releases it."""
     vs = host.get_system(guid)
     if vs is None:
         raise NotFound(f"virtual machine {guid} does not exist: pass the path of an "
@@ -223,6 +212,6 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
                 "CreateVmExportSubdirectory to TRUE")
     # Reserve the VM now, not when the job starts: a start or destroy request that arrives
     # while the export is queued is refused as busy instead of failing the export later.
-    transitions.begin(vs.guid, _EXPORTING, vs.name)
-    return ExportWork(host=host, transitions=transitions, vs=vs, options=options,
+    held = transitions.begin(vs.guid, _EXPORTING, vs.name)
+    return ExportWork(host=host, reservation=held, vs=vs, options=options,
                       export_dir=export_dir, dest=dest, allow_saved=allow_saved, book=book)

@@ -4,7 +4,7 @@
 immediate) and registers the transition in ``Transitions``, so that from then until the job
 ends the VM shows the transitional EnabledState (Starting, Stopping, Saving, Pausing, Resuming)
 and RequestedState = the requested value. The job's ``run`` performs the change, waits (with a
-deadline) until libvirt reports the target state, and always ends the transition.
+deadline) until libvirt reports the target state; the job engine ends the transition.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from vsms.cim.enums import EnabledState, RequestedState
 from vsms.errors import InvalidParameter, InvalidState, NotSupported, OperationFailed
 from vsms.model.vm import ImageFormat, VirtualSystem
 from vsms.operations.modify import describe_state, load_system
-from vsms.operations.transitions import Transition, Transitions
+from vsms.operations.transitions import Reservation, Transition, Transitions
 from vsms.operations.undo import OpContext
 from vsms.virt.host import VirtHost
 
@@ -102,30 +102,27 @@ def _plan(vs: VirtualSystem, state: EnabledState, requested: RequestedState) -> 
 @dataclass
 class StateChange:
     host: VirtHost
-    transitions: Transitions
+    reservation: Reservation  # released by the job engine when the job ends
     vs: VirtualSystem
     requested: RequestedState
     action: Action
 
     def run(self, ctx: OpContext) -> None:
         guid = self.vs.guid
-        try:
-            ctx.status(f"{self.action.title}: '{self.vs.name}'")
-            getattr(self.host, self.action.method)(guid)
-            ctx.progress(90)
-            deadline = time.monotonic() + SETTLE_SECONDS
+        ctx.status(f"{self.action.title}: '{self.vs.name}'")
+        getattr(self.host, self.action.method)(guid)
+        ctx.progress(90)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        state = self.host.state(guid)
+        while state is not self.action.target and time.monotonic() < deadline:
+            time.sleep(_POLL)
             state = self.host.state(guid)
-            while state is not self.action.target and time.monotonic() < deadline:
-                time.sleep(_POLL)
-                state = self.host.state(guid)
-            if state is not self.action.target:
-                raise OperationFailed(
-                    f"could not {self.action.verb} '{self.vs.name}' ({guid}): it is "
-                    f"{describe_state(state)} after {SETTLE_SECONDS:.0f} s instead of "
-                    f"{describe_state(self.action.target)}; check the libvirt log of the domain")
-            ctx.progress(100)
-        finally:
-            self.transitions.end(guid)
+        if state is not self.action.target:
+            raise OperationFailed(
+                f"could not {self.action.verb} '{self.vs.name}' ({guid}): it is "
+                f"{describe_state(state)} after {SETTLE_SECONDS:.0f} s instead of "
+                f"{describe_state(self.action.target)}; check the libvirt log of the domain")
+        ctx.progress(100)
 
 
 def _check_savable(vs: VirtualSystem) -> None:
@@ -141,18 +138,18 @@ def _check_savable(vs: VirtualSystem) -> None:
 
 def prepare_state_change(host: VirtHost, transitions: Transitions, guid: str,
                          requested_value: object) -> StateChange:
-    """Check the request and begin the transition (the caller must make sure the returned
-    change runs, or call ``transitions.end(guid)``)."""
+    """Check the request and begin the transition (the caller hands ``.reservation`` to the
+    job that runs the change, or releases it)."""
     requested = parse_requested(requested_value)
     vs = load_system(host, guid)
     state = host.state(vs.guid)
     action = _plan(vs, state, requested)
     if requested is RequestedState.SUSPENDED:
         _check_savable(vs)
-    transitions.begin(vs.guid, Transition(action.showing, requested, what=action.title.lower()),
-                      vs.name)
+    held = transitions.begin(vs.guid, Transition(action.showing, requested,
+                                                 what=action.title.lower()), vs.name)
     if host.state(vs.guid) is not state:  # changed under us (by another request or outside)
-        transitions.end(vs.guid)
+        held.release()
         raise InvalidState(f"the state of '{vs.name}' ({vs.guid}) changed while the request "
                            "was checked: read EnabledState and try again")
-    return StateChange(host, transitions, vs, requested, action)
+    return StateChange(host, held, vs, requested, action)

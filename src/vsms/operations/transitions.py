@@ -4,6 +4,11 @@ libvirt only knows steady states; while a job starts, stops, saves, pauses, resu
 VM, Msvm_ComputerSystem shows Hyper-V's transitional EnabledState (Starting 32770, Saving 32773,
 …), RequestedState holds the requested value and OperationalStatus[1] may say "Exporting".
 A VM has at most one transition at a time; a second state-changing request gets InvalidState.
+
+``begin`` returns the :class:`Reservation`; whoever holds it releases it once: ``during`` at the
+end of a change made within the call, the job engine when the job it was handed to ends or is
+never run (``JobManager.submit(..., reservation=)``), and the reservation itself when used as a
+context manager and an exception leaves the block before it was handed on.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import TracebackType
 
 from vsms.cim.enums import EnabledState, OperationalStatus, RequestedState
 from vsms.errors import InvalidState
@@ -23,6 +29,31 @@ class Transition:
     requested: RequestedState
     operational: OperationalStatus | None = None
     what: str = ""
+
+
+class Reservation:
+    """One VM's transition, held until ``release`` (idempotent, thread-safe)."""
+
+    def __init__(self, owner: Transitions, guid: str) -> None:
+        self._owner: Transitions | None = owner
+        self.guid = guid
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            owner, self._owner = self._owner, None
+        if owner is not None:
+            owner.end(self.guid)
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Released when an exception leaves the block (a job it was handed to releases it
+        otherwise)."""
+        if kind is not None:
+            self.release()
 
 
 class Transitions:
@@ -38,7 +69,7 @@ class Transitions:
         with self._lock:
             return dict(self._by_guid)
 
-    def begin(self, guid: str, transition: Transition, vm_name: str = "") -> None:
+    def begin(self, guid: str, transition: Transition, vm_name: str = "") -> Reservation:
         with self._lock:
             current = self._by_guid.get(guid)
             if current is not None:
@@ -47,6 +78,7 @@ class Transitions:
                     f"virtual machine {label} is busy: {current.what or 'a state change'} is in "
                     "progress; wait for its job to finish and try again")
             self._by_guid[guid] = transition
+        return Reservation(self, guid)
 
     def end(self, guid: str) -> None:
         with self._lock:
@@ -54,8 +86,8 @@ class Transitions:
 
     @contextmanager
     def during(self, guid: str, transition: Transition, vm_name: str = "") -> Iterator[None]:
-        self.begin(guid, transition, vm_name)
+        reservation = self.begin(guid, transition, vm_name)
         try:
             yield
         finally:
-            self.end(guid)
+            reservation.release()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from vsms.providers.base import ServiceProvider
 from vsms.providers.computer_system import ComputerSystemProvider
 from vsms.providers.context import ServiceContext
 from vsms.providers.export_settings import ExportSettingsProvider
@@ -12,15 +11,17 @@ from vsms.providers.jobs import AffectedJobElementProvider, JobProvider
 from vsms.providers.management_service import ManagementServiceProvider
 from vsms.providers.settings_data import SettingDataProvider, SettingsAssociationProvider
 
+PROVIDERS: tuple[type[ServiceProvider], ...] = (
+    ComputerSystemProvider,
+    SettingDataProvider,
+    SettingsAssociationProvider,
+    ManagementServiceProvider,
+    ExportSettingsProvider,
+    JobProvider,
+    AffectedJobElementProvider,
+    ImageManagementServiceProvider,
+)
 
-def providers(ctx: ServiceContext) -> list[Any]:
-    return [
-        ComputerSystemProvider(ctx),
-        SettingDataProvider(ctx),
-        SettingsAssociationProvider(ctx),
-        ManagementServiceProvider(ctx),
-        ExportSettingsProvider(ctx),
-        JobProvider(ctx),
-        AffectedJobElementProvider(ctx),
-        ImageManagementServiceProvider(ctx),
-    ]
+
+def providers(ctx: ServiceContext) -> list[ServiceProvider]:
+    return [cls(ctx) for cls in PROVIDERS]

@@ -11,9 +11,9 @@ import pywbem
 
 from vsms.cim import names
 from vsms.cim.embedded import parse_instance
-from vsms.cim.enums import ReturnCode
+from vsms.cim.enums import ElementEffects, ReturnCode
 from vsms.errors import InvalidParameter, VsmsError
-from vsms.model.job import JobRecord
+from vsms.model.job import AffectedElement, JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,19 @@ this undeclared OUT parameter with the reason and the fix, the text a failed job
 its ErrorDescription. Hyper-V clients ignore out parameters they do not know."""
 
 
-def guarded(fn: Handler) -> Handler:
+def guarded(fn: Handler, what: str = "") -> Handler:
     """Run a method handler; a VsmsError becomes its ReturnValue (logged by severity) and the
     reason goes into the ErrorDescription out parameter."""
+    what = what or getattr(fn, "__name__", "method")
 
     def run(target: pywbem.CIMInstanceName | pywbem.CIMClassName, params: Params) -> Result:
         try:
             return fn(target, params)
         except VsmsError as err:
             level = logging.INFO if err.expected else logging.ERROR
-            log.log(level, "%s failed with %d: %s", getattr(fn, "__name__", "method"),
-                    int(err.code), err)
+            log.log(level, "%s failed with %d: %s", what, int(err.code), err)
             return int(err.code), {ERROR_DESCRIPTION: err.message}
 
-    run.__name__ = getattr(fn, "__name__", "handler")
     return run
 
 
@@ -117,6 +116,35 @@ def parse_path(value: Any, name: str) -> pywbem.CIMInstanceName:
     raise InvalidParameter(f"parameter {name} must be a reference to an object")
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Key values as WMI compares them: references by :func:`same_path` (a string is read as a
+    WBEM URI), integers by value, everything else as case-insensitive text."""
+    if isinstance(a, pywbem.CIMInstanceName) or isinstance(b, pywbem.CIMInstanceName):
+        try:
+            pa, pb = (v if isinstance(v, pywbem.CIMInstanceName)
+                      else pywbem.CIMInstanceName.from_wbem_uri(str(v)) for v in (a, b))
+        except (ValueError, TypeError):
+            return False
+        return same_path(pa, pb)
+    if isinstance(a, int) and isinstance(b, int) and bool not in (type(a), type(b)):
+        return a == b
+    return str(a).casefold() == str(b).casefold()
+
+
+def same_path(a: pywbem.CIMInstanceName, b: pywbem.CIMInstanceName, *,
+              partial: bool = False) -> bool:
+    """Do ``a`` and ``b`` name the same instance? Class and key names are case-insensitive,
+    values compare by :func:`same_value`; host and namespace are ignored. With ``partial``,
+    ``b`` may give only some of the keys (a WQL path)."""
+    if a.classname.lower() != b.classname.lower():
+        return False
+    ka = {k.lower(): v for k, v in a.keybindings.items()}
+    kb = {k.lower(): v for k, v in b.keybindings.items()}
+    if not partial and ka.keys() != kb.keys():
+        return False
+    return all(k in ka and same_value(ka[k], v) for k, v in kb.items())
+
+
 def key(path: pywbem.CIMInstanceName, name: str) -> str:
     for k, v in path.keybindings.items():
         if k.lower() == name.lower():
@@ -129,6 +157,13 @@ def vm_path(guid: str) -> pywbem.CIMInstanceName:
         names.COMPUTER_SYSTEM,
         keybindings={"CreationClassName": names.COMPUTER_SYSTEM, "Name": guid},
         namespace=names.NAMESPACE)
+
+
+def vm_element(guid: str, effect: ElementEffects) -> AffectedElement:
+    """The VM as an element a job affects (Msvm_AffectedJobElement)."""
+    return AffectedElement(names.COMPUTER_SYSTEM,
+                           {"CreationClassName": names.COMPUTER_SYSTEM, "Name": guid},
+                           [int(effect)])
 
 
 def job_path(rec: JobRecord) -> pywbem.CIMInstanceName:

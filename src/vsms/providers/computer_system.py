@@ -17,12 +17,13 @@ treat them as read-only (``get`` builds a fresh one).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import pywbem
 
+from vsms.auth.policy import Role
 from vsms.cim import names
 from vsms.cim.enums import (
     ElementEffects,
@@ -35,10 +36,9 @@ from vsms.mapping.system import computer_system, host_system
 from vsms.model.vm import VirtualSystem
 from vsms.operations.state import prepare_state_change
 from vsms.operations.transitions import Transition
-from vsms.providers.common import Params, Result, guarded, job_started, key, not_supported, param
+from vsms.providers.base import CIMTarget, ServiceProvider, method
+from vsms.providers.common import Params, Result, key, param, vm_element
 from vsms.providers.context import ServiceContext
-from vsms.providers.registry import CIMTarget
-from vsms.providers.vsms_lifecycle import affected
 
 
 class StateClock:
@@ -95,13 +95,12 @@ class InstanceMemo:
                 del self._built[guid]
 
 
-class ComputerSystemProvider:
+class ComputerSystemProvider(ServiceProvider):
     classnames = (names.COMPUTER_SYSTEM,)
 
     def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.clock = StateClock()
-        self._methods = {"requeststatechange": guarded(self._request_state_change)}
         self._built = InstanceMemo()
 
     def _instance(self, vs: VirtualSystem, steady: EnabledState, transition: Transition | None,
@@ -148,14 +147,9 @@ class ComputerSystemProvider:
         return self._instance(vs, steady, self.ctx.transitions.get(vs.guid.upper()),
                               *self._observed(vs.guid.upper(), steady))
 
-    def invoke(self, target: CIMTarget, method: str,
-               params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
-        handler = self._methods.get(method.lower())
-        if handler is None:
-            return not_supported(names.COMPUTER_SYSTEM, method)
-        return handler(target, params)
-
-    def _request_state_change(self, target: CIMTarget, params: Params) -> Result:
+    @method("RequestStateChange", Role.OPERATOR, job=True,
+            params=("RequestedState", "TimeoutPeriod"))
+    def request_state_change(self, target: CIMTarget, params: Params) -> Result:
         if not isinstance(target, pywbem.CIMInstanceName):
             raise NotSupported("RequestStateChange is a method of a virtual machine instance: "
                                "invoke it on an Msvm_ComputerSystem path")
@@ -165,13 +159,7 @@ class ComputerSystemProvider:
                                "this service")
         change = prepare_state_change(self.ctx.host, self.ctx.transitions, guid,
                                       param(params, "RequestedState"))
-        try:
-            rec = self.ctx.jobs.submit(
-                name=change.action.title,
-                description=f"{change.action.title}: '{change.vs.name}' ({guid})",
-                work=change, affected=[affected(guid, ElementEffects.EXCLUSIVE_USE)],
-                cancellable=False)
-        except BaseException:
-            self.ctx.transitions.end(guid)
-            raise
-        return job_started(rec)
+        return self.start_job(change.action.title,
+                              f"{change.action.title}: '{change.vs.name}' ({guid})", change,
+                              affected=[vm_element(guid, ElementEffects.EXCLUSIVE_USE)],
+                              reservation=change.reservation, cancellable=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from vsms.jobs.manager import JobManager
@@ -21,3 +22,8 @@ class ServiceContext:
     jobs: JobManager
     roots: StorageRoots
     transitions: Transitions
+
+
+#: The user on whose behalf the current call runs ("" without authentication): set by the WBEM
+#: dispatcher around an extrinsic method, recorded as the Owner of the jobs it starts.
+caller: ContextVar[str] = ContextVar("vsms_caller", default="")

@@ -12,33 +12,23 @@ import pywbem
 
 from vsms.cim import names
 from vsms.mapping.exportimport import export_setting_data
-from vsms.providers.common import vm_path
-from vsms.providers.context import ServiceContext
+from vsms.providers.base import ServiceProvider, association
+from vsms.providers.common import same_path, vm_path
 
 _SUFFIX = "\\ExportSettingData"
 
 
-class ExportSettingsProvider:
+class ExportSettingsProvider(ServiceProvider):
     classnames = (names.EXPORT_SD, names.SYSTEM_EXPORT_SD)
-
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
 
     def _guids(self) -> list[str]:
         return [vs.guid for vs in self.ctx.host.shared_systems()]
 
     def _assoc(self, guid: str) -> pywbem.CIMInstance:
-        esd = export_setting_data(guid).path
-        vm = vm_path(guid)
-        inst = pywbem.CIMInstance(names.SYSTEM_EXPORT_SD, properties={
-            "ManagedElement": pywbem.CIMProperty("ManagedElement", vm, type="reference"),
-            "SettingData": pywbem.CIMProperty("SettingData", esd, type="reference"),
+        return association(names.SYSTEM_EXPORT_SD, {
+            "ManagedElement": vm_path(guid), "SettingData": export_setting_data(guid).path}, {
             "IsDefault": pywbem.Uint16(1), "IsCurrent": pywbem.Uint16(1),
-            "IsNext": pywbem.Uint16(1),
-        })
-        inst.path = pywbem.CIMInstanceName(names.SYSTEM_EXPORT_SD, keybindings={
-            "ManagedElement": vm, "SettingData": esd}, namespace=names.NAMESPACE)
-        return inst
+            "IsNext": pywbem.Uint16(1)}, ref_classes={"ManagedElement": "", "SettingData": ""})
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         if classname.lower() == names.EXPORT_SD.lower():
@@ -54,10 +44,8 @@ class ExportSettingsProvider:
         vm = path.keybindings.get("ManagedElement")
         if not isinstance(vm, pywbem.CIMInstanceName):
             return None
-        for inst in self.references_to(path.classname, vm):
-            if inst.path is not None and inst.path.keybindings == path.keybindings:
-                return inst
-        return None
+        return next((i for i in self.references_to(path.classname, vm)
+                     if same_path(i.path, path)), None)
 
     def references_to(self, classname: str, target: pywbem.CIMInstanceName
                       ) -> Iterable[pywbem.CIMInstance]:

@@ -8,13 +8,13 @@ request from the registry, so a namespace added later shows up at once.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import resources
 
 import pywbem
 
 import vsms
 from vsms.cim import names
-from vsms.errors import OperationFailed
+from vsms.cim.schema import load_schema
+from vsms.providers.base import Provider, association
 from vsms.providers.registry import Registry
 
 NAMESPACE_CLASS = "CIM_Namespace"
@@ -24,22 +24,7 @@ SYSTEM_CLASS = "CIM_ComputerSystem"
 BRAND = "vsms"
 
 
-def load_interop_classes() -> tuple[list[pywbem.CIMClass], list[pywbem.CIMQualifierDeclaration]]:
-    """Compile ``cim/mof/interop.mof`` into classes and qualifier declarations."""
-    text = resources.files("vsms.cim").joinpath("mof/interop.mof").read_text(encoding="utf-8")
-    repo = pywbem.MOFWBEMConnection()
-    compiler = pywbem.MOFCompiler(handle=repo, log_func=None)
-    try:
-        compiler.compile_string(text, names.INTEROP_NAMESPACE)
-    except pywbem.Error as exc:
-        raise OperationFailed(f"cannot compile interop.mof (a packaging bug): {exc}") from exc
-    ns = names.INTEROP_NAMESPACE
-    classes = list(repo.classes.get(ns, {}).values())
-    quals = list(repo.qualifiers.get(ns, {}).values())
-    return classes, quals
-
-
-class InteropProvider:
+class InteropProvider(Provider):
     """Instances of CIM_Namespace, CIM_ObjectManager and CIM_NamespaceInManager."""
 
     classnames = (NAMESPACE_CLASS, OBJECT_MANAGER_CLASS, NAMESPACE_IN_MANAGER)
@@ -96,40 +81,16 @@ class InteropProvider:
             manager = self._manager_path()
             out = []
             for ns in self._namespaces():
-                path = pywbem.CIMInstanceName(NAMESPACE_IN_MANAGER, keybindings={
-                    "Antecedent": manager, "Dependent": ns.path}, namespace=self.namespace)
-                inst = pywbem.CIMInstance(NAMESPACE_IN_MANAGER, path=path)
-                inst["Antecedent"] = pywbem.CIMProperty("Antecedent", manager,
-                                                        reference_class=OBJECT_MANAGER_CLASS)
-                inst["Dependent"] = pywbem.CIMProperty("Dependent", ns.path,
-                                                       reference_class=NAMESPACE_CLASS)
-                out.append(inst)
+                out.append(association(NAMESPACE_IN_MANAGER, {
+                    "Antecedent": manager, "Dependent": ns.path}, namespace=self.namespace))
             return out
         return []
-
-    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
-        wanted = _keys(path)
-        for inst in self.enumerate(path.classname):
-            if _keys(inst.path) == wanted:
-                return inst
-        return None
-
-
-def _keys(path: pywbem.CIMInstanceName) -> dict[str, str]:
-    out = {}
-    for k, v in path.keybindings.items():
-        if isinstance(v, pywbem.CIMInstanceName):
-            out[k.lower()] = f"{v.classname.lower()}:{sorted(_keys(v).items())}"
-        else:
-            out[k.lower()] = str(v).lower()
-    return out
-
 
 def install_interop(registry: Registry, namespace: str = names.INTEROP_NAMESPACE,
                     brand: str = BRAND) -> InteropProvider:
     """Add the Interop namespace and its provider to ``registry``."""
-    classes, quals = load_interop_classes()
-    registry.add_namespace(namespace, classes, quals)
+    schema = load_schema(names.INTEROP_NAMESPACE)
+    registry.add_namespace(namespace, schema.classes, schema.qualifiers)
     provider = InteropProvider(registry, namespace, brand)
     registry.add_provider(namespace, provider)
     return provider

@@ -8,25 +8,27 @@ Job methods:
   cancellation goes on).
 - GetError() returns 0 and Error = an embedded CIM_Error when the job failed or was terminated,
   or NULL otherwise; GetErrorEx() the same as a one-element Errors array of Msvm_Error.
-- KillJob (deprecated) and any other method: 32770 Not supported.
+- KillJob (deprecated) and any other method: 32770 Not supported (with an ErrorDescription).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 import pywbem
 
+from vsms.auth.policy import Role
 from vsms.cim import names
 from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import JobState, ReturnCode, StateChangeReturn
 from vsms.errors import InvalidParameter, NotFound
 from vsms.mapping.jobs import error_instance, job_instance
 from vsms.model.job import JobRecord
-from vsms.providers.common import Result, job_path, key, param
+from vsms.providers.base import CIMTarget, ServiceProvider, association, method
+from vsms.providers.common import Params, Result, job_path, key, param
 from vsms.providers.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ JOB_CLASSES = (names.CONCRETE_JOB, names.STORAGE_JOB)
 MSVM_ERROR = "Msvm_Error"  # what GetErrorEx returns
 # The longest a RequestStateChange call blocks, whatever TimeoutPeriod asks for.
 MAX_STATE_CHANGE_WAIT = timedelta(minutes=5)
+_O = Role.OPERATOR
 
 
 def _find(ctx: ServiceContext, path: pywbem.CIMInstanceName) -> JobRecord | None:
@@ -66,50 +69,45 @@ def _interval(value: Any) -> timedelta | None:
     raise ValueError(f"TimeoutPeriod must be a CIM interval, got {value!r}")
 
 
-class JobProvider:
+class JobProvider(ServiceProvider):
     """Instances and methods of Msvm_ConcreteJob and Msvm_StorageJob, from the job engine."""
 
     classnames = JOB_CLASSES
 
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
-
-    # ------------------------------------------------------------------ instances
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
-        return [job_instance(r) for r in self.ctx.jobs.list()
+        return [job_instance(r) for r in self.ctx.jobs.records()
                 if r.classname.lower() == classname.lower()]
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
         rec = _find(self.ctx, path)
         return job_instance(rec) if rec is not None else None
 
-    # ------------------------------------------------------------------ methods
-    def invoke(self, target: pywbem.CIMInstanceName | pywbem.CIMClassName, method: str,
-               params: Mapping[str, Any]) -> Result:
-        m = method.lower()
-        rec = _find(self.ctx, target) if isinstance(target, pywbem.CIMInstanceName) else None
-        if m == "requeststatechange":
-            if rec is None:
-                return int(StateChangeReturn.INVALID_PARAMETER), {}
-            return self.request_state_change(rec, params)
-        if m == "geterror":
-            if rec is None:
-                return int(ReturnCode.INVALID_PARAMETER), {}
-            err = error_instance(rec)
-            return int(ReturnCode.COMPLETED), {
-                "Error": serialize_instance(err) if err is not None else None}
-        if m == "geterrorex":
-            if rec is None:
-                return int(ReturnCode.INVALID_PARAMETER), {}
-            err = error_instance(rec, classname=MSVM_ERROR)
-            return int(ReturnCode.COMPLETED), {
-                "Errors": [serialize_instance(err)] if err is not None else None}
-        log.info("%s.%s is not supported", target.classname, method)
-        return int(ReturnCode.NOT_SUPPORTED), {}
+    def _job(self, target: CIMTarget) -> JobRecord | None:
+        return _find(self.ctx, target) if isinstance(target, pywbem.CIMInstanceName) else None
 
-    def request_state_change(self, rec: JobRecord, params: Mapping[str, Any]) -> Result:
+    @method("GetError", _O)
+    def get_error(self, target: CIMTarget, params: Params) -> Result:
+        rec = self._job(target)
+        if rec is None:
+            return int(ReturnCode.INVALID_PARAMETER), {}
+        err = error_instance(rec)
+        return int(ReturnCode.COMPLETED), {
+            "Error": serialize_instance(err) if err is not None else None}
+
+    @method("GetErrorEx", _O)
+    def get_error_ex(self, target: CIMTarget, params: Params) -> Result:
+        rec = self._job(target)
+        if rec is None:
+            return int(ReturnCode.INVALID_PARAMETER), {}
+        err = error_instance(rec, classname=MSVM_ERROR)
+        return int(ReturnCode.COMPLETED), {
+            "Errors": [serialize_instance(err)] if err is not None else None}
+
+    @method("RequestStateChange", _O, params=("RequestedState", "TimeoutPeriod"))
+    def request_state_change(self, target: CIMTarget, params: Params) -> Result:
+        rec = self._job(target)
         requested = param(params, "RequestedState", required=False)
-        if isinstance(requested, bool) or not isinstance(requested, int):
+        if rec is None or isinstance(requested, bool) or not isinstance(requested, int):
             return int(StateChangeReturn.INVALID_PARAMETER), {}
         try:
             timeout = _interval(param(params, "TimeoutPeriod", required=False))
@@ -129,7 +127,7 @@ class JobProvider:
         return int(StateChangeReturn.TIMEOUT), {}
 
 
-class AffectedJobElementProvider:
+class AffectedJobElementProvider(ServiceProvider):
     """Msvm_AffectedJobElement: each Msvm_ConcreteJob to the elements its record names.
 
     AffectingElement is declared as an Msvm_ConcreteJob reference, so Msvm_StorageJob records
@@ -138,50 +136,24 @@ class AffectedJobElementProvider:
 
     classnames = (names.AFFECTED_JOB_ELEMENT,)
 
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
-
-    def _instances(self) -> list[pywbem.CIMInstance]:
+    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         out = []
-        for rec in self.ctx.jobs.list():
+        for rec in self.ctx.jobs.records():
             if rec.classname != names.CONCRETE_JOB:
                 continue
             job = job_path(rec)
             for element in rec.affected:
                 affected = pywbem.CIMInstanceName(element.classname, keybindings=dict(element.keys),
                                                   namespace=names.NAMESPACE)
-                keys = {"AffectingElement": job, "AffectedElement": affected}
-                path = pywbem.CIMInstanceName(names.AFFECTED_JOB_ELEMENT, keybindings=keys,
-                                              namespace=names.NAMESPACE)
                 effects = [pywbem.Uint16(e) for e in element.effects]
-                out.append(pywbem.CIMInstance(names.AFFECTED_JOB_ELEMENT, path=path, properties=[
-                    pywbem.CIMProperty("AffectingElement", job, type="reference",
-                                       reference_class=names.CONCRETE_JOB),
-                    pywbem.CIMProperty("AffectedElement", affected, type="reference",
-                                       reference_class="CIM_ManagedElement"),
-                    pywbem.CIMProperty("ElementEffects", effects, type="uint16", is_array=True),
-                    pywbem.CIMProperty("OtherElementEffectsDescriptions", None, type="string",
-                                       is_array=True),
-                ]))
+                out.append(association(
+                    names.AFFECTED_JOB_ELEMENT,
+                    {"AffectingElement": job, "AffectedElement": affected},
+                    {"ElementEffects": pywbem.CIMProperty("ElementEffects", effects,
+                                                          type="uint16", is_array=True),
+                     "OtherElementEffectsDescriptions": pywbem.CIMProperty(
+                         "OtherElementEffectsDescriptions", None, type="string",
+                         is_array=True)},
+                    ref_classes={"AffectingElement": names.CONCRETE_JOB,
+                                 "AffectedElement": "CIM_ManagedElement"}))
         return out
-
-    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
-        return self._instances()
-
-    def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
-        want = {k.lower(): v for k, v in path.keybindings.items()}
-        for inst in self._instances():
-            refs = {k.lower(): v for k, v in inst.path.keybindings.items()}
-            if refs.keys() == want.keys() and all(
-                    isinstance(want[k], pywbem.CIMInstanceName) and _same(refs[k], want[k])
-                    for k in refs):
-                return inst
-        return None
-
-
-def _same(a: pywbem.CIMInstanceName, b: pywbem.CIMInstanceName) -> bool:
-    if a.classname.lower() != b.classname.lower():
-        return False
-    ka = {k.lower(): str(v) for k, v in a.keybindings.items()}
-    kb = {k.lower(): str(v) for k, v in b.keybindings.items()}
-    return ka == kb

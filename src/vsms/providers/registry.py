@@ -16,23 +16,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import pywbem
 
+from vsms.auth.policy import method_role
 from vsms.providers.classdefs import derive_qualifiers, resolve_classes
+from vsms.providers.common import same_path
+
+if TYPE_CHECKING:
+    from vsms.providers.base import MethodDecl
 
 CIMTarget: TypeAlias = "pywbem.CIMInstanceName | pywbem.CIMClassName"
 
 
-class InstanceProvider(Protocol):
-    """Serves the instances of some classes (exact class names, no subclassing implied).
+class Provider(Protocol):
+    """Serves the instances and methods of some classes (exact class names, no subclassing
+    implied); ``vsms.providers.base.Provider`` is the one implementation to subclass."""
 
-    An association provider may add ``references_to(classname, target)``: the instances that may
-    refer to ``target`` (a superset is fine, the registry filters), so References and Associators
-    need not enumerate every VM's associations."""
+    @property
+    def classnames(self) -> tuple[str, ...]: ...
 
-    classnames: tuple[str, ...]
+    @property
+    def methods(self) -> Mapping[str, MethodDecl[Any]]:
+        """Declared methods, by lower-case name (``vsms.providers.base.method``)."""
+        ...
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         """All instances of ``classname`` (one of ``classnames``), each with ``path`` set."""
@@ -42,9 +50,11 @@ class InstanceProvider(Protocol):
         """The instance at ``path`` (class already checked to be one of ours), or None."""
         ...
 
-
-class MethodProvider(Protocol):
-    classnames: tuple[str, ...]
+    def references_to(self, classname: str, target: pywbem.CIMInstanceName
+                      ) -> Iterable[pywbem.CIMInstance]:
+        """The instances of association ``classname`` that may refer to ``target`` (a superset
+        is fine, the registry filters)."""
+        ...
 
     def invoke(self, target: CIMTarget, method: str,
                params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -62,8 +72,7 @@ def _err(status: int, msg: str) -> pywbem.CIMError:
 class Namespace:
     name: str
     classes: dict[str, pywbem.CIMClass]  # keyed by lower-case class name
-    instance_providers: dict[str, InstanceProvider] = field(default_factory=dict)
-    method_providers: dict[str, MethodProvider] = field(default_factory=dict)
+    providers: dict[str, Provider] = field(default_factory=dict)  # keyed by lower-case class
     # qualifier declarations, keyed by lower-case name
     qualifiers: dict[str, pywbem.CIMQualifierDeclaration] = field(default_factory=dict)
 
@@ -116,14 +125,17 @@ class Registry:
             name.strip("/"), {c.classname.lower(): c for c in resolved},
             qualifiers={q.name.lower(): q for q in decls})
 
-    def add_provider(self, namespace: str, provider: Any) -> None:
+    def add_provider(self, namespace: str, provider: Provider) -> None:
+        """Serve ``provider.classnames`` (each declared in the namespace) with ``provider``.
+        Every declared method must exist in each class with the declared IN parameters (and an
+        OUT parameter Job when it runs as a job), and need the role ``vsms.auth.policy`` gives
+        it; a mismatch is a programming error (ValueError at start-up)."""
         ns = self.namespace(namespace)
         for cn in provider.classnames:
-            ns.cls(cn)  # must be declared
-            if hasattr(provider, "enumerate"):
-                ns.instance_providers[cn.lower()] = provider
-            if hasattr(provider, "invoke"):
-                ns.method_providers[cn.lower()] = provider
+            cls = ns.cls(cn)
+            for decl in provider.methods.values():
+                _check_declaration(cls, decl)
+            ns.providers[cn.lower()] = provider
 
     # ------------------------------------------------------------------ lookup
     def namespaces(self) -> list[str]:
@@ -170,7 +182,7 @@ class Registry:
         base = ns.cls(classname)
         out: list[pywbem.CIMInstance] = []
         for c in [base, *ns.subclasses(base.classname, deep=True)]:
-            prov = ns.instance_providers.get(c.classname.lower())
+            prov = ns.providers.get(c.classname.lower())
             if prov is None:
                 continue
             out.extend(self._fix_path(ns, i) for i in prov.enumerate(c.classname))
@@ -179,7 +191,7 @@ class Registry:
     def get_instance(self, namespace: str, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance:
         ns = self.namespace(namespace)
         cls = ns.cls(path.classname)
-        prov = ns.instance_providers.get(cls.classname.lower())
+        prov = ns.providers.get(cls.classname.lower())
         inst = prov.get(path) if prov is not None else None
         if inst is None:
             raise _err(pywbem.CIM_ERR_NOT_FOUND, f"instance {path} does not exist")
@@ -196,14 +208,6 @@ class Registry:
             out.append(c)
         return out
 
-    @staticmethod
-    def _same(a: pywbem.CIMInstanceName, b: pywbem.CIMInstanceName) -> bool:
-        if a.classname.lower() != b.classname.lower():
-            return False
-        ka = {k.lower(): str(v) for k, v in a.keybindings.items()}
-        kb = {k.lower(): str(v) for k, v in b.keybindings.items()}
-        return ka == kb
-
     def references(self, namespace: str, target: pywbem.CIMInstanceName,
                    result_class: str | None = None, role: str | None = None
                    ) -> list[pywbem.CIMInstance]:
@@ -211,18 +215,16 @@ class Registry:
         ns = self.namespace(namespace)
         out = []
         for ac in self._association_classes(ns, result_class):
-            prov = ns.instance_providers.get(ac.classname.lower())
+            prov = ns.providers.get(ac.classname.lower())
             if prov is None:
                 continue
-            candidates = (prov.references_to(ac.classname, target)
-                          if hasattr(prov, "references_to") else prov.enumerate(ac.classname))
-            for inst in candidates:
+            for inst in prov.references_to(ac.classname, target):
                 for pname, prop in inst.properties.items():
                     if prop.type != "reference" or prop.value is None:
                         continue
                     if role and pname.lower() != role.lower():
                         continue
-                    if self._same(prop.value, target):
+                    if same_path(prop.value, target):
                         out.append(self._fix_path(ns, inst))
                         break
         return out
@@ -237,13 +239,13 @@ class Registry:
         for assoc in self.references(namespace, target, assoc_class, role):
             for pname, prop in assoc.properties.items():
                 ref = prop.value
-                if prop.type != "reference" or ref is None or self._same(ref, target):
+                if prop.type != "reference" or ref is None or same_path(ref, target):
                     continue
                 if result_role and pname.lower() != result_role.lower():
                     continue
                 if result_class and not ns.is_subclass(ref.classname, result_class):
                     continue
-                if any(self._same(ref, s) for s in seen):
+                if any(same_path(ref, s) for s in seen):
                     continue
                 seen.append(ref)
                 try:
@@ -262,7 +264,7 @@ class Registry:
         if meth is None:
             raise _err(pywbem.CIM_ERR_METHOD_NOT_FOUND,
                        f"method {method} does not exist in class {cls.classname}")
-        prov = ns.method_providers.get(cls.classname.lower())
+        prov = ns.providers.get(cls.classname.lower())
         if prov is None:
             raise _err(pywbem.CIM_ERR_NOT_SUPPORTED,
                        f"class {cls.classname} has no method provider")
@@ -281,10 +283,32 @@ class Registry:
             if p is None:
                 raise _err(pywbem.CIM_ERR_INVALID_PARAMETER,
                            f"method {classname}.{meth.name} has no parameter {name}")
-            quals = {q.lower(): v.value for q, v in p.qualifiers.items()}
-            if quals.get("in") is False or ("out" in quals and "in" not in quals):
+            if not _is_input({q.lower(): v.value for q, v in p.qualifiers.items()}):
                 raise _err(pywbem.CIM_ERR_INVALID_PARAMETER,
                            f"parameter {p.name} of {classname}.{meth.name} is not an input")
             out[p.name] = value
         return out
 
+
+
+def _check_declaration(cls: pywbem.CIMClass, decl: MethodDecl[Any]) -> None:
+    where = f"{cls.classname}.{decl.name}"
+    meth = cls.methods.get(decl.name)
+    if meth is None:
+        raise ValueError(f"{where} is declared by a provider but not in the MOF")
+    declared = {n: {q.lower(): v.value for q, v in p.qualifiers.items()}
+                for n, p in meth.parameters.items()}
+    for name in decl.params:
+        if name not in declared or not _is_input(declared[name]):
+            raise ValueError(f"{where}: {name} is not an IN parameter of the MOF")
+    if decl.job and declared.get("Job", {}).get("out") is not True:
+        raise ValueError(f"{where} is declared as a job but the MOF has no OUT parameter Job")
+    if method_role(cls.classname, decl.name) != decl.role:
+        raise ValueError(f"{where} is declared for the {decl.role.label} role but "
+                         f"vsms.auth.policy gives it to the "
+                         f"{method_role(cls.classname, decl.name).label} role")
+
+
+def _is_input(quals: Mapping[str, Any]) -> bool:
+    """IN defaults to true, unless the parameter is declared OUT only."""
+    return quals.get("in") is not False and ("out" not in quals or "in" in quals)

@@ -18,19 +18,16 @@ from vsms.errors import InvalidParameter
 from vsms.mapping import ids
 from vsms.mapping.system import settings_instances
 from vsms.model.vm import VirtualSystem
-from vsms.providers.common import key, vm_path
-from vsms.providers.context import ServiceContext
+from vsms.providers.base import ServiceProvider, association
+from vsms.providers.common import key, same_path, vm_path
 
 SETTING_CLASSES = (names.VSSD, names.VSGSD, names.RASD, names.MEMORY_SD, names.PROCESSOR_SD,
                    names.SYNTHETIC_NIC_SD, names.EMULATED_NIC_SD)
 _RASD_CLASSES = {c.lower() for c in SETTING_CLASSES[2:]}
 
 
-class SettingDataProvider:
+class SettingDataProvider(ServiceProvider):
     classnames = SETTING_CLASSES
-
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         want = classname.lower()
@@ -56,18 +53,6 @@ class SettingDataProvider:
         return None
 
 
-def _assoc(classname: str, refs: dict[str, pywbem.CIMInstanceName],
-           extra: dict[str, pywbem.Uint16] | None = None) -> pywbem.CIMInstance:
-    path = pywbem.CIMInstanceName(classname, keybindings=dict(refs), namespace=names.NAMESPACE)
-    inst = pywbem.CIMInstance(classname, path=path)
-    for name, ref in refs.items():
-        inst.properties[name] = pywbem.CIMProperty(name, ref, type="reference",
-                                                   reference_class=ref.classname)
-    for name, value in (extra or {}).items():
-        inst.properties[name] = pywbem.CIMProperty(name, value, type="uint16")
-    return inst
-
-
 def associations(vs: VirtualSystem, classname: str) -> list[pywbem.CIMInstance]:
     """The instances of association ``classname`` that concern ``vs``."""
     settings = settings_instances(vs)
@@ -75,30 +60,22 @@ def associations(vs: VirtualSystem, classname: str) -> list[pywbem.CIMInstance]:
     vm = vm_path(vs.guid)
     want = classname.lower()
     if want == names.SETTINGS_DEFINE_STATE.lower():
-        return [_assoc(names.SETTINGS_DEFINE_STATE, {"ManagedElement": vm, "SettingData": vssd})]
+        return [association(names.SETTINGS_DEFINE_STATE, {"ManagedElement": vm,
+                                                           "SettingData": vssd})]
     if want == names.VSSD_COMPONENT.lower():
-        return [_assoc(names.VSSD_COMPONENT, {"GroupComponent": vssd, "PartComponent": part})
+        return [association(names.VSSD_COMPONENT, {"GroupComponent": vssd, "PartComponent": part})
                 for part in parts]
     if want == names.ELEMENT_SETTING_DATA.lower():
         flags = {"IsDefault": pywbem.Uint16(0), "IsCurrent": pywbem.Uint16(1),
                  "IsNext": pywbem.Uint16(0), "IsMaximum": pywbem.Uint16(0),
                  "IsMinimum": pywbem.Uint16(0)}
-        return [_assoc(names.ELEMENT_SETTING_DATA, {"ManagedElement": vm, "SettingData": vsgsd},
-                       flags)]
+        return [association(names.ELEMENT_SETTING_DATA,
+                            {"ManagedElement": vm, "SettingData": vsgsd}, flags)]
     return []
 
 
-def _same(a: pywbem.CIMInstanceName, b: pywbem.CIMInstanceName) -> bool:
-    def norm(p: pywbem.CIMInstanceName) -> dict[str, str]:
-        return {k.lower(): str(v).lower() for k, v in p.keybindings.items()}
-    return bool(a.classname.lower() == b.classname.lower() and norm(a) == norm(b))
-
-
-class SettingsAssociationProvider:
+class SettingsAssociationProvider(ServiceProvider):
     classnames = (names.SETTINGS_DEFINE_STATE, names.VSSD_COMPONENT, names.ELEMENT_SETTING_DATA)
-
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         return [a for vs in self.ctx.host.shared_systems() for a in associations(vs, classname)]
@@ -112,22 +89,9 @@ class SettingsAssociationProvider:
         return associations(vs, classname) if vs is not None else []
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
-        for ref in path.keybindings.values():
-            if not isinstance(ref, pywbem.CIMInstanceName):
-                continue
-            guid = self._guid_of(ref)
-            vs = self.ctx.host.get_system(guid) if guid else None
-            if vs is None:
-                return None
-            want = {k.lower(): v for k, v in path.keybindings.items()}
-            for inst in associations(vs, path.classname):
-                have = {k.lower(): v for k, v in inst.path.keybindings.items()}
-                if have.keys() == want.keys() and all(
-                        isinstance(want[k], pywbem.CIMInstanceName)
-                        and _same(have[k], want[k]) for k in have):
-                    return inst
-            return None
-        return None
+        refs = [r for r in path.keybindings.values() if isinstance(r, pywbem.CIMInstanceName)]
+        candidates = self.references_to(path.classname, refs[0]) if refs else []
+        return next((i for i in candidates if same_path(i.path, path)), None)
 
     @staticmethod
     def _guid_of(ref: pywbem.CIMInstanceName) -> str | None:

@@ -1,18 +1,14 @@
 """Export and import methods of Msvm_VirtualSystemManagementService.
 
-Each handler does the quick checks synchronously (a failure is its ReturnValue, at once) and
-starts a job for the work (4096 + Job). Handlers are wrapped by ``guarded`` in the dispatcher.
+Each method does the quick checks synchronously (a failure is its ReturnValue, at once) and
+starts a job for the work (4096 + Job).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeAlias
-
-import pywbem
-
+from vsms.auth.policy import Role
 from vsms.cim import names
-from vsms.cim.enums import ReturnCode
+from vsms.cim.enums import ElementEffects, ReturnCode
 from vsms.errors import ValidationFailed
 from vsms.exportdir.reader import read_export
 from vsms.jobs.context import JobContext
@@ -25,30 +21,21 @@ from vsms.mapping.exportimport import (
     parse_import_setting_data,
 )
 from vsms.mapping.system import system_from_instances
-from vsms.model.job import AffectedElement
 from vsms.model.vm import new_guid
 from vsms.operations.export import prepare_export
 from vsms.operations.import_ import ImportWork, check_import_directory
+from vsms.providers.base import CIMTarget, ServiceProvider, method
 from vsms.providers.common import (
-    Handler,
     Params,
     Result,
     as_bool,
     as_instance,
     as_str,
-    job_started,
     key,
     param,
     parse_path,
+    vm_element,
 )
-from vsms.providers.context import ServiceContext
-
-Target: TypeAlias = "pywbem.CIMInstanceName | pywbem.CIMClassName"
-
-
-def _vm_element(guid: str) -> AffectedElement:
-    return AffectedElement(names.COMPUTER_SYSTEM,
-                           {"CreationClassName": names.COMPUTER_SYSTEM, "Name": guid}, [2])
 
 
 class _FailWith:
@@ -61,47 +48,49 @@ class _FailWith:
         raise self.error
 
 
-def handlers(ctx: ServiceContext) -> dict[str, Handler]:
-    def export(guid: str, directory: str, options: ExportOptions, allow_saved: bool) -> Result:
-        work = prepare_export(ctx.host, ctx.roots, ctx.transitions, guid, directory, options,
-                              allow_saved=allow_saved, book=ctx.store)
-        try:
-            rec = ctx.jobs.submit(name="Export Virtual System", description=work.description,
-                                  work=work, affected=[_vm_element(guid)])
-        except BaseException:
-            ctx.transitions.end(work.vs.guid)
-            raise
-        return job_started(rec)
+_A = Role.ADMINISTRATOR
 
-    def ExportVirtualSystem(target: Target, params: Params) -> Result:
-        vm = parse_path(param(params, "ComputerSystem"), "ComputerSystem")
+
+class ExportImportMethods(ServiceProvider):
+    """ExportVirtualSystem(Ex), ImportVirtualSystem(Ex), GetVirtualSystemImportSettingData."""
+
+    def _export(self, params: Params, options: ExportOptions, allow_saved: bool) -> Result:
+        guid = key(parse_path(param(params, "ComputerSystem"), "ComputerSystem"), "Name")
+        work = prepare_export(self.ctx.host, self.ctx.roots, self.ctx.transitions, guid,
+                              as_str(params, "ExportDirectory") or "", options,
+                              allow_saved=allow_saved, book=self.ctx.store)
+        return self.start_job("Export Virtual System", work.description, work,
+                              affected=[vm_element(work.vs.guid, ElementEffects.EXCLUSIVE_USE)],
+                              reservation=work.reservation)
+
+    @method("ExportVirtualSystem", _A, job=True,
+            params=("ComputerSystem", "CopyVmState", "ExportDirectory"))
+    def export(self, target: CIMTarget, params: Params) -> Result:
         state = as_bool(params, "CopyVmState", False)
-        directory = as_str(params, "ExportDirectory") or ""
         options = ExportOptions(copy_storage=state, copy_runtime=state, create_subdirectory=True)
-        return export(key(vm, "Name"), directory, options, allow_saved=False)
+        return self._export(params, options, allow_saved=False)
 
-    def ExportVirtualSystemEx(target: Target, params: Params) -> Result:
-        vm = parse_path(param(params, "ComputerSystem"), "ComputerSystem")
-        directory = as_str(params, "ExportDirectory") or ""
+    @method("ExportVirtualSystemEx", _A, job=True,
+            params=("ComputerSystem", "ExportDirectory", "ExportSettingData"))
+    def export_ex(self, target: CIMTarget, params: Params) -> Result:
         raw = param(params, "ExportSettingData", required=False)
         options = ExportOptions(create_subdirectory=False) if raw is None else \
             parse_export_setting_data(as_instance(raw, "ExportSettingData", names.EXPORT_SD))
-        return export(key(vm, "Name"), directory, options, allow_saved=True)
+        return self._export(params, options, allow_saved=True)
 
-    def start_import(directory_raw: str, options: ImportOptions) -> Result:
-        directory = check_import_directory(ctx.roots, ctx.store, directory_raw)
-        work = ImportWork(ctx.host, ctx.store, ctx.roots, directory, options)
-        rec = ctx.jobs.submit(name="Import Virtual System", description=work.description,
-                              work=work)
-        return job_started(rec)
+    def _import(self, directory_raw: str, options: ImportOptions) -> Result:
+        directory = check_import_directory(self.ctx.roots, self.ctx.store, directory_raw)
+        work = ImportWork(self.ctx.host, self.ctx.store, self.ctx.roots, directory, options)
+        return self.start_job("Import Virtual System", work.description, work)
 
-    def ImportVirtualSystem(target: Target, params: Params) -> Result:
-        directory = as_str(params, "ImportDirectory") or ""
+    @method("ImportVirtualSystem", _A, job=True, params=("ImportDirectory", "GenerateNewID"))
+    def import_(self, target: CIMTarget, params: Params) -> Result:
         new_id = as_bool(params, "GenerateNewID", False)
-        return start_import(directory, ImportOptions(generate_new_id=new_id, create_copy=False))
+        return self._import(as_str(params, "ImportDirectory") or "",
+                            ImportOptions(generate_new_id=new_id, create_copy=False))
 
-    def ImportVirtualSystemEx(target: Target, params: Params) -> Result:
-        directory = as_str(params, "ImportDirectory") or ""
+    @method("ImportVirtualSystemEx", _A, job=True, params=("ImportDirectory", "ImportSettingData"))
+    def import_ex(self, target: CIMTarget, params: Params) -> Result:
         isd = as_instance(param(params, "ImportSettingData"), "ImportSettingData",
                           names.IMPORT_SD)
         options = parse_import_setting_data(isd)
@@ -115,21 +104,21 @@ def handlers(ctx: ServiceContext) -> dict[str, Handler]:
         checks += [(p, "TargetResourcePaths") for p in options.target_resource_paths]
         for raw, what in checks:
             if raw:
-                ctx.roots.confine(raw, what)
-        return start_import(directory, options)
+                self.ctx.roots.confine(raw, what)
+        return self._import(as_str(params, "ImportDirectory") or "", options)
 
-    def GetVirtualSystemImportSettingData(target: Target, params: Params) -> Result:
-        directory = check_import_directory(ctx.roots, ctx.store,
+    @method("GetVirtualSystemImportSettingData", _A, job=True, params=("ImportDirectory",))
+    def get_import_setting_data(self, target: CIMTarget, params: Params) -> Result:
+        directory = check_import_directory(self.ctx.roots, self.ctx.store,
                                            as_str(params, "ImportDirectory") or "")
         try:
             pkg = read_export(directory, verify=False)
             vs = system_from_instances(
                 pkg.instances, formats={d.dev_id: d.format for d in pkg.config.disks})
         except ValidationFailed as err:
-            rec = ctx.jobs.submit(name="Get Virtual System Import Setting Data",
-                                  description=f"Reading the export in {directory}",
-                                  work=_FailWith(err), cancellable=False)
-            return job_started(rec)
+            return self.start_job("Get Virtual System Import Setting Data",
+                                  f"Reading the export in {directory}", _FailWith(err),
+                                  cancellable=False)
         preview = ImportPreview(
             vm_name=pkg.config.vm_name,
             current_resource_paths=[d.original_path for d in pkg.config.disks],
@@ -139,12 +128,3 @@ def handlers(ctx: ServiceContext) -> dict[str, Handler]:
         )
         return int(ReturnCode.COMPLETED), {
             "ImportSettingData": import_setting_data(preview, new_guid())}
-
-    table: dict[str, Callable[[Target, Params], Result]] = {
-        "ExportVirtualSystem": ExportVirtualSystem,
-        "ExportVirtualSystemEx": ExportVirtualSystemEx,
-        "ImportVirtualSystem": ImportVirtualSystem,
-        "ImportVirtualSystemEx": ImportVirtualSystemEx,
-        "GetVirtualSystemImportSettingData": GetVirtualSystemImportSettingData,
-    }
-    return table

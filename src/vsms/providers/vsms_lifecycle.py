@@ -10,36 +10,43 @@ the storage roots, 32770 SourceSetting) with nothing changed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pywbem
 
+from vsms.auth.policy import Role
 from vsms.cim import names
 from vsms.cim.enums import ElementEffects, RequestedState, ReturnCode
 from vsms.errors import InvalidParameter, NotSupported
 from vsms.mapping import ids
 from vsms.mapping.devices import device_instances
-from vsms.model.job import AffectedElement
 from vsms.model.vm import VirtualSystem
 from vsms.operations.define import prepare_define
 from vsms.operations.destroy import prepare_destroy
 from vsms.operations.modify import prepare_modify
-from vsms.operations.resources import prepare_add, prepare_modify_resources, prepare_remove
-from vsms.operations.transitions import Transition, Transitions
-from vsms.operations.undo import OpContext, Operation, run_now, undo_handlers
+from vsms.operations.resources import (
+    ResourceChange,
+    prepare_add,
+    prepare_modify_resources,
+    prepare_remove,
+)
+from vsms.operations.transitions import Transition
+from vsms.operations.undo import Operation, run_now, undo_handlers
+from vsms.providers.base import CIMTarget, ServiceProvider, method
 from vsms.providers.common import (
-    Handler,
     Params,
     Result,
     as_instance,
-    job_started,
     key,
     param,
     parse_path,
+    vm_element,
     vm_path,
 )
 from vsms.providers.context import ServiceContext
+
+_A = Role.ADMINISTRATOR
 
 
 def target_guid(ctx: ServiceContext, params: Params, name: str) -> str:
@@ -53,12 +60,6 @@ def target_guid(ctx: ServiceContext, params: Params, name: str) -> str:
         raise InvalidParameter(f"parameter {name} references the host computer system "
                                f"{guid!r}: pass the path of a virtual machine")
     return guid.upper()
-
-
-def affected(guid: str, effect: ElementEffects) -> AffectedElement:
-    return AffectedElement(names.COMPUTER_SYSTEM,
-                           {"CreationClassName": names.COMPUTER_SYSTEM, "Name": guid},
-                           [int(effect)])
 
 
 def instances(params: Params, name: str, *, required: bool) -> list[pywbem.CIMInstance]:
@@ -83,34 +84,28 @@ def device_paths(vs: VirtualSystem, dev_ids: list[str]) -> list[pywbem.CIMInstan
             in by_id]
 
 
-@dataclass
-class EndTransition:
-    """A job body that ends the VM's transition whatever happens."""
-
-    work: Operation
-    transitions: Transitions
-    guid: str
-
-    def run(self, ctx: OpContext) -> None:
-        try:
-            self.work.run(ctx)
-        finally:
-            self.transitions.end(self.guid)
+def _busy(what: str) -> Transition:
+    return Transition(None, RequestedState.NOT_APPLICABLE, what=what)
 
 
-def handlers(ctx: ServiceContext) -> dict[str, Handler]:
-    """Method name -> handler, for the management service's dispatch."""
-    undo = undo_handlers(ctx.host, ctx.store)
+class LifecycleMethods(ServiceProvider):
+    """Define, modify, add/modify/remove resources, destroy."""
 
-    def changing(guid: str, fn: Callable[[], Result]) -> Result:
-        """Run a configuration change while no state change or export runs on the VM."""
-        vs = ctx.host.get_system(guid)
-        with ctx.transitions.during(guid, Transition(None, RequestedState.NOT_APPLICABLE,
-                                                     what="a configuration change"),
-                                    vs.name if vs else ""):
-            return fn()
+    def _vm_name(self, guid: str) -> str:
+        vs = self.ctx.host.get_system(guid)
+        return vs.name if vs else ""
 
-    def define_virtual_system(target: Any, params: Params) -> Result:
+    def _changing(self, guid: str) -> AbstractContextManager[None]:
+        """A configuration change holds the VM (no state change or export meanwhile)."""
+        return self.ctx.transitions.during(guid, _busy("a configuration change"),
+                                           self._vm_name(guid))
+
+    def _run_now(self, op: Operation) -> None:
+        run_now(op, undo_handlers(self.ctx.host, self.ctx.store))
+
+    @method("DefineVirtualSystem", _A,
+            params=("SourceSetting", "SystemSettingData", "ResourceSettingData"))
+    def define(self, target: CIMTarget, params: Params) -> Result:
         if param(params, "SourceSetting", required=False) is not None:
             raise NotSupported("SourceSetting (defining a machine from a template) is not "
                                "supported: pass SystemSettingData and ResourceSettingData")
@@ -118,73 +113,57 @@ def handlers(ctx: ServiceContext) -> dict[str, Handler]:
         if not setting.classname.lower().endswith("virtualsystemglobalsettingdata"):
             raise InvalidParameter(f"SystemSettingData holds a {setting.classname}: pass an "
                                    f"embedded {names.VSGSD} instance")
-        op = prepare_define(ctx.host, ctx.roots, setting,
+        op = prepare_define(self.ctx.host, self.ctx.roots, setting,
                             instances(params, "ResourceSettingData", required=False))
-        run_now(op, undo)
+        self._run_now(op)
         return int(ReturnCode.COMPLETED), {"DefinedSystem": vm_path(op.vs.guid)}
 
-    def modify_virtual_system(target: Any, params: Params) -> Result:
-        guid = target_guid(ctx, params, "ComputerSystem")
+    @method("ModifyVirtualSystem", _A, params=("ComputerSystem", "SystemSettingData"))
+    def modify(self, target: CIMTarget, params: Params) -> Result:
+        guid = target_guid(self.ctx, params, "ComputerSystem")
         setting = as_instance(param(params, "SystemSettingData"), "SystemSettingData")
+        with self._changing(guid):
+            self._run_now(prepare_modify(self.ctx.host, guid, setting))
+        return int(ReturnCode.COMPLETED), {
+            "ModifiedSettingData": ids.setting_path(names.VSSD, ids.vssd_id(guid))}
 
-        def work() -> Result:
-            run_now(prepare_modify(ctx.host, guid, setting), undo)
-            return int(ReturnCode.COMPLETED), {
-                "ModifiedSettingData": ids.setting_path(names.VSSD, ids.vssd_id(guid))}
-        return changing(guid, work)
+    def _resources(self, params: Params, system: str,
+                   change: Callable[[str], ResourceChange]) -> ResourceChange:
+        guid = target_guid(self.ctx, params, system)
+        with self._changing(guid):
+            done = change(guid)
+            self._run_now(done.op)
+        return done
 
-    def add_resources(target: Any, params: Params) -> Result:
-        guid = target_guid(ctx, params, "TargetSystem")
+    @method("AddVirtualSystemResources", _A, params=("TargetSystem", "ResourceSettingData"))
+    def add_resources(self, target: CIMTarget, params: Params) -> Result:
         rasds = instances(params, "ResourceSettingData", required=True)
+        done = self._resources(params, "TargetSystem", lambda guid: prepare_add(
+            self.ctx.host, self.ctx.roots, guid, rasds))
+        return int(ReturnCode.COMPLETED), {"NewResources": device_paths(done.op.new,
+                                                                        done.dev_ids)}
 
-        def work() -> Result:
-            change = prepare_add(ctx.host, ctx.roots, guid, rasds)
-            run_now(change.op, undo)
-            return int(ReturnCode.COMPLETED), {
-                "NewResources": device_paths(change.op.new, change.dev_ids)}
-        return changing(guid, work)
-
-    def modify_resources(target: Any, params: Params) -> Result:
-        guid = target_guid(ctx, params, "ComputerSystem")
+    @method("ModifyVirtualSystemResources", _A, params=("ComputerSystem", "ResourceSettingData"))
+    def modify_resources(self, target: CIMTarget, params: Params) -> Result:
         rasds = instances(params, "ResourceSettingData", required=True)
+        self._resources(params, "ComputerSystem", lambda guid: prepare_modify_resources(
+            self.ctx.host, self.ctx.roots, guid, rasds))
+        return int(ReturnCode.COMPLETED), {}
 
-        def work() -> Result:
-            run_now(prepare_modify_resources(ctx.host, ctx.roots, guid, rasds).op, undo)
-            return int(ReturnCode.COMPLETED), {}
-        return changing(guid, work)
-
-    def remove_resources(target: Any, params: Params) -> Result:
-        guid = target_guid(ctx, params, "TargetSystem")
+    @method("RemoveVirtualSystemResources", _A, params=("TargetSystem", "ResourceSettingData"))
+    def remove_resources(self, target: CIMTarget, params: Params) -> Result:
         refs = references(params, "ResourceSettingData")
+        self._resources(params, "TargetSystem", lambda guid: prepare_remove(
+            self.ctx.host, guid, refs))
+        return int(ReturnCode.COMPLETED), {}
 
-        def work() -> Result:
-            run_now(prepare_remove(ctx.host, guid, refs).op, undo)
-            return int(ReturnCode.COMPLETED), {}
-        return changing(guid, work)
-
-    def destroy_virtual_system(target: Any, params: Params) -> Result:
-        guid = target_guid(ctx, params, "ComputerSystem")
-        vs = ctx.host.get_system(guid)
-        ctx.transitions.begin(guid, Transition(None, RequestedState.NOT_APPLICABLE,
-                                               what="the destruction of the machine"),
-                              vs.name if vs else "")
-        try:
-            op = prepare_destroy(ctx.host, guid)
-            rec = ctx.jobs.submit(
-                name="Destroy Virtual Machine",
-                description=f"Destroying virtual machine '{op.vs.name}' ({guid})",
-                work=EndTransition(op, ctx.transitions, guid),
-                affected=[affected(guid, ElementEffects.ELEMENT_INTEGRITY)], cancellable=False)
-        except BaseException:
-            ctx.transitions.end(guid)
-            raise
-        return job_started(rec)
-
-    return {
-        "DefineVirtualSystem": define_virtual_system,
-        "ModifyVirtualSystem": modify_virtual_system,
-        "AddVirtualSystemResources": add_resources,
-        "ModifyVirtualSystemResources": modify_resources,
-        "RemoveVirtualSystemResources": remove_resources,
-        "DestroyVirtualSystem": destroy_virtual_system,
-    }
+    @method("DestroyVirtualSystem", _A, params=("ComputerSystem",), job=True)
+    def destroy(self, target: CIMTarget, params: Params) -> Result:
+        guid = target_guid(self.ctx, params, "ComputerSystem")
+        with self.ctx.transitions.begin(guid, _busy("the destruction of the machine"),
+                                        self._vm_name(guid)) as held:
+            op = prepare_destroy(self.ctx.host, guid)
+            return self.start_job(
+                "Destroy Virtual Machine", f"Destroying virtual machine '{op.vs.name}' ({guid})",
+                op, affected=[vm_element(guid, ElementEffects.ELEMENT_INTEGRITY)],
+                reservation=held, cancellable=False)

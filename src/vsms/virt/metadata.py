@@ -1,9 +1,11 @@
 """Our ``<metadata>`` element: the Hyper-V identity of a VM that libvirt has no place for.
 
 It sits in the domain's ``<metadata>`` under our own namespace and records the complete model
-(every dev_id, the ElementName, notes, creation time, boot order, data roots, lineage, the
-format and path of every image), so a ``VirtualSystem`` can be rebuilt from it alone. Every
-value is an attribute: libvirt re-indents element content but keeps attribute values exactly.
+(every dev_id, the ElementName of the VM and of each device a client named, notes, creation
+time, boot order, data roots, lineage, the format and path of every image, each adapter's
+StaticMacAddress and VirtualSystemIdentifiers), so a ``VirtualSystem`` can be rebuilt from it
+alone. Every value is an attribute: libvirt re-indents element content but keeps attribute values
+exactly.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _CONTROLLER = f"{{{NAMESPACE}}}controller"
 _DRIVE = f"{{{NAMESPACE}}}drive"
 _MEDIA = f"{{{NAMESPACE}}}media"
 _NIC = f"{{{NAMESPACE}}}nic"
+_LABEL = f"{{{NAMESPACE}}}label"  # the ElementName a client gave a device
 
 
 class MetadataError(ValueError):
@@ -78,9 +81,15 @@ def to_element(vs: VirtualSystem) -> ET.Element:
         ET.SubElement(root, f"{PREFIX}:media", {"id": m.dev_id, "drive": m.drive_id, "path": m.path,
                                      "format": m.format.value})
     for i, n in enumerate(vs.nics):
-        ET.SubElement(root, f"{PREFIX}:nic", {"id": n.dev_id, "mac": n.mac, "switch": n.switch,
-                                   "synthetic": "true" if n.synthetic else "false",
-                                   "alias": nic_alias(i)})
+        nic = ET.SubElement(root, f"{PREFIX}:nic", {
+            "id": n.dev_id, "mac": n.mac, "switch": n.switch,
+            "synthetic": "true" if n.synthetic else "false", "alias": nic_alias(i)})
+        if not n.static_mac:  # written only when not the default, as the identifiers
+            nic.set("static-mac", "false")
+        if n.identifiers:
+            nic.set("identifiers", ",".join(n.identifiers))
+    for dev_id, name in vs.element_names.items():
+        ET.SubElement(root, f"{PREFIX}:label", {"id": dev_id, "name": name})
     return root
 
 
@@ -145,7 +154,10 @@ def from_element(el: ET.Element) -> VirtualSystem:
         media=[Media(_get(m, "id"), _get(m, "drive"), _get(m, "path"),
                      _enum(m, "format", ImageFormat)) for m in el.findall(_MEDIA)],
         nics=[NetworkAdapter(_get(n, "id"), _get(n, "mac"), _get(n, "switch"),
-                             _get(n, "synthetic") == "true") for n in el.findall(_NIC)],
+                             _get(n, "synthetic") == "true", n.get("static-mac") != "false",
+                             [i for i in n.get("identifiers", "").split(",") if i])
+              for n in el.findall(_NIC)],
+        element_names={_get(lb, "id"): _get(lb, "name") for lb in el.findall(_LABEL)},
     )
 
 

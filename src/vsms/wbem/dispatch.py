@@ -26,6 +26,7 @@ from vsms.auth.audit import AuditLog, summarise_arguments
 from vsms.auth.basic import Principal
 from vsms.auth.jobwatch import JobWatcher
 from vsms.cim.enums import ReturnCode
+from vsms.providers.context import caller
 from vsms.providers.registry import Registry
 from vsms.wbem import extrinsic, intrinsic
 from vsms.wbem.args import Args, Ctx, Result
@@ -115,7 +116,11 @@ class Dispatcher:
 
     def extrinsic(self, call: MethodCall, principal: Principal | None = None) -> Outcome:
         def run() -> Outcome:
-            body, classname = extrinsic.invoke(self.registry, self.host, call)
+            token = caller.set(principal.user if principal else "")  # the Owner of its jobs
+            try:
+                body, classname = extrinsic.invoke(self.registry, self.host, call)
+            finally:
+                caller.reset(token)
             return Outcome(body, classname=classname)
 
         classname = call.target.classname

@@ -167,9 +167,9 @@ def value_reference(path: pywbem.CIMInstanceName | pywbem.CIMClassName) -> str:
 def _embedded(v: Any) -> str:
     if isinstance(v, pywbem.CIMInstance):
         return esc(instance(v))
-    if isinstance(v, pywbem.CIMClass):
-        from vsms.wbem.classxml import cim_class  # a class embedded in a value: rare
-        return esc(cim_class(v))
+    if isinstance(v, pywbem.CIMClass):  # a class embedded in a value (no provider does it)
+        text: str = v.tocimxmlstr()
+        return esc(text)
     return atom(v)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pywbem
 
+from vsms.providers.common import same_path
 from vsms.providers.registry import Registry
 from vsms.wbem import wql
 
@@ -161,20 +162,13 @@ def _compare(v: Any, op: str, lit: Any) -> bool:
             other = wql.parse_object_path(lit)
         except pywbem.CIMError:
             return False
-        same = _same_path(v, other)
+        same = same_path(v, other, partial=True)
         return same if op == "=" else (not same if op == "<>" else False)
     if isinstance(v, (str, pywbem.CIMDateTime)):
         text = str(v)
         lit_text = ("TRUE" if lit else "FALSE") if isinstance(lit, bool) else str(lit)
         return _ordered(text.casefold(), op, lit_text.casefold())
     return False
-
-
-def _same_path(a: pywbem.CIMInstanceName, b: pywbem.CIMInstanceName) -> bool:
-    if a.classname.lower() != b.classname.lower():
-        return False
-    ka = {k.lower(): str(v) for k, v in a.keybindings.items()}
-    return all(ka.get(k.lower()) == str(v) for k, v in b.keybindings.items())
 
 
 # ---------------------------------------------------------------------- ASSOCIATORS / REFERENCES
@@ -200,7 +194,7 @@ def resolve_target(registry: Registry, namespace: str,
                 raise wql.bad_query(f"class {path.classname} does not exist") from None
             raise
     found = [i.path for i in registry.enumerate_instances(namespace, path.classname)
-             if _same_path(i.path, path)]
+             if same_path(i.path, path, partial=True)]
     if not found:
         raise pywbem.CIMError(pywbem.CIM_ERR_NOT_FOUND, f"object {path} does not exist")
     return found
