@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from vsms import app
     from vsms.auth import setup as security
     from vsms.wbem import server as wbem
+    from vsms.wbem.contexts import EnumerationContexts
 
     try:
         settings = settings_from(args)
@@ -157,7 +158,14 @@ def run(args: argparse.Namespace) -> int:
                 service.registry, listen=settings.listen, http_port=settings.http_port,
                 https_port=settings.https_port, ssl_context=ssl_context, host_name=host_name,
                 auth=auth, audit=audit, http_listen=settings.http_listen or None,
-                allow_remote_http=settings.allow_remote_http)
+                allow_remote_http=settings.allow_remote_http,
+                max_connections=settings.max_connections,
+                max_per_source=settings.max_connections_per_source,
+                max_unauthenticated=settings.max_unauthenticated_connections,
+                login_timeout=settings.login_timeout_seconds,
+                max_buffered=settings.max_buffered_body_bytes,
+                contexts=EnumerationContexts(max_open=settings.pull_max_open,
+                                             max_per_owner=settings.pull_max_per_user))
             server.start()
         except (VsmsError, OSError) as err:
             service.close()
