@@ -227,8 +227,8 @@ class WbemServer:
         assert task is not None
         self._conns[task] = writer
         try:
-            if tls is not None:
-                await asyncio.wait_for(writer.start_tls(tls), self.login_timeout)
+            if tls is not None and not await self._start_tls(writer, tls):
+                return
             while not self._closing:
                 try:
                     if not await self._request(reader, writer, conn, source, client):
@@ -246,10 +246,24 @@ class WbemServer:
             return
         finally:
             self.admission.release(conn)
-            self._conns.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(writer.wait_closed(), 2.0)
+            self._conns.pop(task, None)
+
+    async def _start_tls(self, writer: asyncio.StreamWriter, tls: ssl.SSLContext) -> bool:
+        """The TLS handshake, within the login deadline; False: the connection is gone."""
+        raw = writer.transport
+        try:
+            await asyncio.wait_for(writer.start_tls(tls), self.login_timeout)
+        except AttributeError:
+            # Python 3.11: a connection closed during the handshake leaves the writer without
+            # a transport (start_tls gets None); give it back the closed one, so that closing
+            # and collecting the writer work as for any other closed connection
+            setattr(writer, "_transport", raw)  # noqa: B010
+            raw.abort()
+            return False
+        return True
 
     async def _refuse(self, writer: asyncio.StreamWriter, tls: ssl.SSLContext | None,
                       source: str, client: str, why: str) -> None:
