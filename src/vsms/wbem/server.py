@@ -252,10 +252,14 @@ class WbemServer:
             self._conns.pop(task, None)
 
     async def _start_tls(self, writer: asyncio.StreamWriter, tls: ssl.SSLContext) -> bool:
-        """The TLS handshake, within the login deadline; False: the connection is gone."""
+        """The TLS handshake, within the login deadline; False: the connection is gone.
+
+        Called before anything else awaits: start_tls must take the transport over before it
+        reads the client's first bytes (the ClientHello) into the plain stream, so it is
+        awaited directly (``asyncio.wait_for`` would run it a loop iteration later)."""
         raw = writer.transport
         try:
-            await asyncio.wait_for(writer.start_tls(tls), self.login_timeout)
+            await writer.start_tls(tls, ssl_handshake_timeout=self.login_timeout)
         except AttributeError:
             # Python 3.11: a connection closed during the handshake leaves the writer without
             # a transport (start_tls gets None); give it back the closed one, so that closing
