@@ -3,7 +3,7 @@
 N clients (default 60) each send a request announcing a body of SIZE bytes (default 16 MiB) and
 then send the body as fast as the server takes it: once without credentials, once with an
 administrator's. The server's resident memory (VmRSS) is printed before, at its highest during,
-and after each burst, with the answers the clients got.
+and 2.5 s after each burst, with the answers the clients got.
 
     .venv/bin/python bench/bench_body_burst.py                # starts its own vsms serve
     .venv/bin/python bench/bench_body_burst.py --json out.json
@@ -92,7 +92,7 @@ def burst(pid: int, port: int, *, clients: int = 60, size: int = 16 * MIB,
         peak = max(peak, rss(pid))
         time.sleep(0.02)
     seconds = time.monotonic() - began
-    time.sleep(1.0)  # the server closes the connections and frees what they held
+    time.sleep(2.5)  # the server closes the connections, frees and trims (once a second)
     after = rss(pid)
     return {"clients": clients, "body_bytes": size, "credentials": auth is not None,
             "seconds": round(seconds, 2), "rss_before": before, "rss_peak": peak,

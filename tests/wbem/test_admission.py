@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from vsms.errors import InvalidParameter
-from vsms.wbem.admission import Admission, BodyBudget, Conn
+from vsms.wbem.admission import Admission, BodyBudget, Conn, HeapTrim
 
 
 class Closed:
@@ -59,10 +59,25 @@ def test_admission_limits_are_checked() -> None:
 
 
 def test_body_budget() -> None:
-    budget = BodyBudget(100, trim_after=150)
+    budget = BodyBudget(100)
     assert budget.take(60) and budget.take(40)
     assert not budget.take(1)
-    assert budget.give(60) is False and budget.give(40) is False  # 100 < trim_after
-    assert budget.take(80)
-    assert budget.give(80) is True  # empty again after 180 bytes: trim now
+    budget.give(60)
+    assert budget.take(50) and not budget.take(11)
+    budget.give(40)
+    budget.give(50)
     assert (budget.used, budget.peak) == (0, 100)
+
+
+def test_heap_trim_after_a_burst() -> None:
+    trim = HeapTrim(bytes_after=100, closes_after=3)
+    assert not trim.due()
+    trim.passed(60)
+    trim.closed()
+    trim.closed()
+    assert not trim.due()
+    trim.passed(40)
+    assert trim.due() and not trim.due()  # once per burst
+    for _ in range(3):
+        trim.closed()
+    assert trim.due() and trim.trims == 2

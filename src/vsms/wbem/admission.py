@@ -11,9 +11,10 @@ thread only (no locks):
   connection that is still waiting for its request is closed to make room: idle connections
   opened without logging in cannot lock newcomers out, whatever their number and sources.
 - :class:`BodyBudget` bounds the bytes of request bodies buffered across all connections; a
-  body that does not fit is refused (the server answers 503), never queued in memory. When the
-  budget falls back to zero after large bodies, the C heap is trimmed (``malloc_trim``) so the
-  memory goes back to the system.
+  body that does not fit is refused (the server answers 503), never queued in memory.
+- :class:`HeapTrim` says when to trim the C heap (``malloc_trim``) after a burst, so the memory
+  of closed connections and dropped bodies goes back to the system; buffers of 1 MiB and more
+  are mmapped and returned when freed (:func:`fixed_mmap_threshold`).
 """
 
 from __future__ import annotations
@@ -114,12 +115,10 @@ class Admission:
 class BodyBudget:
     """At most ``limit`` bytes of request bodies held at once (``take`` / ``give``)."""
 
-    def __init__(self, limit: int, *, trim_after: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self.peak = 0
-        self._trim_after = trim_after
-        self._since_trim = 0
 
     def take(self, size: int) -> bool:
         if self.used + size > self.limit:
@@ -128,15 +127,33 @@ class BodyBudget:
         self.peak = max(self.peak, self.used)
         return True
 
-    def give(self, size: int) -> bool:
-        """Return ``size`` bytes; True when the caller should trim the heap now (the budget is
-        empty again after at least ``trim_after`` bytes went through it)."""
+    def give(self, size: int) -> None:
         self.used -= size
-        self._since_trim += size
-        if self.used == 0 and self._since_trim >= self._trim_after:
-            self._since_trim = 0
-            return True
-        return False
+
+
+class HeapTrim:
+    """When to give freed heap memory back to the system: after ``bytes_after`` bytes of
+    bodies went through (held, or read and dropped) or ``closes_after`` connections closed
+    since the last time (asyncio reads up to 256 KiB at a time per connection, from the heap).
+    The server asks :meth:`due` once a second."""
+
+    def __init__(self, *, bytes_after: int = 16 * 1024 * 1024, closes_after: int = 16) -> None:
+        self._bytes_after, self._closes_after = bytes_after, closes_after
+        self._bytes = self._closes = 0
+        self.trims = 0
+
+    def passed(self, size: int) -> None:
+        self._bytes += size
+
+    def closed(self) -> None:
+        self._closes += 1
+
+    def due(self) -> bool:
+        if self._bytes < self._bytes_after and self._closes < self._closes_after:
+            return False
+        self._bytes = self._closes = 0
+        self.trims += 1
+        return True
 
 
 _M_MMAP_THRESHOLD = -3

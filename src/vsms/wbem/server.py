@@ -43,7 +43,14 @@ from vsms.auth.policy import Role
 from vsms.auth.setup import check_listeners
 from vsms.errors import InvalidParameter, SystemNotAvailable
 from vsms.providers.registry import Registry
-from vsms.wbem.admission import Admission, BodyBudget, Conn, fixed_mmap_threshold, trim_heap
+from vsms.wbem.admission import (
+    Admission,
+    BodyBudget,
+    Conn,
+    HeapTrim,
+    fixed_mmap_threshold,
+    trim_heap,
+)
 from vsms.wbem.contexts import EnumerationContexts
 from vsms.wbem.protocol import CimXmlHandler, Reply, error_reply, reason
 
@@ -97,6 +104,8 @@ class WbemServer:
                                    max_per_source=max_per_source,
                                    max_unauthenticated=max_unauthenticated)
         self.bodies = BodyBudget(max_buffered)
+        self.trim = HeapTrim()
+        self._housekeeper: asyncio.Task[None] | None = None
         self._warned: dict[str, float] = {}
         self._wanted = [(s, a, p, c) for s, a, p, c in (
             ("http", self.http_listen, http_port, None),
@@ -196,10 +205,23 @@ class WbemServer:
                     f"address (--listen)") from exc
             self._servers.append(srv)
             self._ports[scheme] = srv.sockets[0].getsockname()[1]
+        self._housekeeper = asyncio.get_running_loop().create_task(self._housekeeping())
+
+    async def _housekeeping(self, every: float = 1.0) -> None:
+        """Once a second: give the memory of a burst back to the system (HeapTrim)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            if self.trim.due():
+                await loop.run_in_executor(self._pool, trim_heap)
 
     async def _shutdown(self) -> None:
         """Stop listening, close every connection (a request being handled finishes first)."""
         self._closing = True
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            await asyncio.gather(self._housekeeper, return_exceptions=True)
+            self._housekeeper = None
         for srv in self._servers:
             srv.close()
         for writer in list(self._conns.values()):
@@ -237,7 +259,7 @@ class WbemServer:
                     if abort.reply is not None:
                         await self._send(writer, abort.reply, close=True)
                         self._log(client, abort.reply, 0.0)
-                        await self._linger(reader)
+                        self.trim.passed(await self._linger(reader))
                     return
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError,
                 OSError):
@@ -246,6 +268,7 @@ class WbemServer:
             return
         finally:
             self.admission.release(conn)
+            self.trim.closed()
             writer.close()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(writer.wait_closed(), 2.0)
@@ -309,8 +332,8 @@ class WbemServer:
                                               principal=principal, source=source))
         finally:
             body = b""
-            if self.bodies.give(size):
-                await loop.run_in_executor(self._pool, trim_heap)
+            self.bodies.give(size)
+            self.trim.passed(size)
         keep = self._keep_alive(version, headers)
         await self._send(writer, reply, close=not keep)
         self._log(client, reply, time.perf_counter() - started)
@@ -331,21 +354,24 @@ class WbemServer:
         return who
 
     @staticmethod
-    async def _linger(reader: asyncio.StreamReader, limit: int = MiB,
-                      seconds: float = 1.0) -> None:
+    async def _linger(reader: asyncio.StreamReader, limit: int = 256 * 1024,
+                      seconds: float = 1.0) -> int:
         """After a final reply: drop what the client is still sending (at most ``limit``
         bytes, ``seconds``), so closing does not reset the connection before it read the
-        reply. Nothing is kept."""
+        reply. Nothing is kept; returns the bytes dropped."""
+        dropped = 0
+
         async def drain() -> None:
-            left = limit
-            while left > 0:
-                chunk = await reader.read(min(left, 64 * 1024))
+            nonlocal dropped
+            while dropped < limit:
+                chunk = await reader.read(min(limit - dropped, 16 * 1024))
                 if not chunk:
                     return
-                left -= len(chunk)
+                dropped += len(chunk)
 
         with contextlib.suppress(Exception):
             await asyncio.wait_for(drain(), seconds)
+        return dropped
 
     @staticmethod
     def _keep_alive(version: str, headers: dict[str, str]) -> bool:
@@ -452,6 +478,7 @@ class WbemServer:
             return length, await self._read_body(reader, writer, headers, length)
         except BaseException:
             self.bodies.give(length)
+            self.trim.passed(length)
             raise
 
     async def _read_body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
