@@ -249,3 +249,39 @@ def test_the_state_directory_is_private(server: served.Served) -> None:
     ours = os.umask(0o022)
     os.umask(ours)
     assert umask == f"{ours:04o}"
+
+
+# ---------------------------------------------------------------------------------- settings
+def test_the_new_limits_are_settings() -> None:
+    from vsms.settings import load_settings
+
+    s = load_settings(None, {"VSMS_MAX_CONNECTIONS_PER_SOURCE": "8",
+                             "VSMS_LOGIN_TIMEOUT_SECONDS": "2.5",
+                             "VSMS_MAX_BUFFERED_BODY_BYTES": str(32 * MIB),
+                             "VSMS_PULL_MAX_PER_USER": "4"})
+    assert (s.max_connections_per_source, s.login_timeout_seconds, s.max_buffered_body_bytes,
+            s.pull_max_per_user) == (8, 2.5, 32 * MIB, 4)
+    assert (s.max_connections, s.max_unauthenticated_connections, s.pull_max_open) == (
+        256, 192, 256)
+
+
+@pytest.mark.parametrize("env, why", [
+    ({"VSMS_PULL_MAX_PER_USER": "256"}, "pull_max_per_user (256) < pull_max_open (256)"),
+    ({"VSMS_MAX_UNAUTHENTICATED_CONNECTIONS": "300"},
+     "max_unauthenticated_connections (300) <= max_connections (256)"),
+    ({"VSMS_MAX_BUFFERED_BODY_BYTES": "1024"}, "must be at least max_body"),
+])
+def test_limits_that_let_one_client_fill_the_server_stop_the_start(env: dict[str, str],
+                                                                    why: str) -> None:
+    root = served.make_root()
+    try:
+        done = subprocess.run(served.serve_command(
+            "--state-dir", str(root / "state"), "--storage-root", str(root), "--libvirt-uri",
+            QEMU_URI, "--http-port", "0", "--https-port", "0"), capture_output=True, text=True,
+            timeout=60, check=False, env={**os.environ, **env})
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("vsms serve:")]
+    assert len(lines) == 1 and why in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
