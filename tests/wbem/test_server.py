@@ -180,3 +180,27 @@ def test_internal_errors_are_answered(server: WbemServer, conn: pywbem.WBEMConne
     assert info.value.status_code == pywbem.CIM_ERR_FAILED
     assert "RuntimeError: provider bug" in info.value.status_description
     assert conn.EnumerateClassNames()
+
+
+def test_login_deadline_cuts_a_dripping_client_that_never_logged_in(
+        model: tuple[Registry, ServiceProvider]) -> None:
+    """Headers dripped one line at a time would get header_timeout (30 s); a connection that
+    has not logged in gets login_timeout from connecting."""
+    srv = WbemServer(model[0], http_port=0, login_timeout=1.0, header_timeout=30.0)
+    srv.start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.ports["http"]), timeout=10) as s:
+            start = time.monotonic()
+            s.sendall(b"POST /cimom HTTP/1.1\r\n")
+            s.settimeout(0.2)
+            got = b""
+            while not got and time.monotonic() - start < 5:
+                try:
+                    got = s.recv(4096)
+                except TimeoutError:
+                    s.sendall(b"X-Drip: 1\r\n")
+            took = time.monotonic() - start
+        assert got.startswith(b"HTTP/1.1 408 "), got
+        assert b"1 s of connecting" in got and 0.8 < took < 2.5, (took, got)
+    finally:
+        srv.stop()

@@ -409,15 +409,18 @@ class WbemServer:
                 return None
             started = time.perf_counter()
             deadline = started + self.header_timeout
-            if login is not None:
-                deadline = min(deadline, started + login - time.monotonic())
+            within = f"{self.header_timeout:g} s"
+            if login is not None and login - time.monotonic() < self.header_timeout:
+                deadline = started + login - time.monotonic()
+                within = (f"{self.login_timeout:g} s of connecting (the limit before a "
+                          f"connection has logged in)")
             if first == b"\n":
                 continue
             try:
                 line = first + await self._line(reader, deadline - time.perf_counter())
             except TimeoutError:
                 raise _Abort(error_reply(408, None, f"request line not received within "
-                                                    f"{self.header_timeout:g} s")) from None
+                                                    f"{within}")) from None
             if line not in (b"\r\n", b"\n"):
                 break
         parts = line.decode("latin-1").split()
@@ -433,7 +436,7 @@ class WbemServer:
                 hl = await self._line(reader, remaining)
             except TimeoutError:
                 raise _Abort(error_reply(408, None, f"headers not received within "
-                                                    f"{self.header_timeout:g} s")) from None
+                                                    f"{within}")) from None
             if not hl:
                 return None
             size += len(hl)
