@@ -6,6 +6,7 @@ administrator's. The server's resident memory (VmRSS) is printed before, at its 
 and 2.5 s after each burst, with the answers the clients got.
 
     .venv/bin/python bench/bench_body_burst.py                # starts its own vsms serve
+    .venv/bin/python bench/bench_body_burst.py --rounds 3     # the pair of bursts 3 times
     .venv/bin/python bench/bench_body_burst.py --json out.json
     .venv/bin/python bench/bench_body_burst.py --pid PID --port PORT --user U --password-file F
 
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, help="its HTTP port")
     ap.add_argument("--user", default="bench")
     ap.add_argument("--password-file", type=Path)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the pair of bursts (memory must not grow from round to round)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
     work = None
@@ -161,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             proc, port, password = _start(args.libvirt_uri, work)
             pid = proc.pid
         token = base64.b64encode(f"{args.user}:{password}".encode()).decode()
-        rows = [burst(pid, port, clients=args.clients, size=args.size_mib * MIB),
-                burst(pid, port, clients=args.clients, size=args.size_mib * MIB, auth=token)]
+        rows = []
+        for _ in range(args.rounds):
+            rows.append(burst(pid, port, clients=args.clients, size=args.size_mib * MIB))
+            rows.append(burst(pid, port, clients=args.clients, size=args.size_mib * MIB,
+                              auth=token))
     finally:
         if proc is not None:
             proc.terminate()

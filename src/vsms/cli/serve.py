@@ -6,10 +6,10 @@ log line: ``vsms.cli.statedir``) → the HTTPS certificate (self-signed, made in
 directory on first start, unless one is configured) → authentication (the users file, PAM) and
 the audit log (docs/security.md) → ``Service`` (store, libvirt, job recovery) → ``WbemServer``,
 which refuses listeners that would expose credentials or an unauthenticated service beyond
-loopback. Anything that stops the start
-(libvirt unreachable, a port taken, a bad certificate or config) is one line on stderr and exit
-status 1, with whatever was already built closed again. SIGTERM and SIGINT stop the server
-first, then close the service (running jobs are recorded as interrupted), and exit 0.
+loopback. Anything that stops the start (libvirt unreachable, a port taken, a bad certificate or
+config, limits that contradict each other) is one line on stderr and exit status 1, with
+whatever was already built closed again. SIGTERM and SIGINT stop the server first, then close
+the service (running jobs are recorded as interrupted), and exit 0.
 """
 
 from __future__ import annotations
