@@ -53,6 +53,7 @@ from vsms.wbem.admission import (
 )
 from vsms.wbem.contexts import EnumerationContexts
 from vsms.wbem.protocol import CimXmlHandler, Reply, error_reply, reason
+from vsms.wbem.streams import linger, start_tls
 
 log = logging.getLogger("vsms.wbem")
 
@@ -249,7 +250,7 @@ class WbemServer:
         assert task is not None
         self._conns[task] = writer
         try:
-            if tls is not None and not await self._start_tls(writer, tls):
+            if tls is not None and not await start_tls(writer, tls, self.login_timeout):
                 return
             while not self._closing:
                 try:
@@ -259,7 +260,7 @@ class WbemServer:
                     if abort.reply is not None:
                         await self._send(writer, abort.reply, close=True)
                         self._log(client, abort.reply, 0.0)
-                        self.trim.passed(await self._linger(reader))
+                        self.trim.passed(await linger(reader))
                     return
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError,
                 OSError):
@@ -273,24 +274,6 @@ class WbemServer:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(writer.wait_closed(), 2.0)
             self._conns.pop(task, None)
-
-    async def _start_tls(self, writer: asyncio.StreamWriter, tls: ssl.SSLContext) -> bool:
-        """The TLS handshake, within the login deadline; False: the connection is gone.
-
-        Called before anything else awaits: start_tls must take the transport over before it
-        reads the client's first bytes (the ClientHello) into the plain stream, so it is
-        awaited directly (``asyncio.wait_for`` would run it a loop iteration later)."""
-        raw = writer.transport
-        try:
-            await writer.start_tls(tls, ssl_handshake_timeout=self.login_timeout)
-        except AttributeError:
-            # Python 3.11: a connection closed during the handshake leaves the writer without
-            # a transport (start_tls gets None); give it back the closed one, so that closing
-            # and collecting the writer work as for any other closed connection
-            setattr(writer, "_transport", raw)  # noqa: B010
-            raw.abort()
-            return False
-        return True
 
     async def _refuse(self, writer: asyncio.StreamWriter, tls: ssl.SSLContext | None,
                       source: str, client: str, why: str) -> None:
@@ -352,26 +335,6 @@ class WbemServer:
             reply.headers.extend(who.headers)
             raise _Abort(reply)
         return who
-
-    @staticmethod
-    async def _linger(reader: asyncio.StreamReader, limit: int = 256 * 1024,
-                      seconds: float = 1.0) -> int:
-        """After a final reply: drop what the client is still sending (at most ``limit``
-        bytes, ``seconds``), so closing does not reset the connection before it read the
-        reply. Nothing is kept; returns the bytes dropped."""
-        dropped = 0
-
-        async def drain() -> None:
-            nonlocal dropped
-            while dropped < limit:
-                chunk = await reader.read(min(limit - dropped, 16 * 1024))
-                if not chunk:
-                    return
-                dropped += len(chunk)
-
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(drain(), seconds)
-        return dropped
 
     @staticmethod
     def _keep_alive(version: str, headers: dict[str, str]) -> bool:
