@@ -55,7 +55,7 @@ def make_self_signed(cert: Path, key: Path, host_name: str, *,
                 f"{detail[-1] if detail else 'exit status ' + str(done.returncode)}; "
                 "pass --cert and --key to use an existing certificate")
         os.chmod(tmp_key, 0o600)
-        os.chmod(tmp_cert, 0o644)
+        os.chmod(tmp_cert, 0o600)  # the state directory is private (docs/security.md)
         os.replace(tmp_key, key)
         os.replace(tmp_cert, cert)
     except subprocess.TimeoutExpired:

@@ -53,6 +53,17 @@ class Settings:
     # audit log (state_dir/audit.log): rotated at this size, this many old files kept
     audit_max_bytes: int = 10 * 1024 * 1024
     audit_backups: int = 5
+    # connections (both listeners together): in all, per client address, not yet logged in
+    # (the rest is kept for clients that have); seconds a connection that has not logged in
+    # has to send its first request's headers; request-body bytes held at once
+    max_connections: int = 256
+    max_connections_per_source: int = 64
+    max_unauthenticated_connections: int = 192
+    login_timeout_seconds: float = 5.0
+    max_buffered_body_bytes: int = 64 * 1024 * 1024
+    # open pull-enumeration contexts: in all, per user (must stay below the total)
+    pull_max_open: int = 256
+    pull_max_per_user: int = 32
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,14 +91,14 @@ def _coerce(name: str, value: Any) -> Any:
         items = value.split(os.pathsep) if isinstance(value, str) else list(value)
         return tuple(Path(v) for v in items if v)
     if name in ("http_port", "https_port", "job_workers", "job_retention_seconds",
-                "auth_max_failures", "audit_max_bytes", "audit_backups"):
+                "auth_max_failures", "audit_max_bytes", "audit_backups", *_LIMITS):
         try:
             return int(value)
         except (TypeError, ValueError):
             raise InvalidParameter(f"setting {name} must be an integer, got {value!r}") from None
     if name in _BOOLS:
         return _boolean(name, value)
-    if name in ("auth_backoff_seconds", "auth_backoff_max_seconds"):
+    if name in ("auth_backoff_seconds", "auth_backoff_max_seconds", "login_timeout_seconds"):
         try:
             return float(value)
         except (TypeError, ValueError):
@@ -97,6 +108,8 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 _BOOLS = ("auth", "auth_pam", "allow_remote_http")
+_LIMITS = ("max_connections", "max_connections_per_source", "max_unauthenticated_connections",
+           "max_buffered_body_bytes", "pull_max_open", "pull_max_per_user")
 
 
 def _boolean(name: str, value: Any) -> bool:

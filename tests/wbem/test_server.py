@@ -110,22 +110,61 @@ class StaticProvider:
         return None
 
 
+def _logged_in(port: int) -> socket.socket:
+    """A keep-alive connection that has sent one request (authentication is off, so it passed
+    it); its answer is read."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    body = (b'<?xml version="1.0" encoding="utf-8" ?><CIM CIMVERSION="2.0" DTDVERSION="2.0">'
+            b'<MESSAGE ID="1" PROTOCOLVERSION="1.0"><SIMPLEREQ><IMETHODCALL '
+            b'NAME="EnumerateClassNames"><LOCALNAMESPACEPATH><NAMESPACE NAME="root"/>'
+            b'<NAMESPACE NAME="test"/></LOCALNAMESPACEPATH></IMETHODCALL></SIMPLEREQ>'
+            b"</MESSAGE></CIM>")
+    s.sendall(b"POST /cimom HTTP/1.1\r\nHost: x\r\nCIMOperation: MethodCall\r\n"
+              b"CIMMethod: EnumerateClassNames\r\nCIMObject: root/test\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+    return s
+
+
 def test_connection_limit(model: tuple[Registry, ServiceProvider]) -> None:
-    srv = WbemServer(model[0], http_port=0, max_connections=2)
+    """Connections that logged in hold their place; when they fill the capacity a newcomer gets
+    503, and once one closes a real client is served again."""
+    srv = WbemServer(model[0], http_port=0, max_connections=3, max_unauthenticated=2)
     srv.start()
     port = srv.ports["http"]
     try:
-        first = socket.create_connection(("127.0.0.1", port), timeout=10)
-        second = socket.create_connection(("127.0.0.1", port), timeout=10)
-        time.sleep(0.2)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as third:
-            assert third.recv(4096).startswith(b"HTTP/1.1 503 ")
-        first.close()
-        second.close()
+        held = [_logged_in(port) for _ in range(3)]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as fourth:
+            assert fourth.recv(4096).startswith(b"HTTP/1.1 503 ")
+        held.pop().close()
         time.sleep(0.2)
         conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", default_namespace=NS)
         assert conn.EnumerateClassNames()
         conn.close()
+        for s in held:
+            s.close()
+    finally:
+        srv.stop()
+
+
+def test_idle_connections_that_never_logged_in_make_room(
+        model: tuple[Registry, ServiceProvider]) -> None:
+    """The share of connections that have not logged in is full of idle ones: a newcomer is
+    admitted and served, and the oldest idle one is closed for it."""
+    srv = WbemServer(model[0], http_port=0, max_connections=4, max_unauthenticated=2)
+    srv.start()
+    port = srv.ports["http"]
+    try:
+        held = _logged_in(port)
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        time.sleep(0.2)
+        conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", default_namespace=NS)
+        assert conn.EnumerateClassNames()
+        conn.close()
+        assert idle[0].recv(4096) == b""  # the oldest idle one was closed
+        assert srv.admission.evictions >= 1
+        for s in (held, *idle):
+            s.close()
     finally:
         srv.stop()
 
@@ -141,3 +180,27 @@ def test_internal_errors_are_answered(server: WbemServer, conn: pywbem.WBEMConne
     assert info.value.status_code == pywbem.CIM_ERR_FAILED
     assert "RuntimeError: provider bug" in info.value.status_description
     assert conn.EnumerateClassNames()
+
+
+def test_login_deadline_cuts_a_dripping_client_that_never_logged_in(
+        model: tuple[Registry, ServiceProvider]) -> None:
+    """Headers dripped one line at a time would get header_timeout (30 s); a connection that
+    has not logged in gets login_timeout from connecting."""
+    srv = WbemServer(model[0], http_port=0, login_timeout=1.0, header_timeout=30.0)
+    srv.start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.ports["http"]), timeout=10) as s:
+            start = time.monotonic()
+            s.sendall(b"POST /cimom HTTP/1.1\r\n")
+            s.settimeout(0.2)
+            got = b""
+            while not got and time.monotonic() - start < 5:
+                try:
+                    got = s.recv(4096)
+                except TimeoutError:
+                    s.sendall(b"X-Drip: 1\r\n")
+            took = time.monotonic() - start
+        assert got.startswith(b"HTTP/1.1 408 "), got
+        assert b"1 s of connecting" in got and 0.8 < took < 2.5, (took, got)
+    finally:
+        srv.stop()

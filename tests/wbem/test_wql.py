@@ -114,3 +114,40 @@ def test_associators_of_keywords(reg: Registry) -> None:
 def test_parse_object_path_escapes() -> None:
     path = wql.parse_object_path(r'C.Path="C:\\dir\\\"q\"",N=5,B=TRUE')
     assert dict(path.keybindings) == {"Path": 'C:\\dir\\"q"', "N": 5, "B": True}
+
+
+# ---------------------------------------------------------------------- bounds (issue 9, 8)
+def _refused(reg: Registry, text: str) -> str:
+    with pytest.raises(pywbem.CIMError) as exc:
+        query.run(reg, NS, text)
+    assert exc.value.status_code == pywbem.CIM_ERR_INVALID_QUERY
+    return str(exc.value.status_description)
+
+
+def test_query_size_and_depth_are_bounded(reg: Registry) -> None:
+    cond = "Name = 'vm1'"
+    # the finding: 20,000 ANDs was a RecursionError; now a refusal naming the limit
+    huge = "SELECT * FROM TST_System WHERE " + " AND ".join([cond] * 20_001)
+    assert f"limit of {wql.MAX_QUERY_CHARS}" in _refused(reg, huge)
+    many = "SELECT * FROM TST_System WHERE " + " OR ".join(["A=1"] * (wql.MAX_OPERATORS + 2))
+    assert len(many) <= wql.MAX_QUERY_CHARS
+    assert f"more than {wql.MAX_OPERATORS} AND/OR/NOT" in _refused(reg, many)
+    deep = ("SELECT * FROM TST_System WHERE " + "(" * (wql.MAX_NESTING + 1) + cond
+            + ")" * (wql.MAX_NESTING + 1))
+    assert f"nested more than {wql.MAX_NESTING} deep" in _refused(reg, deep)
+    nots = "SELECT * FROM TST_System WHERE " + "NOT " * (wql.MAX_NESTING + 1) + cond
+    assert f"nested more than {wql.MAX_NESTING} deep" in _refused(reg, nots)
+
+
+def test_queries_at_the_limits_still_run(reg: Registry) -> None:
+    # MAX_OPERATORS ORs of the same condition: flat, evaluated without deep recursion
+    wide = "SELECT * FROM TST_System WHERE " + " OR ".join(
+        ["Name = 'vm1'"] * wql.MAX_OPERATORS + ["Name = 'vm2'"])
+    assert len(wide) <= wql.MAX_QUERY_CHARS
+    assert names(query.run(reg, NS, wide)) == ["vm1", "vm2"]
+    deep = ("SELECT * FROM TST_System WHERE " + "(" * wql.MAX_NESTING + "Name = 'vm3'"
+            + ")" * wql.MAX_NESTING)
+    assert names(query.run(reg, NS, deep)) == ["vm3"]
+    mixed = ("SELECT * FROM TST_System WHERE NOT (Name = 'vm0' OR Name = 'vm1') AND "
+             "Name LIKE 'vm%' AND EnabledState <> 3")
+    assert names(query.run(reg, NS, mixed)) == ["vm2"]

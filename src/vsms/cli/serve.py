@@ -1,13 +1,15 @@
 """``vsms serve``: run the service (the Python API behind a CIM-XML server on HTTP and HTTPS).
 
-Start-up: settings (defaults < ``--config`` TOML < ``VSMS_*`` environment < flags) → the HTTPS
-certificate (self-signed, made in the state directory on first start, unless one is configured)
-→ authentication (the users file, PAM) and the audit log (docs/security.md) → ``Service``
-(store, libvirt, job recovery) → ``WbemServer``, which refuses listeners that would expose
-credentials or an unauthenticated service beyond loopback. Anything that stops the start
-(libvirt unreachable, a port taken, a bad certificate or config) is one line on stderr and exit
-status 1, with whatever was already built closed again. SIGTERM and SIGINT stop the server
-first, then close the service (running jobs are recorded as interrupted), and exit 0.
+Start-up: settings (defaults < ``--config`` TOML < ``VSMS_*`` environment < flags) → the state
+directory made private (umask 077 while start-up writes to it; existing files tightened, with a
+log line: ``vsms.cli.statedir``) → the HTTPS certificate (self-signed, made in the state
+directory on first start, unless one is configured) → authentication (the users file, PAM) and
+the audit log (docs/security.md) → ``Service`` (store, libvirt, job recovery) → ``WbemServer``,
+which refuses listeners that would expose credentials or an unauthenticated service beyond
+loopback. Anything that stops the start (libvirt unreachable, a port taken, a bad certificate or
+config, limits that contradict each other) is one line on stderr and exit status 1, with
+whatever was already built closed again. SIGTERM and SIGINT stop the server first, then close
+the service (running jobs are recorded as interrupted), and exit 0.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from vsms import certs
+from vsms.cli import statedir
 from vsms.errors import InvalidParameter, VsmsError
 from vsms.settings import Settings, load_settings
 
@@ -125,13 +128,13 @@ def run(args: argparse.Namespace) -> int:
     from vsms import app
     from vsms.auth import setup as security
     from vsms.wbem import server as wbem
+    from vsms.wbem.contexts import EnumerationContexts
 
     try:
         settings = settings_from(args)
     except VsmsError as err:
         print(f"vsms serve: cannot start: {_one_line(err)}", file=sys.stderr)
         return 1
-    _setup_logging(args.log_level, settings.state_dir)
     host_name = socket.gethostname()
     stop = threading.Event()
 
@@ -144,20 +147,46 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        try:
-            cert, key = _tls(settings, host_name)
-            ssl_context = certs.server_context(cert, key)
-            auth = security.authenticator_from_settings(settings)
-            audit = security.audit_from_settings(settings)
-            service = app.Service(settings)
-        except (VsmsError, OSError) as err:
-            return _refuse(err)
+        # what start-up writes to the state directory gets no group/other permissions; the
+        # operator's umask is back before any request, for disks and directories under the
+        # storage roots, which QEMU (another user) must reach
+        with statedir.private_umask():
+            try:
+                changed, warnings = statedir.tighten(settings.state_dir, settings.storage_roots,
+                                                     leave=(settings.users_file,))
+            except OSError as err:
+                print(f"vsms serve: cannot start: the state directory {settings.state_dir}: "
+                      f"{_one_line(err)}", file=sys.stderr)
+                return 1
+            _setup_logging(args.log_level, settings.state_dir)
+            for warning in warnings:
+                log.warning("%s", warning)
+            if changed:
+                log.warning("tightened %d item(s) of the state directory %s to owner-only "
+                            "access: %s", len(changed), settings.state_dir,
+                            ", ".join(changed[:20]) + (", ..." if len(changed) > 20 else ""))
+            try:
+                cert, key = _tls(settings, host_name)
+                ssl_context = certs.server_context(cert, key)
+                auth = security.authenticator_from_settings(settings)
+                audit = security.audit_from_settings(settings)
+                statedir.make_storage_roots(settings.storage_roots)
+                service = app.Service(settings)
+            except (VsmsError, OSError) as err:
+                return _refuse(err)
         try:
             server = wbem.WbemServer(
                 service.registry, listen=settings.listen, http_port=settings.http_port,
                 https_port=settings.https_port, ssl_context=ssl_context, host_name=host_name,
                 auth=auth, audit=audit, http_listen=settings.http_listen or None,
-                allow_remote_http=settings.allow_remote_http)
+                allow_remote_http=settings.allow_remote_http,
+                max_connections=settings.max_connections,
+                max_per_source=settings.max_connections_per_source,
+                max_unauthenticated=settings.max_unauthenticated_connections,
+                login_timeout=settings.login_timeout_seconds,
+                max_buffered=settings.max_buffered_body_bytes,
+                contexts=EnumerationContexts(max_open=settings.pull_max_open,
+                                             max_per_owner=settings.pull_max_per_user))
             server.start()
         except (VsmsError, OSError) as err:
             service.close()

@@ -33,11 +33,13 @@ class Result:
 
 @dataclass
 class Ctx:
-    """What every handler gets: the registry, the namespace of the call and our host name."""
+    """What every handler gets: the registry, the namespace of the call and our host name;
+    ``user``: who calls (owner of the enumeration contexts it opens; None: the Python API)."""
 
     registry: Registry
     namespace: str
     host: str
+    user: str | None = None
 
 
 class Args:

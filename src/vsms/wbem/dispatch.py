@@ -30,8 +30,9 @@ from vsms.providers.context import caller
 from vsms.providers.registry import Registry
 from vsms.wbem import extrinsic, intrinsic
 from vsms.wbem.args import Args, Ctx, Result
+from vsms.wbem.contexts import EnumerationContexts
 from vsms.wbem.decode import IMethodCall, MethodCall, ProtocolError, param_content
-from vsms.wbem.pull import PULL_OPS, EnumerationContexts
+from vsms.wbem.pull import PULL_OPS
 from vsms.wbem.xmltree import XmlError, parse
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class Dispatcher:
                                        f"{policy.operation_role(call.name).label} role; user "
                                        f"{principal.user!r} has the {principal.role.label} "
                                        f"role")
-        return self._guard(lambda: self._intrinsic(call), call.name)
+        return self._guard(lambda: self._intrinsic(call, principal), call.name)
 
     def extrinsic(self, call: MethodCall, principal: Principal | None = None) -> Outcome:
         def run() -> Outcome:
@@ -160,10 +161,10 @@ class Dispatcher:
         if job is not None and rv == ReturnCode.JOB_STARTED and self.watcher is not None:
             self.watcher.watch(job.namespace or call.namespace, job, who)
 
-    def _intrinsic(self, call: IMethodCall) -> Outcome:
+    def _intrinsic(self, call: IMethodCall, principal: Principal | None) -> Outcome:
         low = call.name.lower()
         ns = self.registry.namespace(call.namespace).name
-        ctx = Ctx(self.registry, ns, self.host)
+        ctx = Ctx(self.registry, ns, self.host, principal.user if principal else None)
         if low in _BY_NAME:
             handler, allowed = _BY_NAME[low][1]
             result = handler(ctx, Args(call, allowed))

@@ -6,11 +6,10 @@ HTTP 4xx/5xx, with the DSP0200 ``CIMError`` header where one applies and the rea
 and (URL-encoded) in ``PGErrorDetail``, which pywbem shows; CIM errors are HTTP 200 with an
 ERROR element.
 
-With an authenticator, every request is authenticated first, before its body is parsed: 401
-with ``WWW-Authenticate: Basic realm="vsms"`` (DSP0200 defines no CIMError value for it, so none
-is sent) or 429 with Retry-After for a source in back-off. The caller's :class:`Principal` then
-goes to the dispatcher, which authorizes (and audits) the call. Without one, every caller is an
-administrator (authentication off: loopback only, see ``vsms.auth.setup``).
+Authentication is the HTTP layer's (``vsms.wbem.server``: before the body is even read); the
+caller's :class:`Principal` comes with the request and goes to the dispatcher, which authorizes
+(and audits) the call. Without one (the in-process API, authentication off), the caller is an
+administrator.
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 from vsms.auth.audit import AuditLog
-from vsms.auth.basic import Authenticator, Principal, Refusal
+from vsms.auth.basic import Principal
 from vsms.auth.policy import Role
 from vsms.providers.registry import Registry
+from vsms.wbem.contexts import EnumerationContexts
 from vsms.wbem.decode import IMethodCall, ProtocolError, message
 from vsms.wbem.dispatch import Dispatcher, Outcome
 from vsms.wbem.encode import esc_attr
-from vsms.wbem.pull import EnumerationContexts
 from vsms.wbem.xmltree import XmlError, parse
 
 log = logging.getLogger(__name__)
@@ -80,29 +79,21 @@ class CimXmlHandler:
 
     def __init__(self, registry: Registry, host_name: str | None = None,
                  contexts: EnumerationContexts | None = None, *,
-                 auth: Authenticator | None = None, audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None) -> None:
         self.registry = registry
         self.host = host_name or registry.host
-        self.auth = auth
         self.dispatcher = Dispatcher(registry, self.host, contexts, audit=audit)
 
     def close(self) -> None:
         self.dispatcher.close()
 
     def handle(self, method: str, headers: Mapping[str, str], body: bytes, *,
-               source: str = "") -> Reply:
-        """``headers``: names in lower case; ``source``: the client's IP address."""
+               principal: Principal | None = None, source: str = "") -> Reply:
+        """``headers``: names in lower case; ``principal``: the authenticated caller (None: an
+        administrator, authentication off); ``source``: the client's IP address."""
         started = time.perf_counter()
-        if self.auth is None:
+        if principal is None:
             principal = Principal("", Role.ADMINISTRATOR, "none", source)
-        else:
-            who = self.auth.authenticate(headers.get("authorization"), source)
-            if isinstance(who, Refusal):
-                reply = error_reply(who.status, None, who.message,
-                                    unquote(headers.get("cimmethod", "-") or "-"))
-                reply.headers.extend(who.headers)
-                return reply
-            principal = who
         if method not in ("POST", "M-POST"):
             return error_reply(405, None, f"method {method} is not supported; CIM-XML requests "
                                           f"are sent with POST")

@@ -2,23 +2,22 @@
 
 An Open operation takes a snapshot of the result, returns up to MaxObjectCount items and, when
 more remain, an enumeration context that lives for OperationTimeout seconds after each use
-(default :attr:`EnumerationContexts.default_timeout`). Filter queries and ContinueOnError are
-not supported and say so with their DSP0200 status codes.
+(default :attr:`EnumerationContexts.default_timeout`). Contexts are kept in the protocol-neutral
+store of :mod:`vsms.wbem.contexts`, owned by the calling user and bounded per user and in all.
+Filter queries and ContinueOnError are not supported and say so with their DSP0200 status
+codes.
 """
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pywbem
 
 from vsms.wbem import encode, query
 from vsms.wbem.args import Args, Ctx, Result, invalid
+from vsms.wbem.contexts import ContextLimit, EnumerationContexts, UnknownContext
 from vsms.wbem.intrinsic import associated, instance_shape, render
 
 # what each kind of context yields, and which Pull reads it
@@ -29,97 +28,25 @@ _OPEN_COMMON = ("FilterQueryLanguage", "FilterQuery", "OperationTimeout", "Conti
                 "MaxObjectCount")
 
 
-def _ctx_error(msg: str) -> pywbem.CIMError:
-    return pywbem.CIMError(pywbem.CIM_ERR_INVALID_ENUMERATION_CONTEXT, msg)
+def _cim_error(exc: ContextLimit | UnknownContext) -> pywbem.CIMError:
+    if isinstance(exc, ContextLimit):
+        return pywbem.CIMError(pywbem.CIM_ERR_SERVER_LIMITS_EXCEEDED, exc.message)
+    text = exc.message
+    if exc.yields in _PULL_OP:
+        text += f"; read it with {_PULL_OP[exc.yields]}"
+    return pywbem.CIMError(pywbem.CIM_ERR_INVALID_ENUMERATION_CONTEXT, text)
 
 
-@dataclass
-class _Enumeration:
-    namespace: str
-    kind: str
-    items: list[Any]
-    render: Callable[[Any], str]
-    timeout: float
-    expires: float
-    pos: int = 0
-
-
-class EnumerationContexts:
-    """Open enumerations, thread-safe, bounded in number, expired lazily on each use."""
-
-    def __init__(self, *, default_timeout: float = 60.0, max_timeout: float = 3600.0,
-                 max_open: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
-        self.default_timeout = default_timeout
-        self.max_timeout = max_timeout
-        self.max_open = max_open
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._open: dict[str, _Enumeration] = {}
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._expire()
-            return len(self._open)
-
-    def _expire(self) -> None:
-        now = self._clock()
-        for key in [k for k, e in self._open.items() if e.expires <= now]:
-            del self._open[key]
-
-    def timeout(self, seconds: int | None) -> float:
-        if seconds is None:
-            return self.default_timeout
-        if seconds == 0 or seconds > self.max_timeout:
-            raise pywbem.CIMError(
-                pywbem.CIM_ERR_INVALID_OPERATION_TIMEOUT,
-                f"OperationTimeout {seconds} is not accepted: give 1 to {int(self.max_timeout)} "
-                f"seconds, or omit it for the default of {int(self.default_timeout)}")
-        return float(seconds)
-
-    def open(self, namespace: str, kind: str, items: list[Any], render: Callable[[Any], str],
-             max_count: int, timeout: float) -> tuple[str, str | None]:
-        """First batch (rendered) and the context id, or None when nothing remains."""
-        if max_count >= len(items):
-            return "".join(render(i) for i in items), None
-        with self._lock:
-            self._expire()
-            if len(self._open) >= self.max_open:
-                raise pywbem.CIMError(
-                    pywbem.CIM_ERR_SERVER_LIMITS_EXCEEDED,
-                    f"{self.max_open} enumerations are open; pull them to the end or close them")
-            key = secrets.token_hex(16)
-            self._open[key] = _Enumeration(namespace, kind, items, render, timeout,
-                                           self._clock() + timeout, max_count)
-        return "".join(render(i) for i in items[:max_count]), key
-
-    def pull(self, key: str, namespace: str, kind: str,
-             max_count: int) -> tuple[str, str | None, int]:
-        with self._lock:
-            self._expire()
-            e = self._open.get(key)
-            if e is None or e.namespace.lower() != namespace.lower():
-                raise _ctx_error(f"enumeration context {key!r} does not exist in {namespace} "
-                                 f"(closed, finished or expired)")
-            if e.kind != kind:
-                raise _ctx_error(f"enumeration context {key!r} yields {e.kind}; "
-                                 f"read it with {_PULL_OP[e.kind]}")
-            batch = e.items[e.pos:e.pos + max_count]
-            e.pos += len(batch)
-            if e.pos >= len(e.items):
-                del self._open[key]
-                nxt = None
-            else:
-                e.expires = self._clock() + e.timeout
-                nxt = key
-        return "".join(e.render(i) for i in batch), nxt, len(batch)
-
-    def close(self, key: str, namespace: str) -> None:
-        with self._lock:
-            self._expire()
-            e = self._open.get(key)
-            if e is None or e.namespace.lower() != namespace.lower():
-                raise _ctx_error(f"enumeration context {key!r} does not exist in {namespace}")
-            del self._open[key]
+def timeout(contexts: EnumerationContexts, seconds: int | None) -> float:
+    """The idle timeout of a new context: OperationTimeout, or the store's default."""
+    if seconds is None:
+        return contexts.default_timeout
+    if seconds == 0 or seconds > contexts.max_timeout:
+        raise pywbem.CIMError(
+            pywbem.CIM_ERR_INVALID_OPERATION_TIMEOUT,
+            f"OperationTimeout {seconds} is not accepted: give 1 to {int(contexts.max_timeout)} "
+            f"seconds, or omit it for the default of {int(contexts.default_timeout)}")
+    return float(seconds)
 
 
 # ---------------------------------------------------------------------- handlers
@@ -131,9 +58,13 @@ def _tail(items: str, key: str | None) -> tuple[str, list[str]]:
 
 def _open(ctx: Ctx, a: Args, contexts: EnumerationContexts, kind: str, items: list[Any],
           render_one: Callable[[Any], str], classname: str | None) -> Result:
-    body, key = contexts.open(ctx.namespace, kind, items, render_one,
-                              a.uint32("MaxObjectCount", 0) or 0,
-                              contexts.timeout(a.uint32("OperationTimeout", None)))
+    try:
+        body, key = contexts.open(ctx.namespace, kind, items, render_one,
+                                  a.uint32("MaxObjectCount", 0) or 0,
+                                  timeout(contexts, a.uint32("OperationTimeout", None)),
+                                  owner=ctx.user)
+    except ContextLimit as exc:
+        raise _cim_error(exc) from None
     ireturn, params = _tail(body, key)
     return Result(ireturn, params, classname=classname, count=len(items))
 
@@ -198,7 +129,10 @@ def make_pull(kind: str) -> Callable[[Ctx, Args, EnumerationContexts], Result]:
         count = a.uint32("MaxObjectCount", None)
         if count is None:
             raise invalid(f"{a.op} needs the parameter MaxObjectCount")
-        body, nxt, n = contexts.pull(str(key), ctx.namespace, kind, count)
+        try:
+            body, nxt, n = contexts.pull(str(key), ctx.namespace, kind, count, owner=ctx.user)
+        except UnknownContext as exc:
+            raise _cim_error(exc) from None
         ireturn, params = _tail(body, nxt)
         return Result(ireturn, params, count=n)
     return op
@@ -206,7 +140,10 @@ def make_pull(kind: str) -> Callable[[Ctx, Args, EnumerationContexts], Result]:
 
 def close_enumeration(ctx: Ctx, a: Args, contexts: EnumerationContexts) -> Result:
     key = a.string("EnumerationContext", required=True)
-    contexts.close(str(key), ctx.namespace)
+    try:
+        contexts.close(str(key), ctx.namespace, owner=ctx.user)
+    except UnknownContext as exc:
+        raise _cim_error(exc) from None
     return Result(None)
 
 

@@ -60,8 +60,8 @@ def _select(registry: Registry, namespace: str, q: wql.SelectQuery) -> list[Row]
 def _check_props(expr: wql.Expr, known: set[str], classname: str) -> None:
     op = expr[0]
     if op in ("and", "or"):
-        _check_props(expr[1], known, classname)
-        _check_props(expr[2], known, classname)
+        for term in expr[1]:
+            _check_props(term, known, classname)
     elif op == "not":
         _check_props(expr[1], known, classname)
     elif expr[1].lower() not in known and expr[1].lower() != "__class":
@@ -78,9 +78,9 @@ def _value(inst: pywbem.CIMInstance, name: str) -> Any:
 def _eval(expr: wql.Expr, inst: pywbem.CIMInstance) -> bool:
     op = expr[0]
     if op == "and":
-        return _eval(expr[1], inst) and _eval(expr[2], inst)
+        return all(_eval(term, inst) for term in expr[1])
     if op == "or":
-        return _eval(expr[1], inst) or _eval(expr[2], inst)
+        return any(_eval(term, inst) for term in expr[1])
     if op == "not":
         return not _eval(expr[1], inst)
     value = _value(inst, expr[1])

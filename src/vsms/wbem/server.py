@@ -1,15 +1,26 @@
-"""The CIM-XML server: HTTP/1.1 (keep-alive) and HTTPS listeners in front of the registry.
+"""The HTTP layer: HTTP/1.1 (keep-alive) and HTTPS listeners in front of a protocol handler
+(today :class:`~vsms.wbem.protocol.CimXmlHandler`; the WS-Management front end is meant to sit
+on the same layer).
 
 One asyncio thread does all socket work (accept, TLS, reading with deadlines, writing); each
-complete request is handled by a bounded pool of worker threads, so idle keep-alive connections
-cost no worker. Limits: ``max_body`` (413), ``max_header`` (431), ``header_timeout`` for the
-request line and headers and ``body_timeout`` for the body (408), ``idle_timeout`` between
-requests on a connection, ``max_connections`` (503). One log line per request.
+authentication and each complete request runs on a bounded pool of worker threads, so idle
+keep-alive connections cost no worker. Per request, in this order: request line and headers →
+authentication (HTTP Basic, ``auth``) → only then the body → the protocol handler, which gets the
+caller's :class:`Principal`. A refused login (401, or 429 during back-off) is answered and the
+connection closed without reading the body.
 
-Security (docs/security.md): ``auth`` authenticates every request (HTTP Basic), ``audit`` logs
-every extrinsic call; the plain-HTTP listener (on ``http_listen``, default ``listen``) must be
-on a loopback address unless ``allow_remote_http``, and without ``auth`` every listener must be:
-``start()`` refuses otherwise with InvalidParameter.
+Limits: ``max_body`` (413), ``max_header`` (431), ``header_timeout`` for the request line and
+headers and ``body_timeout`` for the body (408), ``idle_timeout`` between requests on a
+connection; connections (:class:`~vsms.wbem.admission.Admission`): ``max_connections`` in all,
+``max_per_source`` per client address, ``max_unauthenticated`` not yet logged in (the oldest idle
+one is closed to admit a newcomer), and ``login_timeout``: a connection that has not logged in
+must deliver its first request's headers (after the TLS handshake) within it; request bodies
+buffered at once: ``max_buffered`` bytes (503). One log line per request.
+
+Security (docs/security.md): ``audit`` logs every extrinsic call; the plain-HTTP listener (on
+``http_listen``, default ``listen``) must be on a loopback address unless
+``allow_remote_http``, and without ``auth`` every listener must be: ``start()`` refuses
+otherwise with InvalidParameter.
 """
 
 from __future__ import annotations
@@ -24,14 +35,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 from vsms.auth.audit import AuditLog
-from vsms.auth.basic import Authenticator
+from vsms.auth.basic import Authenticator, Principal, Refusal
+from vsms.auth.policy import Role
 from vsms.auth.setup import check_listeners
 from vsms.errors import InvalidParameter, SystemNotAvailable
 from vsms.providers.registry import Registry
+from vsms.wbem.admission import (
+    Admission,
+    BodyBudget,
+    Conn,
+    HeapTrim,
+    fixed_mmap_threshold,
+    trim_heap,
+)
+from vsms.wbem.contexts import EnumerationContexts
 from vsms.wbem.protocol import CimXmlHandler, Reply, error_reply, reason
-from vsms.wbem.pull import EnumerationContexts
+from vsms.wbem.streams import linger, start_tls
 
 log = logging.getLogger("vsms.wbem")
 
@@ -58,7 +80,9 @@ class WbemServer:
                  header_timeout: float = 30.0, body_timeout: float = 60.0,
                  idle_timeout: float = 120.0, contexts: EnumerationContexts | None = None,
                  auth: Authenticator | None = None, audit: AuditLog | None = None,
-                 http_listen: str | None = None, allow_remote_http: bool = False) -> None:
+                 http_listen: str | None = None, allow_remote_http: bool = False,
+                 max_per_source: int = 64, max_unauthenticated: int | None = None,
+                 login_timeout: float = 5.0, max_buffered: int = 64 * MiB) -> None:
         if https_port is not None and ssl_context is None:
             raise InvalidParameter("an HTTPS port needs an ssl_context with the server "
                                    "certificate; pass ssl_context or leave https_port unset")
@@ -68,11 +92,22 @@ class WbemServer:
         self.http_listen = listen if http_listen is None else http_listen
         self.allow_remote_http = allow_remote_http
         self.authenticated = auth is not None
-        self.handler = CimXmlHandler(registry, host_name, contexts, auth=auth, audit=audit)
-        self.workers, self.max_connections = workers, max_connections
+        self.auth = auth
+        self.handler = CimXmlHandler(registry, host_name, contexts, audit=audit)
+        self.workers = workers
         self.max_body, self.max_header = max_body, max_header
+        if max_buffered < max_body:
+            raise InvalidParameter(f"max_buffered ({max_buffered}) must be at least max_body "
+                                   f"({max_body}), or no body of the largest size is accepted")
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
-        self.idle_timeout = idle_timeout
+        self.idle_timeout, self.login_timeout = idle_timeout, login_timeout
+        self.admission = Admission(max_connections=max_connections,
+                                   max_per_source=max_per_source,
+                                   max_unauthenticated=max_unauthenticated)
+        self.bodies = BodyBudget(max_buffered)
+        self.trim = HeapTrim()
+        self._housekeeper: asyncio.Task[None] | None = None
+        self._warned: dict[str, float] = {}
         self._wanted = [(s, a, p, c) for s, a, p, c in (
             ("http", self.http_listen, http_port, None),
             ("https", listen, https_port, ssl_context)) if p is not None]
@@ -98,6 +133,7 @@ class WbemServer:
             http_listen=next((a for s, a, _, _ in self._wanted if s == "http"), None),
             authenticated=self.authenticated, allow_remote_http=self.allow_remote_http)
         self._closing = False
+        fixed_mmap_threshold()  # large request buffers go back to the system when freed
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vsms-wbem")
@@ -156,11 +192,10 @@ class WbemServer:
 
     async def _bind(self) -> None:
         for scheme, address, port, ctx in self._wanted:
-            try:
+            try:  # TLS starts in _client, after the connection was admitted
                 srv = await asyncio.start_server(
-                    self._client, address, port, ssl=ctx, limit=self.max_header,
-                    ssl_handshake_timeout=self.header_timeout if ctx else None,
-                    reuse_address=True)
+                    functools.partial(self._client, ctx), address, port,
+                    limit=self.max_header, reuse_address=True)
             except OSError as exc:
                 await self._shutdown()
                 flag = "--http-port" if scheme == "http" else "--https-port"
@@ -171,10 +206,23 @@ class WbemServer:
                     f"address (--listen)") from exc
             self._servers.append(srv)
             self._ports[scheme] = srv.sockets[0].getsockname()[1]
+        self._housekeeper = asyncio.get_running_loop().create_task(self._housekeeping())
+
+    async def _housekeeping(self, every: float = 1.0) -> None:
+        """Once a second: give the memory of a burst back to the system (HeapTrim)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            if self.trim.due():
+                await loop.run_in_executor(self._pool, trim_heap)
 
     async def _shutdown(self) -> None:
         """Stop listening, close every connection (a request being handled finishes first)."""
         self._closing = True
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            await asyncio.gather(self._housekeeper, return_exceptions=True)
+            self._housekeeper = None
         for srv in self._servers:
             srv.close()
         for writer in list(self._conns.values()):
@@ -188,49 +236,105 @@ class WbemServer:
             await srv.wait_closed()
 
     # ------------------------------------------------------------------ connections
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns[task] = writer
+    async def _client(self, tls: ssl.SSLContext | None, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        admitted = self.admission.admit(source, lambda: writer.transport.abort())
+        if isinstance(admitted, str):
+            await self._refuse(writer, tls, source, client, admitted)
+            return
+        conn = admitted
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns[task] = writer
         try:
-            if len(self._conns) > self.max_connections:
-                busy = error_reply(503, None, f"too many connections (limit "
-                                              f"{self.max_connections}); retry later")
-                await self._send(writer, busy, close=True)
-                self._log(client, busy, 0.0)
+            if tls is not None and not await start_tls(writer, tls, self.login_timeout):
                 return
             while not self._closing:
                 try:
-                    request = await self._read(reader, writer)
+                    if not await self._request(reader, writer, conn, source, client):
+                        return
                 except _Abort as abort:
                     if abort.reply is not None:
                         await self._send(writer, abort.reply, close=True)
                         self._log(client, abort.reply, 0.0)
+                        self.trim.passed(await linger(reader))
                     return
-                if request is None:
-                    return
-                method, version, headers, body, started = request
-                loop = asyncio.get_running_loop()
-                reply = await loop.run_in_executor(
-                    self._pool, functools.partial(self.handler.handle, method, headers, body,
-                                                  source=source))
-                keep = self._keep_alive(version, headers)
-                await self._send(writer, reply, close=not keep)
-                self._log(client, reply, time.perf_counter() - started)
-                if not keep:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError,
+                OSError):
             return
         except asyncio.CancelledError:  # only at shutdown: end quietly
             return
         finally:
-            self._conns.pop(task, None)
+            self.admission.release(conn)
+            self.trim.closed()
             writer.close()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(writer.wait_closed(), 2.0)
+            self._conns.pop(task, None)
+
+    async def _refuse(self, writer: asyncio.StreamWriter, tls: ssl.SSLContext | None,
+                      source: str, client: str, why: str) -> None:
+        """A connection not admitted: 503 on plain HTTP, closed at once (before any TLS)."""
+        now = time.monotonic()
+        if now - self._warned.get(source, -3600.0) >= 60.0:
+            if len(self._warned) >= 4096:
+                self._warned.clear()
+            self._warned[source] = now
+            log.warning("connections refused from %s: %s (logged once a minute per address)",
+                        source, why)
+        try:
+            if tls is None:
+                busy = error_reply(503, None, why)
+                busy.headers.append(("Retry-After", "1"))
+                await self._send(writer, busy, close=True)
+                self._log(client, busy, 0.0)
+        except (ConnectionError, TimeoutError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       conn: Conn, source: str, client: str) -> bool:
+        """Read, authenticate and answer one request; False: close the connection."""
+        conn.waiting = True
+        request = await self._read(reader, conn)
+        if request is None:
+            return False
+        conn.waiting = False
+        method, version, headers, started = request
+        loop = asyncio.get_running_loop()
+        principal = await self._authenticate(loop, headers, source)
+        self.admission.authenticated(conn)
+        size, body = await self._body(reader, writer, headers, method)
+        try:
+            reply = await loop.run_in_executor(
+                self._pool, functools.partial(self.handler.handle, method, headers, body,
+                                              principal=principal, source=source))
+        finally:
+            body = b""
+            self.bodies.give(size)
+            self.trim.passed(size)
+        keep = self._keep_alive(version, headers)
+        await self._send(writer, reply, close=not keep)
+        self._log(client, reply, time.perf_counter() - started)
+        return keep
+
+    async def _authenticate(self, loop: asyncio.AbstractEventLoop, headers: dict[str, str],
+                            source: str) -> Principal:
+        """The caller, before the body is read; a refusal aborts the connection."""
+        if self.auth is None:
+            return Principal("", Role.ADMINISTRATOR, "none", source)
+        who = await loop.run_in_executor(
+            self._pool, self.auth.authenticate, headers.get("authorization"), source)
+        if isinstance(who, Refusal):
+            reply = error_reply(who.status, None, who.message,
+                                unquote(headers.get("cimmethod", "-") or "-"))
+            reply.headers.extend(who.headers)
+            raise _Abort(reply)
+        return who
 
     @staticmethod
     def _keep_alive(version: str, headers: dict[str, str]) -> bool:
@@ -246,27 +350,40 @@ class WbemServer:
             raise _Abort(error_reply(431, None, f"request line or header longer than "
                                                 f"{self.max_header} bytes")) from None
 
-    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                    ) -> tuple[str, str, dict[str, str], bytes, float] | None:
-        """One request: (method, version, headers, body, start time), or None at EOF/idle."""
+    async def _read(self, reader: asyncio.StreamReader, conn: Conn
+                    ) -> tuple[str, str, dict[str, str], float] | None:
+        """One request's line and headers: (method, version, headers, start time), or None at
+        EOF/idle. The body is read later, once the request is authenticated."""
         while True:
             # an idle keep-alive connection may wait for its next request up to idle_timeout;
-            # once the first byte arrives, the request line and headers get header_timeout
+            # once the first byte arrives, the request line and headers get header_timeout;
+            # a connection that has not logged in must be done by login_timeout after it opened
+            login = None if conn.authenticated else conn.opened + self.login_timeout
+            now = time.monotonic()
             try:
-                first = await asyncio.wait_for(reader.read(1), self.idle_timeout)
+                wait = self.idle_timeout if login is None else min(self.idle_timeout,
+                                                                   login - now)
+                if wait <= 0:
+                    return None
+                first = await asyncio.wait_for(reader.read(1), wait)
             except TimeoutError:
                 return None
             if not first:
                 return None
             started = time.perf_counter()
             deadline = started + self.header_timeout
+            within = f"{self.header_timeout:g} s"
+            if login is not None and login - time.monotonic() < self.header_timeout:
+                deadline = started + login - time.monotonic()
+                within = (f"{self.login_timeout:g} s of connecting (the limit before a "
+                          f"connection has logged in)")
             if first == b"\n":
                 continue
             try:
-                line = first + await self._line(reader, self.header_timeout)
+                line = first + await self._line(reader, deadline - time.perf_counter())
             except TimeoutError:
                 raise _Abort(error_reply(408, None, f"request line not received within "
-                                                    f"{self.header_timeout:g} s")) from None
+                                                    f"{within}")) from None
             if line not in (b"\r\n", b"\n"):
                 break
         parts = line.decode("latin-1").split()
@@ -282,7 +399,7 @@ class WbemServer:
                 hl = await self._line(reader, remaining)
             except TimeoutError:
                 raise _Abort(error_reply(408, None, f"headers not received within "
-                                                    f"{self.header_timeout:g} s")) from None
+                                                    f"{within}")) from None
             if not hl:
                 return None
             size += len(hl)
@@ -296,11 +413,11 @@ class WbemServer:
                 raise _Abort(error_reply(400, None, "malformed HTTP header line"))
             key = name.strip().lower()
             headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        body = await self._body(reader, writer, headers, parts[0])
-        return parts[0], parts[2], headers, body, started
+        return parts[0], parts[2], headers, started
 
     async def _body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    headers: dict[str, str], method: str) -> bytes:
+                    headers: dict[str, str], method: str) -> tuple[int, bytes]:
+        """(bytes taken from the body budget, the body); the caller gives the bytes back."""
         if "transfer-encoding" in headers and headers["transfer-encoding"].lower() != "identity":
             raise _Abort(error_reply(411, None, "chunked request bodies are not supported; "
                                                 "send Content-Length"))
@@ -308,7 +425,7 @@ class WbemServer:
         if raw is None:
             if method in ("POST", "M-POST"):
                 raise _Abort(error_reply(411, None, "a Content-Length header is required"))
-            return b""
+            return 0, b""
         try:
             length = int(raw)
             if length < 0:
@@ -318,15 +435,41 @@ class WbemServer:
         if length > self.max_body:
             raise _Abort(error_reply(413, None, f"request body of {length} bytes is larger than "
                                                 f"the limit of {self.max_body} bytes"))
+        if not self.bodies.take(length):
+            busy = error_reply(503, None, f"the server holds as many request bodies as it may "
+                                          f"({self.bodies.limit} bytes); retry in a moment")
+            busy.headers.append(("Retry-After", "1"))
+            raise _Abort(busy)
+        try:
+            return length, await self._read_body(reader, writer, headers, length)
+        except BaseException:
+            self.bodies.give(length)
+            self.trim.passed(length)
+            raise
+
+    async def _read_body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         headers: dict[str, str], length: int) -> bytes:
+        """Read in chunks into one buffer of the announced size (no second copy)."""
         if "100-continue" in headers.get("expect", "").lower():
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = bytearray(length)
+        view = memoryview(body)
+        pos = 0
+        deadline = time.monotonic() + self.body_timeout
         try:
-            return await asyncio.wait_for(reader.readexactly(length), self.body_timeout)
+            while pos < length:
+                chunk = await asyncio.wait_for(reader.read(min(length - pos, 256 * 1024)),
+                                               deadline - time.monotonic())
+                if not chunk:
+                    raise _Abort(None)
+                view[pos:pos + len(chunk)] = chunk
+                pos += len(chunk)
         except TimeoutError:
             raise _Abort(error_reply(408, None, f"body not received within "
                                                 f"{self.body_timeout:g} s")) from None
-        except asyncio.IncompleteReadError:
-            raise _Abort(None) from None
+        finally:
+            view.release()
+        return body  # type: ignore[return-value]  # a bytearray: bytes-like, parsed in place
 
     async def _send(self, writer: asyncio.StreamWriter, reply: Reply, close: bool) -> None:
         head = [f"HTTP/1.1 {reply.status} {reason(reply.status)}"]

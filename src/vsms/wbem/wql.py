@@ -13,6 +13,11 @@ Supported::
 ``{path}`` is a WMI or WBEM object path (``\\\\HOST\\root\\ns:Class.Key="v",…``, single or double
 quotes). Anything else raises ``CIM_ERR_INVALID_QUERY`` saying where the query went wrong.
 Evaluation lives in :mod:`vsms.wbem.query`.
+
+Bounds (a query is client input): at most :data:`MAX_QUERY_CHARS` characters,
+:data:`MAX_OPERATORS` AND / OR / NOT operators and :data:`MAX_NESTING` levels of parentheses and
+NOT; beyond them ``CIM_ERR_INVALID_QUERY`` names the limit. AND and OR chains are kept flat
+(``("and", [a, b, c])``), so neither parsing nor evaluation recurses once per operator.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ _TOKEN = re.compile(r"""
     )""", re.VERBOSE)
 
 Expr = tuple[Any, ...]
+
+MAX_QUERY_CHARS = 16 * 1024
+MAX_OPERATORS = 256
+MAX_NESTING = 32
 
 
 def bad_query(msg: str) -> pywbem.CIMError:
@@ -63,6 +72,8 @@ class _Tokens:
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks: list[tuple[str, str, int]] = []
+        self.operators = 0  # AND / OR / NOT seen so far
+        self.depth = 0  # parentheses and NOTs open around the current position
         pos = 0
         while pos < len(text):
             if text[pos:].strip() == "":
@@ -181,6 +192,9 @@ _FLIP = {"=": "=", "<>": "<>", "!=": "<>", "<": ">", ">": "<", "<=": ">=", ">=":
 def parse(text: str) -> SelectQuery | AssocQuery:
     if not text or not text.strip():
         raise bad_query("the query is empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise bad_query(f"the query has {len(text)} characters, more than the limit of "
+                        f"{MAX_QUERY_CHARS}; split it into smaller queries")
     toks = _Tokens(text)
     first = toks.keyword("SELECT", "ASSOCIATORS", "REFERENCES")
     if first is None:
@@ -246,27 +260,49 @@ def _select(toks: _Tokens) -> SelectQuery:
     return SelectQuery(classname, props, where)
 
 
+def _count(toks: _Tokens) -> None:
+    toks.operators += 1
+    if toks.operators > MAX_OPERATORS:
+        raise bad_query(f"the query has more than {MAX_OPERATORS} AND/OR/NOT operators (the "
+                        f"limit); split it into smaller queries")
+
+
+def _enter(toks: _Tokens) -> None:
+    toks.depth += 1
+    if toks.depth > MAX_NESTING:
+        raise bad_query(f"parentheses and NOT are nested more than {MAX_NESTING} deep (the "
+                        f"limit); simplify the condition")
+
+
 def _or(toks: _Tokens) -> Expr:
-    left = _and(toks)
+    terms = [_and(toks)]
     while toks.keyword("OR"):
-        left = ("or", left, _and(toks))
-    return left
+        _count(toks)
+        terms.append(_and(toks))
+    return terms[0] if len(terms) == 1 else ("or", terms)
 
 
 def _and(toks: _Tokens) -> Expr:
-    left = _not(toks)
+    terms = [_not(toks)]
     while toks.keyword("AND"):
-        left = ("and", left, _not(toks))
-    return left
+        _count(toks)
+        terms.append(_not(toks))
+    return terms[0] if len(terms) == 1 else ("and", terms)
 
 
 def _not(toks: _Tokens) -> Expr:
     if toks.keyword("NOT"):
-        return ("not", _not(toks))
+        _count(toks)
+        _enter(toks)
+        inner = ("not", _not(toks))
+        toks.depth -= 1
+        return inner
     tok = toks.peek()
     if tok is not None and tok[0] == "punct" and tok[1] == "(":
         toks.next("(")
+        _enter(toks)
         inner = _or(toks)
+        toks.depth -= 1
         kind, val, _ = toks.next(")")
         if (kind, val) != ("punct", ")"):
             raise bad_query(f"expected ), found {val!r}")
