@@ -97,7 +97,9 @@ def _key(path: pywbem.CIMInstanceName, name: str) -> Any:
 
 
 class ScopedRegistry(Registry):
-    """The registry as ``principal`` sees it (see the module docstring); one per request."""
+    """The registry as ``principal`` sees it (see the module docstring); one per request.
+    Every operation is the base registry's (called on it, so whatever wraps it still counts),
+    its answer filtered; associators come from the filtered references and GetInstance."""
 
     def __init__(self, base: Registry, principal: Principal, owners: JobOwners) -> None:
         super().__init__(base.host)
@@ -169,7 +171,7 @@ class ScopedRegistry(Registry):
 
     # ------------------------------------------------------------------ intrinsic operations
     def enumerate_instances(self, namespace: str, classname: str) -> list[pywbem.CIMInstance]:
-        found = super().enumerate_instances(namespace, classname)
+        found = self.base.enumerate_instances(namespace, classname)
         return self._keep(found) if self.scoped else found
 
     def get_instance(self, namespace: str, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance:
@@ -178,32 +180,31 @@ class ScopedRegistry(Registry):
         if not self.visible(full):
             self.namespace(namespace).cls(path.classname)  # an unknown class stays that error
             raise pywbem.CIMError(pywbem.CIM_ERR_NOT_FOUND, f"instance {path} does not exist")
-        return super().get_instance(namespace, path)
+        return self.base.get_instance(namespace, path)
 
     def references(self, namespace: str, target: pywbem.CIMInstanceName,
                    result_class: str | None = None, role: str | None = None
                    ) -> list[pywbem.CIMInstance]:
-        found = super().references(namespace, target, result_class, role)
+        found = self.base.references(namespace, target, result_class, role)
         return self._keep(found) if self.scoped else found
 
     # ------------------------------------------------------------------ methods
     def invoke_method(self, namespace: str, target: CIMTarget, method: str,
                       params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
-        if isinstance(target, pywbem.CIMInstanceName):
+        if self.scoped and isinstance(target, pywbem.CIMInstanceName):
             self.get_instance(namespace, target)  # a hidden target: CIM_ERR_NOT_FOUND
-        if self.scoped and not self._may_call(namespace, target, method, params):
+        if self.scoped and not self._may_call(target, method, params):
             log.warning("%s from %s may not call %s.%s on what it names (scoped user): "
                         "ReturnValue %d", self.principal.user, self.principal.source,
                         target.classname, method, ReturnCode.ACCESS_DENIED)
             return int(ReturnCode.ACCESS_DENIED), {}
-        rv, out = super().invoke_method(namespace, target, method, params)
+        rv, out = self.base.invoke_method(namespace, target, method, params)
         job = next((v for k, v in out.items() if k.lower() == "job"), None)
         if isinstance(job, pywbem.CIMInstanceName) and _key(job, "instanceid"):
             self.owners.record(str(_key(job, "instanceid")), self.principal.user)
         return rv, out
 
-    def _may_call(self, namespace: str, target: CIMTarget, method: str,
-                  params: Mapping[str, Any]) -> bool:
+    def _may_call(self, target: CIMTarget, method: str, params: Mapping[str, Any]) -> bool:
         need = policy.method_role(target.classname, method)
         if isinstance(target, pywbem.CIMInstanceName):
             jobs = _subjects(target)[1]

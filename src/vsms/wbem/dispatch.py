@@ -160,8 +160,9 @@ class Dispatcher:
             self.watcher.watch(job.namespace or call.namespace, job, who)
 
     def _view(self, principal: Principal | None) -> Registry:
-        """The registry as the caller sees it: filtered by its scopes (vsms.auth.scopes)."""
-        if principal is None:
+        """The registry as the caller sees it: filtered by its scopes (vsms.auth.scopes); the
+        registry itself for callers without scopes."""
+        if principal is None or not principal.grants:
             return self.registry
         return ScopedRegistry(self.registry, principal, self.job_owners)
 
