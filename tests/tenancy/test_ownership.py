@@ -3,6 +3,7 @@ only its own domains; legacy and virsh-made domains are shown only once adopted.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -137,3 +138,26 @@ def test_virsh_domain_vsms_cannot_represent_is_refused(created: Tracker) -> None
         assert "vsms" not in conn.lookupByUUIDString(guid).XMLDesc(0)
     finally:
         conn.close()
+
+
+def test_adopt_command_unowned(created: Tracker, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    from vsms.auth.audit import AuditLog
+    from vsms.cli.main import main
+
+    vs = small_vm(created.new(), "old-one")
+    conn = _conn()  # kept open: the test driver forgets its domains with its last connection
+    conn.defineXML(domxml.build(vs, vs.guid, "test"))
+    state = tmp_path / "state"
+    args = ["vm", "adopt", "--unowned", "--state-dir", str(state), "--libvirt-uri", TEST_URI,
+            "--output", "json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"name": vs.guid, "guid": vs.guid, "adopted": True, "kind": "unowned"} in rows
+    with VirtHost(TEST_URI, instance=instance_id(state)) as mine:
+        assert mine.get_system(vs.guid) is not None
+    lines = [r for r in AuditLog(state / "audit.log").read() if r["guid"] == vs.guid]
+    assert [(r["event"], r["source"], r["kind"]) for r in lines] == [
+        ("adopt", "vsms vm adopt", "unowned")]
+    assert main(["vm", "adopt", "--state-dir", str(state), "--libvirt-uri", TEST_URI]) == 2
+    conn.close()

@@ -48,6 +48,7 @@ INSTANCE_FILE = "instance-id"
 def instance_id(state_dir: Path) -> str:
     """The instance ID kept in ``state_dir`` (made on first use, mode 0600, never changed)."""
     path = state_dir / INSTANCE_FILE
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
