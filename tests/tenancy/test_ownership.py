@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -34,6 +35,15 @@ PLAIN = """<domain type='test'>
 
 def _conn() -> libvirt.virConnect:
     return libvirt.open(TEST_URI)
+
+
+@pytest.fixture(autouse=True)
+def driver() -> Iterator[libvirt.virConnect]:
+    """A connection held for the whole test: the test driver forgets its domains when its
+    last connection closes."""
+    conn = _conn()
+    yield conn
+    conn.close()
 
 
 def test_instance_id_is_made_once_and_kept(tmp_path: Path) -> None:
