@@ -38,12 +38,13 @@ def add_action(acts: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     a.add_argument("--state-dir", type=Path, metavar="DIR",
                    help="the service's state directory (default /var/lib/vsms/state)")
     a.add_argument("--libvirt-uri", metavar="URI", help="libvirt connection (default as serve)")
-    a.add_argument("--output", choices=["text", "json"], default="text")
+    a.add_argument("--output", choices=["text", "json"], default=argparse.SUPPRESS,
+                   help="text for people (default) or json for scripts")
     a.set_defaults(run=run, local=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Output(args.output)
+    out = Output(getattr(args, "output", None) or "text")
     if not args.names and not args.unowned:
         out.error("name the domains to adopt (or pass --unowned): nothing done")
         return 2
