@@ -11,8 +11,10 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
+from vsms.auth.setup import audit_from_settings
 from vsms.cim import names
 from vsms.cim.schema import load_schema
+from vsms.errors import VsmsError
 from vsms.jobs.manager import JobManager
 from vsms.operations.paths import StorageRoots
 from vsms.operations.transitions import Transitions
@@ -23,9 +25,34 @@ from vsms.providers.interop import install_interop
 from vsms.providers.registry import Registry
 from vsms.settings import Settings
 from vsms.store.db import Store
+from vsms.virt.adopt import instance_id
 from vsms.virt.host import VirtHost
 
 log = logging.getLogger(__name__)
+
+
+def adopt_configured(host: VirtHost, settings: Settings) -> None:
+    """Adopt the domains the ``adopt_domains`` setting names (each adoption audited), and say
+    in the log how many domains of an older vsms wait to be adopted."""
+    audit = audit_from_settings(settings) if settings.adopt_domains else None
+    for name in settings.adopt_domains:
+        try:
+            done = host.adopt(name)
+        except VsmsError as err:
+            log.error("adopt_domains: %s", err)
+            continue
+        if done.kind != "ours":
+            assert audit is not None
+            audit.write("adopt", user="", source="config", domain=done.name, guid=done.guid,
+                        kind=done.kind, instance=host.instance)
+            log.warning("adopted libvirt domain '%s' (%s, %s) as the adopt_domains setting says",
+                        done.name, done.guid, done.kind)
+    unowned = host.unowned()
+    if unowned:
+        log.warning("%d libvirt domain(s) carry vsms metadata without an instance ID (made by an "
+                    "older vsms) and are not shown: adopt them with `vsms vm adopt NAME` (or "
+                    "list them in the adopt_domains setting): %s",
+                    len(unowned), ", ".join(unowned[:10]))
 
 
 class Service:
@@ -37,9 +64,13 @@ class Service:
         for root in settings.storage_roots:
             Path(root).mkdir(parents=True, exist_ok=True)
         hostname = socket.gethostname().split(".")[0].upper() or "LOCALHOST"
+        # which libvirt domains are this instance's (vsms.virt.adopt); made once, then kept
+        self.instance_id = instance_id(settings.state_dir)
         self.store = Store(settings.database)
         try:
-            self.host = VirtHost(settings.libvirt_uri, settings.domain_type)
+            self.host = VirtHost(settings.libvirt_uri, settings.domain_type,
+                                 instance=self.instance_id)
+            adopt_configured(self.host, settings)
         except Exception:
             self.store.close()
             raise

@@ -64,6 +64,10 @@ class Settings:
     # open pull-enumeration contexts: in all, per user (must stay below the total)
     pull_max_open: int = 256
     pull_max_per_user: int = 32
+
+    # --- tenancy (docs/security.md): libvirt domains no vsms instance owns that this one
+    # adopts at start (names or UUIDs; each adoption is audited)
+    adopt_domains: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -87,6 +91,9 @@ _ENV_PREFIX = "VSMS_"
 def _coerce(name: str, value: Any) -> Any:
     if name in ("state_dir", "tls_cert", "tls_key"):
         return Path(value)
+    if name == "adopt_domains":
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(v).strip() for v in items if str(v).strip())
     if name == "storage_roots":
         items = value.split(os.pathsep) if isinstance(value, str) else list(value)
         return tuple(Path(v) for v in items if v)

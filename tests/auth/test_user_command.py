@@ -143,3 +143,42 @@ def test_as_a_subprocess_with_a_config_file(tmp_path: Path) -> None:
     assert json.loads(res.stdout)[0]["name"] == "gina"
     res = run("user", "add", "hank", "--role", "boss", "--config", str(config))
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_scoped_roles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state"
+
+    def run(*args: str, stdin: str = "", output: str = "text") -> tuple[int, str, str]:
+        return vsms_user(state, *args, stdin=stdin, output=output, monkeypatch=monkeypatch)
+
+    assert run("add", "carol", "--role", "operator", "--scope", "tenant one",
+               "--password-stdin", stdin="carol's secret\n")[0] == 0
+    users = UsersFile(state / "users.json")
+    carol = users.get("carol")
+    assert carol is not None and carol.role is None
+    assert carol.scopes == (("tenant one", Role.OPERATOR),)
+    assert carol.top_role == Role.OPERATOR and carol.grants() == (("tenant one", Role.OPERATOR),)
+    # a second scope and a global reader role; the list shows all of them
+    assert run("role", "carol", "--role", "administrator", "--scope", "t2")[0] == 0
+    assert run("role", "carol", "--role", "reader")[0] == 0
+    carol = users.get("carol")
+    assert carol is not None and carol.grants() == (
+        ("", Role.READER), ("t2", Role.ADMINISTRATOR), ("tenant one", Role.OPERATOR))
+    status, out, _ = run("list")
+    assert "reader everywhere, administrator in scope t2, operator in scope tenant one" in out
+    status, out, _ = run("list", output="json")
+    assert json.loads(out)[0]["scopes"] == {"t2": "administrator", "tenant one": "operator"}
+    # roles are taken away one by one; the last one cannot be
+    assert run("role", "carol", "--role", "none", "--scope", "t2")[0] == 0
+    assert run("role", "carol", "--role", "none")[0] == 0
+    status, _, err = run("role", "carol", "--role", "none", "--scope", "tenant one")
+    assert status == 1 and "no role left" in err
+    assert users.get("carol").grants() == (  # type: ignore[union-attr]
+        ("tenant one", Role.OPERATOR),)
+    # a bad scope name is refused and changes nothing
+    status, _, err = run("role", "carol", "--role", "reader", "--scope", " padded")
+    assert status == 1 and "scope name" in err
+    # an unscoped user has no grants: its role applies to every VM
+    assert run("add", "dave", "--role", "reader", "--password-stdin", stdin="dave secret\n"
+               )[0] == 0
+    assert users.get("dave").grants() == ()  # type: ignore[union-attr]

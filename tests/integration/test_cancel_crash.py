@@ -121,7 +121,10 @@ def test_sigkill_mid_import(service: Service, client: LocalClient, big_vm: Sourc
         assert job["JobState"] == JobState.EXCEPTION
         assert "stopped" in job["ErrorDescription"] or "interrupted" in job["ErrorDescription"]
         assert not target.exists()
-        assert ours(restarted, storage_root) == before
+        # the restarted instance (the child's state dir) owns nothing, and the first
+        # service's VMs are as they were (each instance sees only its own VMs)
+        assert ours(restarted, storage_root) == set()
+        assert ours(service, storage_root) == before
         assert restarted.store.integrity_check()
     finally:
         cleanup(restarted, storage_root)

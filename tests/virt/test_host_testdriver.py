@@ -155,7 +155,8 @@ def test_foreign_domains_are_ignored(test_host: VirtHost, created: Tracker) -> N
     with pytest.raises(NotFound):
         test_host.turn_off(guid)
     vs = small_vm(guid)
-    with pytest.raises(InUse, match="'test' already uses this UUID"):
+    with pytest.raises(InUse, match="already used by a virtual machine this service does not "
+                                    "manage"):
         test_host.define(vs)
     assert "vsms" not in foreign.XMLDesc(0)
 

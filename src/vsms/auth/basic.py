@@ -29,7 +29,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vsms.auth.limiter import FailureLimiter, retry_after_header
 from vsms.auth.pam import PamAuthenticator
@@ -47,9 +47,10 @@ class Principal:
     """An authenticated user: ``via`` is "users-file", "pam" or "none" (authentication off)."""
 
     user: str
-    role: Role
+    role: Role  # the highest role the user has (on every VM when ``grants`` is empty)
     via: str
     source: str = ""
+    grants: tuple[tuple[str, Role], ...] = ()  # per-scope roles (vsms.auth.scopes); () = all
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class Authenticator:
         cached = self._cached(key)
         if cached is not None:
             self.limiter.success(source)
-            return Principal(cached.user, cached.role, cached.via, source)
+            return replace(cached, source=source)
         principal = self._check(user, password, users, source)
         if principal is None:
             return self._failed(source, user, "wrong user name or password")
@@ -144,7 +145,8 @@ class Authenticator:
             target = entry or User(user, Role.READER, self._dummy, "")
             with self._slots:
                 ok = verify(target, password, self.users.hasher)
-            return Principal(user, entry.role, "users-file", source) if ok and entry else None
+            return Principal(user, entry.top_role, "users-file", source,
+                             entry.grants()) if ok and entry else None
         if not self.pam.check(user, password, source):
             return None
         role = self.pam.role(user)

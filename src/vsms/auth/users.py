@@ -36,6 +36,7 @@ from vsms.errors import InvalidParameter, NotFound, SystemNotAvailable
 FORMAT = "vsms-users"
 VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
+SCOPE_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 LOCK_TIMEOUT = 10.0
@@ -49,13 +50,48 @@ def password_hasher() -> PasswordHasher:
 @dataclass(frozen=True)
 class User:
     name: str
-    role: Role
+    role: Role | None  # the global role (every VM); None: only the roles of ``scopes``
     hash: str  # argon2id encoded hash ($argon2id$v=19$m=...,t=...,p=...$salt$digest)
     changed: str  # ISO 8601 UTC time of the last change of password or role
+    scopes: tuple[tuple[str, Role], ...] = ()  # (scope name, role there), sorted by name
 
-    def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "role": self.role.label, "hash": self.hash,
-                "changed": self.changed}
+    @property
+    def top_role(self) -> Role:
+        """The highest role the user has anywhere (what the role table checks first)."""
+        return max([r for r in (self.role, *(r for _, r in self.scopes)) if r is not None])
+
+    def grants(self) -> tuple[tuple[str, Role], ...]:
+        """What ``vsms.auth.scopes`` filters by: () for a user without scopes (its role
+        applies everywhere), else the scope roles plus the global one under the scope ""."""
+        if not self.scopes:
+            return ()
+        return ((("", self.role),) if self.role is not None else ()) + self.scopes
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name,
+                               "role": self.role.label if self.role is not None else None,
+                               "hash": self.hash, "changed": self.changed}
+        if self.scopes:
+            out["scopes"] = {scope: role.label for scope, role in self.scopes}
+        return out
+
+
+def _with(user: User, scope: str | None, role: Role | None) -> User:
+    """``user`` with its global role (scope None) or its role in ``scope`` set; role None
+    takes it away. InvalidParameter when the user would be left with no role at all."""
+    if scope is None:
+        new = User(user.name, role, user.hash, _now(), user.scopes)
+    else:
+        scopes = dict(user.scopes)
+        if role is None:
+            scopes.pop(scope, None)
+        else:
+            scopes[scope] = role
+        new = User(user.name, user.role, user.hash, _now(), tuple(sorted(scopes.items())))
+    if new.role is None and not new.scopes:
+        raise InvalidParameter(f"user {user.name} would have no role left: remove the user "
+                               f"with `vsms user remove {user.name}` instead")
+    return new
 
 
 def check_name(name: str) -> str:
@@ -75,6 +111,24 @@ def check_password(password: str) -> str:
     if "\n" in password or "\r" in password or "\x00" in password:
         raise InvalidParameter("the password may not contain a line break or a NUL character")
     return password
+
+
+def _scope(name: str) -> str:
+    """A scope name (a VM's ScopeOfResidence): 1 to 128 printable characters."""
+    if not SCOPE_RE.match(name) or name != name.strip():
+        raise InvalidParameter(f"scope name {name!r} is not allowed: use 1 to 128 printable "
+                               "characters without leading or trailing spaces")
+    return name
+
+
+def _parse_scopes(raw: Any) -> tuple[tuple[str, Role], ...]:
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise ValueError("'scopes' is not a map of scope names to roles")
+    try:
+        return tuple(sorted((_scope(k), Role.parse(v)) for k, v in raw.items()))
+    except InvalidParameter as exc:
+        raise ValueError(str(exc)) from None
 
 
 def verify(user: User, password: str, hasher: PasswordHasher) -> bool:
@@ -149,18 +203,22 @@ class UsersFile:
         out: dict[str, User] = {}
         for i, e in enumerate(entries):
             if not isinstance(e, dict) or not all(
-                    isinstance(e.get(k), str) for k in ("name", "role", "hash")):
+                    isinstance(e.get(k), str) for k in ("name", "hash")) or not (
+                    isinstance(e.get("role"), str) or e.get("role") is None):
                 raise bad(f"entry {i} lacks a name, role or hash")
             name = e["name"]
             if not NAME_RE.match(name) or name in out:
                 raise bad(f"entry {i} has a bad or repeated user name {name!r}")
             try:
-                role = Role.parse(e["role"])
+                role = Role.parse(e["role"]) if e["role"] is not None else None
+                scopes = _parse_scopes(e.get("scopes", {}))
             except ValueError as exc:
                 raise bad(f"user {name}: {exc}") from None
+            if role is None and not scopes:
+                raise bad(f"user {name} has neither a role nor a scope")
             if not e["hash"].startswith("$argon2"):
                 raise bad(f"user {name} has no argon2 hash")
-            out[name] = User(name, role, e["hash"], str(e.get("changed", "")))
+            out[name] = User(name, role, e["hash"], str(e.get("changed", "")), scopes)
         return out
 
     def list(self) -> list[User]:
@@ -170,10 +228,13 @@ class UsersFile:
         return self.load().get(name)
 
     # ------------------------------------------------------------------ changing
-    def add(self, name: str, role: Role, password: str) -> User:
+    def add(self, name: str, role: Role, password: str, scope: str | None = None) -> User:
+        """Add a user with a global role, or (``scope``) a role in that scope only."""
         check_name(name)
         check_password(password)
-        user = User(name, role, self.hasher.hash(password), _now())
+        scopes = ((_scope(scope), role),) if scope is not None else ()
+        user = User(name, role if scope is None else None, self.hasher.hash(password), _now(),
+                    scopes)
         with self._locked():
             users = self.load()
             if name in users:
@@ -194,10 +255,12 @@ class UsersFile:
     def set_password(self, name: str, password: str) -> None:
         check_password(password)
         new_hash = self.hasher.hash(password)
-        self._change(name, lambda u: User(u.name, u.role, new_hash, _now()))
+        self._change(name, lambda u: User(u.name, u.role, new_hash, _now(), u.scopes))
 
-    def set_role(self, name: str, role: Role) -> None:
-        self._change(name, lambda u: User(u.name, role, u.hash, _now()))
+    def set_role(self, name: str, role: Role | None, scope: str | None = None) -> None:
+        """Set (None: take away) the user's global role, or its role in ``scope``."""
+        where = _scope(scope) if scope is not None else None
+        self._change(name, lambda u: _with(u, where, role))
 
     def _change(self, name: str, how: Any) -> None:
         with self._locked():

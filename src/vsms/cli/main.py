@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vsms`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command in ("serve", "user"):  # local commands, not clients of the service
+    if args.command in ("serve", "user") or getattr(args, "local", False):  # not clients
         status: int = args.run(args)
         return status
     out = Output(args.output)

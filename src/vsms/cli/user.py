@@ -1,5 +1,9 @@
 """``vsms user add|remove|list|passwd|role``: the users file of HTTP Basic authentication.
 
+A role is global (every VM) or, with ``--scope NAME``, granted on the VMs of that scope only
+(their ScopeOfResidence; ``vsms.auth.scopes``); a user may hold a global role and roles in
+several scopes.
+
 Works directly on ``users.json`` in the state directory (found like ``vsms serve`` finds it:
 ``--state-dir``, else ``--config`` TOML / ``VSMS_STATE_DIR``, else the default), never over the
 network, so it needs the rights of the service's account (root). A running service picks up
@@ -18,7 +22,7 @@ import sys
 from pathlib import Path
 
 from vsms.auth.policy import Role
-from vsms.auth.users import UsersFile, check_password
+from vsms.auth.users import User, UsersFile, check_password
 from vsms.cli.output import Output
 from vsms.errors import NotFound, VsmsError
 from vsms.settings import load_settings
@@ -41,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     a = actions.add_parser("add", parents=[where], help="add a user")
     a.add_argument("name")
     a.add_argument("--role", required=True, choices=_ROLES)
+    a.add_argument("--scope", metavar="NAME",
+                   help="grant the role only on the VMs of this scope (their ScopeOfResidence); "
+                        "without it the role applies to every VM")
     a.add_argument("--password-stdin", action="store_true",
                    help="read the password as one line from standard input")
     a.set_defaults(run=run, do=_add)
@@ -52,9 +59,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     w.add_argument("--password-stdin", action="store_true",
                    help="read the password as one line from standard input")
     w.set_defaults(run=run, do=_passwd)
-    o = actions.add_parser("role", parents=[where], help="change a user's role")
+    o = actions.add_parser("role", parents=[where],
+                           help="change a user's role (global, or in one scope)")
     o.add_argument("name")
-    o.add_argument("--role", required=True, choices=_ROLES)
+    o.add_argument("--role", required=True, choices=[*_ROLES, "none"],
+                   help="the new role; none takes the role (global or in --scope) away")
+    o.add_argument("--scope", metavar="NAME",
+                   help="change the role in this scope only (see `vsms user add --scope`)")
     o.set_defaults(run=run, do=_role)
     lst = actions.add_parser("list", parents=[where], help="list the users and their roles")
     lst.set_defaults(run=run, do=_list)
@@ -95,10 +106,23 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
+def _roles_text(user: User) -> str:
+    """``administrator`` / ``operator in scope t1, reader`` as the list shows them."""
+    parts = [f"{role.label} in scope {scope}" for scope, role in user.scopes]
+    if user.role is not None:
+        parts.insert(0, user.role.label if not parts else f"{user.role.label} everywhere")
+    return ", ".join(parts)
+
+
+def _roles_data(user: User) -> dict[str, object]:
+    return {"role": user.role.label if user.role is not None else None,
+            "scopes": {scope: role.label for scope, role in user.scopes}}
+
+
 def _add(args: argparse.Namespace, users: UsersFile, out: Output) -> int:
-    user = users.add(args.name, Role.parse(args.role), _password(args))
-    out.result(f"added user {user.name} ({user.role.label}) to {users.path}",
-               {"ok": True, "name": user.name, "role": user.role.label})
+    user = users.add(args.name, Role.parse(args.role), _password(args), scope=args.scope)
+    out.result(f"added user {user.name} ({_roles_text(user)}) to {users.path}",
+               {"ok": True, "name": user.name, **_roles_data(user)})
     return 0
 
 
@@ -118,20 +142,22 @@ def _passwd(args: argparse.Namespace, users: UsersFile, out: Output) -> int:
 
 
 def _role(args: argparse.Namespace, users: UsersFile, out: Output) -> int:
-    role = Role.parse(args.role)
-    users.set_role(args.name, role)
-    out.result(f"{args.name} is now {role.label}",
-               {"ok": True, "name": args.name, "role": role.label})
+    role = None if args.role == "none" else Role.parse(args.role)
+    users.set_role(args.name, role, scope=args.scope)
+    user = users.get(args.name)
+    assert user is not None
+    out.result(f"{args.name} is now {_roles_text(user)}",
+               {"ok": True, "name": args.name, **_roles_data(user)})
     return 0
 
 
 def _list(args: argparse.Namespace, users: UsersFile, out: Output) -> int:
     rows = users.list()
-    data = [{"name": u.name, "role": u.role.label, "changed": u.changed} for u in rows]
+    data = [{"name": u.name, **_roles_data(u), "changed": u.changed} for u in rows]
     if not rows:
         out.result(f"no users in {users.path} (add one with `vsms user add NAME --role ROLE`)",
                    data)
         return 0
-    out.result(out.table([[u.name, u.role.label, u.changed] for u in rows],
+    out.result(out.table([[u.name, _roles_text(u), u.changed] for u in rows],
                          ["NAME", "ROLE", "CHANGED"]), data)
     return 0

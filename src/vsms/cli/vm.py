@@ -18,6 +18,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.cim.enums import RequestedState, ResourceType
+from vsms.cli import adopt
 from vsms.cli.output import Output
 from vsms.cli.session import CliError, Session, job_summary, vm_summary
 from vsms.mapping.system import ACCELERATOR_INFO
@@ -75,6 +76,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                         help="delete a virtual machine's definition (its disks are kept)")
     a.add_argument("name", help="name (ElementName) or ID of the virtual machine")
     a.set_defaults(run=cmd_destroy)
+    adopt.add_action(acts)  # local, on the host (like `vsms user`)
 
 
 # ---------------------------------------------------------------------- list / show

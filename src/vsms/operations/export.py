@@ -26,7 +26,7 @@ from vsms.disks import qemuimg
 from vsms.disks.api import ProgressFn
 from vsms.disks.digests import DigestBook
 from vsms.disks.lanes import CopyTask, run_lanes
-from vsms.errors import InvalidParameter, InvalidState, NotFound, NotSupported
+from vsms.errors import AccessDenied, InvalidParameter, InvalidState, NotFound, NotSupported
 from vsms.exportdir import layout, writer
 from vsms.exportdir.layout import ExportConfig, ExportedDisk
 from vsms.jobs.context import JobContext
@@ -173,6 +173,21 @@ def _check_state(host: VirtHost, vs: VirtualSystem, allow_saved: bool,
             "supported yet: set CopyVmRuntimeInformation to FALSE, or turn the VM off first")
 
 
+def check_disks_confined(roots: StorageRoots, vs: VirtualSystem, verb: str) -> None:
+    """AccessDenied (32769) when a disk of ``vs`` lies outside the storage roots (by any route
+    ``StorageRoots.confine`` knows): a VM's disks are read only from inside the roots, whoever
+    put them there."""
+    for media in vs.disk_media():
+        try:
+            roots.confine(media.path, "its disk")
+        except AccessDenied as exc:
+            raise AccessDenied(
+                f"cannot {verb} virtual machine '{vs.name}' ({vs.guid}): {exc}. vsms reads and "
+                "writes a virtual machine's disks only inside the storage roots: move the disk "
+                "under a storage root and attach it from there, or add its directory as a "
+                "storage root") from None
+
+
 def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions, guid: str,
                    export_directory: str, options: ExportOptions, *,
                    allow_saved: bool, book: DigestBook | None = None) -> ExportWork:
@@ -190,6 +205,7 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
         raise InvalidState(f"virtual machine '{vs.name}' is busy: {what} is in progress; wait "
                            "for its job to finish")
     _check_state(host, vs, allow_saved, options)
+    check_disks_confined(roots, vs, "export")
     export_dir = roots.confine(export_directory, "ExportDirectory")
     if not export_dir.exists():
         raise InvalidParameter(

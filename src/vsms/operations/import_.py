@@ -41,7 +41,7 @@ from vsms.operations.identity import with_new_identity
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
 from vsms.store.db import Store
-from vsms.virt.host import VirtHost
+from vsms.virt.host import GUID_TAKEN, VirtHost
 
 
 def check_import_directory(roots: StorageRoots, store: Store, raw: str) -> Path:
@@ -159,6 +159,9 @@ class ImportWork:
                 raise InUse(
                     f"a virtual machine with ID {vs.guid} already exists: '{existing.name}'; "
                     "import with GenerateNewID TRUE, or destroy that virtual machine first")
+            if self.host.guid_taken(vs.guid):  # another instance's or a virsh domain: no details
+                raise InUse(f"cannot import {self.directory} with ID {vs.guid}: {GUID_TAKEN}; "
+                            "import with GenerateNewID TRUE to give it a new GUID")
         vs = replace(vs, name=opts.name or vs.name,
                      scope_of_residence=opts.security_scope or vs.scope_of_residence,
                      imported_from=str(self.directory))

@@ -10,7 +10,12 @@ What keeps it current:
 * a new connection (after libvirtd restarted) or a driver without events forces a full re-read.
 
 Domains without our metadata are remembered as foreign so they are not read again, and domains
-whose metadata is damaged are remembered as broken (ours, but not listed).
+whose metadata is damaged are remembered as broken (ours, but not listed). With an instance ID
+(``vsms serve`` always has one), only domains whose metadata names that instance are ours;
+domains of another instance, and those whose metadata names no instance (written before
+instance IDs existed), are remembered as others': never listed, read or acted on. Without an
+instance ID (tools and tests that look at the whole host) every domain with our metadata is
+ours.
 All methods are thread-safe; callers get deep copies (made by :func:`clone`), except from
 ``shared()``, for read-only callers.
 """
@@ -30,7 +35,6 @@ import libvirt
 
 from vsms.model.vm import VirtualSystem
 from vsms.virt import domxml
-from vsms.virt.metadata import MetadataError
 from vsms.virt.usage import UsageIndex
 
 log = logging.getLogger(__name__)
@@ -72,10 +76,12 @@ def _fetch_xml(dom: Any) -> tuple[str, str | None]:
 
 
 class SystemCache:
-    def __init__(self) -> None:
+    def __init__(self, instance: str | None = None) -> None:
+        self.instance = instance.upper() if instance is not None else None
         self._lock = threading.Lock()  # the tables below; held while re-reading domains
         self._ours: dict[str, VirtualSystem] = {}
         self._foreign: set[str] = set()
+        self._others: dict[str, str] = {}  # GUID -> owner ("" = none) of vsms domains not ours
         self._broken: dict[str, str] = {}
         self._pending_lock = threading.Lock()  # never held during a libvirt call
         self._dirty: set[str] = set()
@@ -135,24 +141,25 @@ class SystemCache:
                 self._store_xml(guid, xml)
 
     def _store_xml(self, guid: str, xml: str) -> None:
-        try:
-            vs = domxml.parse(xml)
-        except MetadataError as exc:
-            log.error("libvirt domain %s carries vsms metadata that cannot be read (%s); "
-                      "it is not listed until it is defined again", guid, exc)
-            self._broken[guid] = str(exc)
-            return
-        if vs is None:
+        reading = domxml.read(xml)
+        if reading.owner is None:
             self._foreign.add(guid)
+        elif self.instance is not None and reading.owner != self.instance:
+            self._others[guid] = reading.owner
+        elif reading.vs is None:
+            log.error("libvirt domain %s carries vsms metadata that cannot be read (%s); "
+                      "it is not listed until it is defined again", guid, reading.error)
+            self._broken[guid] = reading.error or "unreadable"
         else:
-            self._ours[guid] = vs
-            self._usage.add(guid, vs)
+            self._ours[guid] = reading.vs
+            self._usage.add(guid, reading.vs)
 
     def _forget(self, guid: str) -> None:
         old = self._ours.pop(guid, None)
         if old is not None:
             self._usage.remove(guid, old)
         self._foreign.discard(guid)
+        self._others.pop(guid, None)
         self._broken.pop(guid, None)
 
     def refresh(self, conn: Any, domains: list[Any] | None, *, force_resync: bool,
@@ -173,6 +180,7 @@ class SystemCache:
                     kept = {g: self._ours[g] for g in recent if g in self._ours}
                     self._ours.clear()
                     self._foreign.clear()
+                    self._others.clear()
                     self._broken.clear()
                     self._ours.update(kept)
                     self._usage.clear()
@@ -195,7 +203,7 @@ class SystemCache:
                 raise
 
     def _known(self) -> set[str]:
-        return self._ours.keys() | self._foreign | self._broken.keys()
+        return self._ours.keys() | self._foreign | self._others.keys() | self._broken.keys()
 
     def _read_by_guid(self, conn: Any, guid: str) -> None:
         try:
@@ -286,5 +294,12 @@ class SystemCache:
             return guid in self._ours or guid in self._broken
 
     def is_foreign(self, guid: str) -> bool:
+        """A domain without vsms metadata (made with virsh, say)."""
         with self._lock:
             return guid in self._foreign
+
+    def unowned(self) -> list[str]:
+        """GUIDs of the domains with vsms metadata that names no instance (from before
+        instance IDs), which an instance shows only once they are adopted."""
+        with self._lock:
+            return sorted(g for g, owner in self._others.items() if not owner)

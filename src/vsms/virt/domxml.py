@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from vsms.model.vm import ControllerKind, DriveKind, ImageFormat, VirtualSystem
 from vsms.virt import metadata
@@ -101,8 +101,10 @@ def _nics(devices: ET.Element, vs: VirtualSystem) -> None:
         _sub(iface, "alias", name=metadata.nic_alias(i))
 
 
-def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None = None) -> str:
-    """The domain XML for ``vs`` (already validated; ``guid`` is its canonical form)."""
+def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None = None,
+          owner: str = "") -> str:
+    """The domain XML for ``vs`` (already validated; ``guid`` is its canonical form), owned by
+    the vsms instance ``owner`` ("" records no owner)."""
     root = ET.Element("domain", type=domain_type)
     _sub(root, "name", guid.upper())
     _sub(root, "uuid", guid.lower())
@@ -111,7 +113,7 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
         _sub(root, "title", title)
     if vs.notes:
         _sub(root, "description", vs.notes)
-    _sub(root, "metadata").append(metadata.to_element(replace(vs, guid=guid)))
+    _sub(root, "metadata").append(metadata.to_element(replace(vs, guid=guid), owner))
     _sub(root, "memory", str(vs.memory_mb), unit="MiB")
     _sub(root, "vcpu", str(vs.processors))
     os_el = _sub(root, "os")
@@ -138,7 +140,7 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
     return ET.tostring(root, encoding="unicode")
 
 
-def _memory_mb(root: ET.Element) -> int | None:
+def memory_mb(root: ET.Element) -> int | None:
     el = root.find("memory")
     if el is None or not (el.text or "").strip():
         return None
@@ -203,6 +205,33 @@ def _overlay_nics(root: ET.Element, vs: VirtualSystem, aliases: list[str]) -> No
     vs.nics = kept
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What a domain XML says about its vsms: ``owner`` is None when it carries no metadata of
+    ours, else the instance ID recorded there ("" when none, i.e. written before instance IDs
+    existed); exactly one of ``vs`` and ``error`` is set when ``owner`` is not None."""
+
+    owner: str | None
+    vs: VirtualSystem | None = None
+    error: str | None = None
+
+
+def read(xml: str) -> Reading:
+    """Owner and model of a domain XML; never raises for bad metadata (see ``Reading``)."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        return Reading("", error=f"domain XML does not parse: {exc}")
+    element = metadata.find(root)
+    if element is None:
+        return Reading(None)
+    owner = metadata.owner_of(element)
+    try:
+        return Reading(owner, vs=_model(root, element))
+    except metadata.MetadataError as exc:
+        return Reading(owner, error=str(exc))
+
+
 def parse(xml: str) -> VirtualSystem | None:
     """The VirtualSystem a domain XML describes, or None when it carries no metadata of ours.
 
@@ -215,13 +244,17 @@ def parse(xml: str) -> VirtualSystem | None:
     element = metadata.find(root)
     if element is None:
         return None
+    return _model(root, element)
+
+
+def _model(root: ET.Element, element: ET.Element) -> VirtualSystem:
     vs = metadata.from_element(element)
     uuid_el = root.find("uuid")
     if uuid_el is not None and uuid_el.text and uuid_el.text.strip().upper() != vs.guid:
         raise metadata.MetadataError(
             f"metadata names GUID {vs.guid} but the domain UUID is {uuid_el.text.strip()}")
     vs.accelerator = root.get("type", "")
-    memory = _memory_mb(root)
+    memory = memory_mb(root)
     if memory is not None:
         vs.memory_mb = memory
     vcpu = root.find("vcpu")

@@ -1,7 +1,10 @@
 """VirtHost: the virtual machines of one libvirt connection, as vsms models and states.
 
-Only domains that carry our metadata are seen; every other domain is ignored. Every method is
-thread-safe and raises ``vsms.errors`` classes only (a libvirt error never escapes).
+Only domains that carry our metadata are seen; every other domain is ignored. With an
+``instance`` ID (``vsms serve`` always passes one), only the domains whose metadata names that
+instance are seen (``vsms.virt.adopt``); without one, every domain with our metadata is (the
+host-wide view of maintenance tools and tests). Every method is thread-safe and raises
+``vsms.errors`` classes only (a libvirt error never escapes).
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from typing import Any
 import libvirt
 
 from vsms.cim.enums import EnabledState
-from vsms.errors import InUse, InvalidState, NotFound
+from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound
 from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
 from vsms.virt import caps, domxml
+from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
-from vsms.virt.metadata import MetadataError
 from vsms.virt.states import describe, steady_state
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,8 @@ _UNDEFINE_ALL = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
 _UNDEFINE_BASIC = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 _UNSUPPORTED_FLAGS = (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT)
+
+GUID_TAKEN = "this GUID is already used by a virtual machine this service does not manage"
 
 Action = Callable[[Any, EnabledState, str], None]  # (domain, its steady state, label)
 
@@ -44,9 +49,10 @@ class VirtHost:
     """
 
     def __init__(self, uri: str, domain_type: str = "auto", *,
-                 reconnect_timeout: float = 10.0) -> None:
+                 reconnect_timeout: float = 10.0, instance: str | None = None) -> None:
         self._domain_type = caps.check_requested(domain_type)
-        self._cache = SystemCache()
+        self.instance = instance.upper() if instance is not None else None
+        self._cache = SystemCache(self.instance)
         self._conn = Connection(uri, on_domain_changed=self._cache.mark,
                                 on_reset=self._cache.reset, reconnect_timeout=reconnect_timeout)
         self.uri = uri
@@ -174,7 +180,7 @@ class VirtHost:
 
         def work(conn: Any) -> None:
             domain_type, emulator = self._resolve(conn)
-            xml = domxml.build(checked.vs, guid, domain_type, emulator)
+            xml = domxml.build(checked.vs, guid, domain_type, emulator, self.instance or "")
             self._refuse_foreign(conn, guid)
             # No schema validation flag: libvirt's own parser names the actual cause
             # (e.g. an unknown disk format), which the schema error would hide.
@@ -189,14 +195,62 @@ class VirtHost:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return
             raise
-        try:
-            ours = domxml.parse(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) is not None
-        except MetadataError:
-            ours = True  # ours, damaged: redefining repairs it
-        if not ours:
-            raise InUse(f"cannot define virtual machine {guid}: libvirt domain "
-                        f"'{existing.name()}' already uses this UUID and is not managed by "
-                        "vsms; give the VM a new GUID or remove that domain with virsh")
+        owner = domxml.read(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).owner
+        # ours, even with damaged metadata: redefining repairs it
+        if owner is not None and (self.instance is None or owner == self.instance):
+            return
+        raise InUse(f"cannot define virtual machine {guid}: {GUID_TAKEN}; give the virtual "
+                    "machine a new GUID")
+
+    def guid_taken(self, guid: str) -> bool:
+        """Does any libvirt domain use this GUID, whoever manages it? (libvirt UUIDs are
+        global: a VM of another instance blocks the GUID here too.)"""
+        g = checks.canonical_guid(guid)
+        if g is None:
+            return False
+
+        def work(conn: Any) -> bool:
+            try:
+                conn.lookupByUUIDString(g)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return False
+                raise
+            return True
+        return self._conn.run(f"look up GUID {g}", work)
+
+    def unowned(self) -> list[str]:
+        """GUIDs of domains with vsms metadata that names no instance (see vsms.virt.adopt)."""
+        def work(conn: Any) -> list[str]:
+            self._refresh(conn, conn.listAllDomains(0), self._cache.seq())
+            return self._cache.unowned()
+        return self._conn.run("list the domains no vsms instance owns", work)
+
+    def adopt(self, name: str) -> Adoption:
+        """Make the libvirt domain ``name`` (a name or UUID) one of this instance's VMs
+        (see ``vsms.virt.adopt``); NotFound when there is none, InUse when another instance
+        owns it, InvalidParameter when vsms cannot represent it."""
+        if self.instance is None:
+            raise InvalidParameter("adopting a domain needs the instance ID of a vsms")
+        instance = self.instance
+
+        def work(conn: Any) -> Adoption:
+            try:
+                dom = (conn.lookupByUUIDString(name) if checks.canonical_guid(name)
+                       else conn.lookupByName(name))
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                raise NotFound(f"there is no libvirt domain {name!r} on {self.uri}: "
+                               "see `virsh list --all`") from None
+            guid = dom.UUIDString().upper()
+            label = f"libvirt domain '{dom.name()}' ({guid})"
+            xml, kind = adopted_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), instance, label)
+            if xml:
+                new = conn.defineXML(xml)
+                self._cache.store_xml(guid, new.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            return Adoption(guid, dom.name(), kind)
+        return self._conn.run(f"adopt libvirt domain {name!r}", work)
 
     def undefine(self, guid: str) -> None:
         """Remove the VM: turned off first if it runs, its saved state and libvirt-owned files

@@ -4,7 +4,9 @@ It sits in the domain's ``<metadata>`` under our own namespace and records the c
 (every dev_id, the ElementName of the VM and of each device a client named, notes, creation
 time, boot order, data roots, lineage, the format and path of every image, each adapter's
 StaticMacAddress and VirtualSystemIdentifiers), so a ``VirtualSystem`` can be rebuilt from it
-alone. Every value is an attribute: libvirt re-indents element content but keeps attribute values
+alone, and the instance ID of the vsms that owns the domain (attribute ``instance``; see
+``vsms.virt.adopt``). Every value is an attribute: libvirt re-indents element content but keeps
+attribute values
 exactly.
 """
 
@@ -37,6 +39,7 @@ _DRIVE = f"{{{NAMESPACE}}}drive"
 _MEDIA = f"{{{NAMESPACE}}}media"
 _NIC = f"{{{NAMESPACE}}}nic"
 _LABEL = f"{{{NAMESPACE}}}label"  # the ElementName a client gave a device
+OWNER = "instance"  # attribute: the instance ID of the vsms that manages the domain
 
 
 class MetadataError(ValueError):
@@ -48,15 +51,18 @@ def nic_alias(index: int) -> str:
     return f"ua-vsms-nic{index}"
 
 
-def to_element(vs: VirtualSystem) -> ET.Element:
-    """The ``vsms:system`` element recording ``vs``, ready to serialise.
+def to_element(vs: VirtualSystem, owner: str = "") -> ET.Element:
+    """The ``vsms:system`` element recording ``vs``, ready to serialise; ``owner`` is the
+    instance ID of the vsms that manages it ("" writes none: a domain no instance owns).
 
     Tags carry the literal ``vsms:`` prefix and the root declares it, so ElementTree writes our
     prefix without touching its process-wide prefix registry.
     """
+    head = {f"xmlns:{PREFIX}": NAMESPACE, "schema": str(SCHEMA_VERSION)}
+    if owner:
+        head[OWNER] = owner
     root = ET.Element(f"{PREFIX}:system", {
-        f"xmlns:{PREFIX}": NAMESPACE,
-        "schema": str(SCHEMA_VERSION),
+        **head,
         "guid": vs.guid.upper(),
         "name": vs.name,
         "notes": vs.notes,
@@ -96,6 +102,12 @@ def to_element(vs: VirtualSystem) -> ET.Element:
 def find(domain: ET.Element) -> ET.Element | None:
     """Our element inside a parsed ``<domain>``, or None when the domain is not ours."""
     return domain.find(f"metadata/{_SYSTEM}")
+
+
+def owner_of(el: ET.Element) -> str:
+    """The instance ID recorded in our element; "" for metadata written before instance IDs
+    (or by a tool that manages no instance)."""
+    return (el.get(OWNER) or "").strip().upper()
 
 
 def _get(el: ET.Element, name: str) -> str:

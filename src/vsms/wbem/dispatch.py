@@ -7,7 +7,9 @@ which is also what makes pywbem fall back from pull operations it meets unsuppor
 
 Authorization (``vsms.auth.policy``) comes first: given the caller's :class:`Principal`, a
 denied intrinsic operation gets CIM_ERR_ACCESS_DENIED and a denied extrinsic method
-ReturnValue 32769 without reaching a provider. With an audit log, every extrinsic call (denied,
+ReturnValue 32769 without reaching a provider. Then every operation of an authenticated caller
+runs on the registry as that caller sees it (``vsms.auth.scopes.ScopedRegistry``: per-VM
+scopes; a caller without scopes sees everything). With an audit log, every extrinsic call (denied,
 failed or not) is written to it, and the job a call started (4096) is watched until it ends.
 """
 
@@ -25,6 +27,7 @@ from vsms.auth import policy
 from vsms.auth.audit import AuditLog, summarise_arguments
 from vsms.auth.basic import Principal
 from vsms.auth.jobwatch import JobWatcher
+from vsms.auth.scopes import JobOwners, ScopedRegistry
 from vsms.cim.enums import ReturnCode
 from vsms.providers.context import caller
 from vsms.providers.registry import Registry
@@ -97,6 +100,7 @@ class Dispatcher:
         self.contexts = contexts if contexts is not None else EnumerationContexts()
         self.audit = audit
         self.watcher = JobWatcher(registry, audit) if audit is not None else None
+        self.job_owners = JobOwners()  # who started which job (scoped users see their jobs)
 
     def close(self) -> None:
         """Stop watching jobs for the audit log (their lines say the outcome was not seen)."""
@@ -113,13 +117,14 @@ class Dispatcher:
                                        f"{policy.operation_role(call.name).label} role; user "
                                        f"{principal.user!r} has the {principal.role.label} "
                                        f"role")
-        return self._guard(lambda: self._intrinsic(call, principal), call.name)
+        return self._guard(
+            lambda: self._intrinsic(call, self._view(principal), principal), call.name)
 
     def extrinsic(self, call: MethodCall, principal: Principal | None = None) -> Outcome:
         def run() -> Outcome:
             token = caller.set(principal.user if principal else "")  # the Owner of its jobs
             try:
-                body, classname = extrinsic.invoke(self.registry, self.host, call)
+                body, classname = extrinsic.invoke(self._view(principal), self.host, call)
             finally:
                 caller.reset(token)
             return Outcome(body, classname=classname)
@@ -161,10 +166,18 @@ class Dispatcher:
         if job is not None and rv == ReturnCode.JOB_STARTED and self.watcher is not None:
             self.watcher.watch(job.namespace or call.namespace, job, who)
 
-    def _intrinsic(self, call: IMethodCall, principal: Principal | None) -> Outcome:
+    def _view(self, principal: Principal | None) -> Registry:
+        """The registry as the caller sees it: filtered by its scopes (vsms.auth.scopes); the
+        registry itself for callers without scopes."""
+        if principal is None or not principal.grants:
+            return self.registry
+        return ScopedRegistry(self.registry, principal, self.job_owners)
+
+    def _intrinsic(self, call: IMethodCall, registry: Registry,
+                   principal: Principal | None) -> Outcome:
         low = call.name.lower()
-        ns = self.registry.namespace(call.namespace).name
-        ctx = Ctx(self.registry, ns, self.host, principal.user if principal else None)
+        ns = registry.namespace(call.namespace).name
+        ctx = Ctx(registry, ns, self.host, principal.user if principal else None)
         if low in _BY_NAME:
             handler, allowed = _BY_NAME[low][1]
             result = handler(ctx, Args(call, allowed))
