@@ -403,8 +403,12 @@ def test_shutdown_cancels_rolls_back_and_refuses_new_jobs(make: Any, undone: lis
 
 def test_undo_of_unknown_kind_is_refused_before_the_side_effect(make: Any) -> None:
     mgr = make()
-    done = mgr.wait(mgr.submit(name="n", description="d", work=FnWork(
-        lambda ctx: ctx.add_undo("format_disk", path="/"))).instance_id, DEADLINE)
+
+    def body(ctx: JobContext) -> None:
+        ctx.add_undo("format_disk", path="/")
+
+    done = mgr.wait(mgr.submit(name="n", description="d", work=FnWork(body)).instance_id,
+                    DEADLINE)
     assert done.state is JobState.EXCEPTION and "unknown kind 'format_disk'" in \
         done.error_description
 

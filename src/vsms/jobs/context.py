@@ -68,19 +68,27 @@ class JobContext:
         if self.cancel_event.is_set():
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
-    def add_undo(self, kind: str, **args: Any) -> None:
+    def add_undo(self, kind: str, **args: Any) -> int:
         """Append a write-ahead undo record; it is committed to the store when this returns.
 
-        Call it BEFORE the side effect it undoes. Raises ``OperationFailed`` for a kind that has
-        no handler and ``InvalidParameter`` for arguments that are not JSON.
+        Call it BEFORE the side effect it undoes. Returns the record's number (for
+        ``amend_undo``). Raises ``OperationFailed`` for a kind that has no handler and
+        ``InvalidParameter`` for arguments that are not JSON.
         """
         if kind not in self._undo_kinds:
             raise OperationFailed(
                 f"job {self.job_id} registered an undo step of unknown kind {kind!r}; known "
                 f"kinds: {', '.join(sorted(self._undo_kinds)) or 'none'} (a vsms bug)")
         with self._lock, self._store.transaction():
-            self._store.add_undo(self.job_id, kind, dict(args))
+            seq = self._store.add_undo(self.job_id, kind, dict(args))
             self.persist()
+        return seq
+
+    def amend_undo(self, seq: int, **args: Any) -> None:
+        """Replace the arguments of the undo record ``seq`` (written by ``add_undo`` before the
+        side effect) with what the side effect revealed, e.g. the identity of a new file."""
+        with self._lock:
+            self._store.update_undo(self.job_id, seq, dict(args))
 
     def set_result(self, **values: Any) -> None:
         """Add out parameters; readable in ``JobRecord.result`` once the job has completed."""

@@ -11,11 +11,10 @@ is journaled before it happens, so a failure, a cancel or a crash leaves no half
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vsms.disks import copy as diskcopy
@@ -37,9 +36,11 @@ from vsms.mapping.exportimport import ImportOptions
 from vsms.mapping.system import system_from_instances
 from vsms.model.job import AffectedElement
 from vsms.model.vm import DriveKind, ImageFormat, Media, VirtualSystem
+from vsms.operations import files
 from vsms.operations.identity import with_new_identity
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
+from vsms.operations.reservations import Reservation
 from vsms.store.db import Store
 from vsms.virt.host import VirtHost
 
@@ -87,6 +88,7 @@ class ImportWork:
     roots: StorageRoots
     directory: Path
     options: ImportOptions
+    _reservation: Reservation | None = field(default=None, init=False, repr=False)
 
     @property
     def description(self) -> str:
@@ -94,6 +96,13 @@ class ImportWork:
         return f"Importing virtual machine from {self.directory} {how}"
 
     def run(self, ctx: JobContext) -> None:
+        try:
+            self._run(ctx)
+        finally:
+            if self._reservation is not None:
+                self._reservation.release()
+
+    def _run(self, ctx: JobContext) -> None:
         size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
         create_copy = self.options.create_copy
         phases = PhaseProgress(ctx.progress, {"verify": size // 100 + 1, "copy": size,
@@ -106,6 +115,9 @@ class ImportWork:
         ctx.check_cancelled()
         vs, copies = self._plan(pkg)
         if create_copy:
+            # one table for every call that creates files: a target is never shared
+            self._reservation = self.roots.targets.reserve(
+                [Path(c.dst) for c in copies], f"the import of {self.directory}")
             self._copy(ctx, pkg, copies, phases)
         else:
             ctx.add_undo("unmark_consumed", directory=str(self.directory), guid=vs.guid)
@@ -238,25 +250,24 @@ class ImportWork:
         return copies
 
     # ------------------------------------------------------------------ effects
-    def _copier(self, pkg: ExportPackage, c: Copy, expected: str | None
+    def _copier(self, pkg: ExportPackage, c: Copy, expected: str | None, fd: int
                 ) -> Callable[[ProgressFn, threading.Event], None]:
-        """The copy of one disk: converted when the target format differs (e.g. VHD -> qcow2:
-        QEMU can save the state of a VM only on qcow2/raw), verified against ``expected``
-        while copied when that is given, plainly copied otherwise."""
+        """The copy of one disk into the file open as ``fd`` (created by the job): converted
+        when the target format differs (e.g. VHD -> qcow2: QEMU can save the state of a VM
+        only on qcow2/raw), verified against ``expected`` while copied when that is given,
+        plainly copied otherwise. A partial or mismatching copy is removed by the rollback."""
         def run(progress: ProgressFn, cancel: threading.Event) -> None:
             if c.dst_format is not c.src_format:
                 convert_file(c.src, c.src_format, c.dst, c.dst_format, progress=progress,
-                             cancel=cancel)
+                             cancel=cancel, dst_fd=fd)
             elif expected is not None:
                 _, digest = diskcopy.copy_and_hash(c.src, c.dst, progress=progress,
-                                                   cancel=cancel, book=self.store)
+                                                   cancel=cancel, book=self.store, dst_fd=fd)
                 if digest != expected:
-                    with contextlib.suppress(OSError):
-                        os.unlink(c.dst)
                     raise ValidationFailed([checksum_mismatch(c.rel)], summary=(
                         f"The export directory {str(pkg.directory)!r} failed validation"))
             else:
-                diskcopy.copy_file(c.src, c.dst, progress=progress, cancel=cancel)
+                diskcopy.copy_file(c.src, c.dst, progress=progress, cancel=cancel, dst_fd=fd)
         return run
 
     def _copy(self, ctx: JobContext, pkg: ExportPackage, copies: list[Copy],
@@ -271,15 +282,21 @@ class ImportWork:
         sizes = [diskcopy.data_bytes(c.src) for c in copies]
         on_copy = phases.phase("copy", pre + sum(sizes))
         verify_checksums(pkg, first, progress=on_copy, cancel=ctx.cancel_event, book=self.store)
-        for c in copies:  # journaled first, in this thread: the copies may run in parallel
-            parent = Path(c.dst).parent
-            if not parent.exists():
-                top = next(p for p in [*reversed(parent.parents), parent] if not p.exists())
-                ctx.add_undo("remove_tree", path=str(top))
-                parent.mkdir(parents=True, mode=0o755)
-            ctx.add_undo("remove_file", path=c.dst)
-        tasks = [CopyTask(c.src, c.dst, self._copier(pkg, c, expected.get(c.rel)
-                                                     if c.rel in hashed else None))
-                 for c in copies]
-        run_lanes(tasks, progress=offset(on_copy, pre), cancel=ctx.cancel_event)
+        fds: list[int] = []
+        try:
+            # Each target is created exclusively in this thread (the copies may run in
+            # parallel), relative to a handle of its folder opened without following links;
+            # the copy then writes into that very file, whatever happens to the path meanwhile.
+            for c in copies:
+                with files.open_target_dir(ctx, Path(c.dst).parent, self.roots.roots) as d:
+                    fds.append(files.create_file(ctx, d, Path(c.dst).name))
+            tasks = [CopyTask(c.src, c.dst, self._copier(
+                pkg, c, expected.get(c.rel) if c.rel in hashed else None, fd))
+                for c, fd in zip(copies, fds, strict=True)]
+            run_lanes(tasks, progress=offset(on_copy, pre), cancel=ctx.cancel_event)
+            for c, fd in zip(copies, fds, strict=True):  # register what was written
+                files.check_in_place(c.dst, self.roots.roots, fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
         phases.done("copy")

@@ -11,16 +11,14 @@ in memory and replayed in reverse if the operation fails.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from vsms.cim.enums import EnabledState
 from vsms.errors import NotFound, OperationFailed
 from vsms.mapping.vmjson import from_json
+from vsms.operations.files import undo_remove_file, undo_remove_tree
 from vsms.store.db import Store
 from vsms.virt.host import VirtHost
 
@@ -32,7 +30,7 @@ UndoHandler = Callable[[dict[str, Any]], None]
 class OpContext(Protocol):
     """What an operation's ``run`` uses of its context (a job's JobContext provides it)."""
 
-    def add_undo(self, kind: str, **args: Any) -> None: ...
+    def add_undo(self, kind: str, **args: Any) -> int: ...
 
     def progress(self, percent: float) -> None: ...
 
@@ -55,10 +53,14 @@ class LocalContext:
         self.result: dict[str, Any] = {}
         self._kinds = kinds
 
-    def add_undo(self, kind: str, **args: Any) -> None:
+    def add_undo(self, kind: str, **args: Any) -> int:
         if kind not in self._kinds:
             raise OperationFailed(f"undo step of unknown kind {kind!r} (a vsms bug)")
         self.undo.append((kind, dict(args)))
+        return len(self.undo)
+
+    def amend_undo(self, seq: int, **args: Any) -> None:
+        self.undo[seq - 1] = (self.undo[seq - 1][0], dict(args))
 
     def progress(self, percent: float) -> None:
         return None
@@ -89,30 +91,9 @@ def run_now(op: Operation, handlers: dict[str, UndoHandler]) -> dict[str, Any]:
     return ctx.result
 
 
-def _remove_file(args: dict[str, Any]) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(str(args["path"]))
-
-
-def _remove_tree(args: dict[str, Any]) -> None:
-    path = os.path.abspath(str(args["path"]))
-    if path == os.path.sep:
-        raise OperationFailed("refusing to remove the root directory (a corrupt undo record)")
-    if os.path.islink(path) or os.path.isfile(path):
-        _remove_file({"path": path})
-    elif os.path.isdir(path):
-        shutil.rmtree(path)
-
-
-def _rename(args: dict[str, Any]) -> None:
-    src, dst = str(args["src"]), str(args["dst"])
-    if os.path.lexists(dst) and not os.path.lexists(src):
-        os.rename(dst, src)
-
-
 def undo_handlers(host: VirtHost, store: Store) -> dict[str, UndoHandler]:
-    """One handler per undo kind: remove_file, remove_tree, undefine, redefine,
-    unmark_consumed, rename."""
+    """One handler per undo kind: remove_file, remove_tree (``operations.files``: only what
+    the job created), undefine, redefine, unmark_consumed."""
 
     def undefine(args: dict[str, Any]) -> None:
         guid = str(args["guid"])
@@ -137,10 +118,9 @@ def undo_handlers(host: VirtHost, store: Store) -> dict[str, UndoHandler]:
                 store.unmark_consumed(directory)
 
     return {
-        "remove_file": _remove_file,
-        "remove_tree": _remove_tree,
+        "remove_file": undo_remove_file,
+        "remove_tree": undo_remove_tree,
         "undefine": undefine,
         "redefine": redefine,
         "unmark_consumed": unmark_consumed,
-        "rename": _rename,
     }
