@@ -27,9 +27,11 @@ from vsms.exportdir.reader import (
     ExportPackage,
     checksum_mismatch,
     listed_checksums,
-    looks_like_export_root,
     read_export,
     verify_checksums,
+)
+from vsms.exportdir.reader import (
+    check_import_directory as check_directory,
 )
 from vsms.jobs.context import JobContext
 from vsms.mapping.exportimport import ImportOptions
@@ -46,21 +48,11 @@ from vsms.virt.host import VirtHost
 
 
 def check_import_directory(roots: StorageRoots, store: Store, raw: str) -> Path:
-    """The quick checks every import method makes on ImportDirectory (ReturnValue on failure)."""
+    """The quick checks every import method makes on ImportDirectory (ReturnValue on failure):
+    confined to the roots, then the one directory check of ``exportdir.reader``, then not
+    imported in place already."""
     directory = roots.confine(raw, "ImportDirectory")
-    if not directory.exists():
-        raise InvalidParameter(
-            f"ImportDirectory {raw} does not exist: pass the per-VM subdirectory that "
-            "ExportVirtualSystem created")
-    if not directory.is_dir():
-        raise InvalidParameter(f"ImportDirectory {raw} is not a directory: pass the per-VM "
-                               "subdirectory that ExportVirtualSystem created")
-    subdirs = looks_like_export_root(directory)
-    if subdirs:
-        shown = ", ".join(f"'{directory / s}'" for s in subdirs)
-        raise InvalidParameter(
-            f"ImportDirectory {raw} is the export root, not an exported virtual machine: pass "
-            f"one of its subdirectories: {shown}")
+    directory = check_directory(directory, f"ImportDirectory {raw}")
     owner = store.consumed(str(directory))
     if owner is not None:
         raise InUse(
