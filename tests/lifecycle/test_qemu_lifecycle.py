@@ -13,6 +13,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.cim.enums import JobState, ReturnCode
+from vsms.jobs.undo import UndoBook
 from vsms.mapping import ids
 from vsms.operations.state import prepare_state_change
 from vsms.operations.undo import LocalContext
@@ -137,7 +138,7 @@ def test_define_modify_resources_states_destroy(svc: Harness, storage_root: Path
     change = prepare_state_change(svc.host, svc.transitions, guid, 2)
     cs = svc.get(vm)
     assert (cs["EnabledState"], cs["RequestedState"]) == (32770, 2)
-    change.run(LocalContext(frozenset()))
+    change.run(LocalContext(UndoBook((), None)))  # a state change records no undo step
     cs = svc.get(vm)
     assert (cs["EnabledState"], cs["RequestedState"]) == (2, 12)
 

@@ -32,7 +32,7 @@ from vsms.disks.lanes import CopyTask, run_lanes
 from vsms.errors import InvalidParameter, InvalidState, NotFound, NotSupported
 from vsms.exportdir import layout, writer
 from vsms.exportdir.layout import ExportConfig, ExportedDisk
-from vsms.jobs.context import JobContext
+from vsms.jobs.context import OpContext
 from vsms.mapping.exportimport import ExportOptions
 from vsms.mapping.system import settings_instances
 from vsms.model.job import AffectedElement
@@ -42,6 +42,7 @@ from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress
 from vsms.operations.reservations import Reservation
 from vsms.operations.transitions import Transition, Transitions
+from vsms.operations.undo import RemoveTree
 from vsms.virt.host import VirtHost
 
 _EXPORT_ENTRIES = (layout.CONFIG, layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR,
@@ -74,7 +75,7 @@ class ExportWork:
     def description(self) -> str:
         return f"Exporting virtual machine '{self.vs.name}' to {self.dest}"
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
         """The job; the VM was reserved (shown as exporting, busy) by prepare_export."""
         vs = self.vs
         targets: Reservation | None = None
@@ -111,7 +112,7 @@ class ExportWork:
                                           book=self.book)
         return run
 
-    def _write(self, ctx: JobContext, tmp: Path) -> None:
+    def _write(self, ctx: OpContext, tmp: Path) -> None:
         vs = self.vs
         disks = vs.disk_media() if self.options.copy_storage else []
         data = {m.dev_id: diskcopy.data_bytes(m.path) for m in disks}
@@ -149,7 +150,7 @@ class ExportWork:
                               known=digests)
         phases.done("hash")
 
-    def _publish(self, ctx: JobContext, exp: Dir, tmp: Dir, name: str) -> None:
+    def _publish(self, ctx: OpContext, exp: Dir, tmp: Dir, name: str) -> None:
         """Rename the finished export into place, never over anything (RENAME_NOREPLACE);
         each renamed entry is journaled first by the inode it is."""
         ctx.check_cancelled()
@@ -163,14 +164,12 @@ class ExportWork:
                     os.rmdir(dest, dir_fd=exp.fd)  # only an empty directory (as in prepare)
                 except OSError as exc:
                     raise _taken(self.dest) from exc
-            ctx.add_undo("remove_tree", parent=exp.path, name=dest, dev=tmp.identity.dev,
-                         ino=tmp.identity.ino)
+            ctx.add_undo(RemoveTree(exp.path, dest, tmp.identity.dev, tmp.identity.ino))
             self._rename(exp, name, exp, dest)
         else:
             for entry in _EXPORT_ENTRIES:  # manifest last: it marks the export complete
                 ident = Identity.of(tmp.lstat(entry))
-                ctx.add_undo("remove_tree", parent=exp.path, name=entry, dev=ident.dev,
-                             ino=ident.ino)
+                ctx.add_undo(RemoveTree(exp.path, entry, ident.dev, ident.ino))
                 self._rename(tmp, entry, exp, entry)
             os.rmdir(name, dir_fd=exp.fd)
         os.fsync(exp.fd)

@@ -25,39 +25,41 @@ from typing import Any, Protocol
 
 from vsms.disks import anchor
 from vsms.disks.anchor import Dir, Identity
-from vsms.errors import AccessDenied, InvalidParameter, OperationFailed
+from vsms.errors import AccessDenied, InvalidParameter
+from vsms.jobs.undo import UndoStep
+from vsms.operations.undo import RemoveFile, RemoveTree
 
 
 class Journal(Protocol):
     """What these helpers use of a job's context."""
 
-    def add_undo(self, kind: str, **args: Any) -> int: ...
+    def add_undo(self, step: UndoStep[Any]) -> int: ...
 
-    def amend_undo(self, seq: int, **args: Any) -> None: ...
+    def amend_undo(self, seq: int, step: UndoStep[Any]) -> None: ...
 
 
-def _record(d: Dir, name: str, ident: Identity | None) -> dict[str, Any]:
-    return {"parent": d.path, "name": name, "dev": ident.dev if ident else None,
-            "ino": ident.ino if ident else None}
+def _step(cls: type[RemoveFile], d: Dir, name: str, ident: Identity | None = None, *,
+          made: bool = True) -> RemoveFile:
+    return cls(d.path, name, ident.dev if ident else None, ident.ino if ident else None, made)
 
 
 def make_dir(journal: Journal, d: Dir, name: str) -> bool:
     """``mkdir name`` in ``d``, journaled as ``remove_tree``; False when it existed already
     (then nothing of it is ours and its record says so)."""
-    seq = journal.add_undo("remove_tree", **_record(d, name, None))
+    seq = journal.add_undo(_step(RemoveTree, d, name))
     try:
         os.mkdir(name, 0o755, dir_fd=d.fd)
     except FileExistsError:
-        journal.amend_undo(seq, **_record(d, name, None), made=False)
+        journal.amend_undo(seq, _step(RemoveTree, d, name, made=False))
         return False
     with d.child(name) as sub:
         st = os.fstat(sub.fd)
         if st.st_uid != os.geteuid() or any(True for _ in os.scandir(sub.fd)):
-            journal.amend_undo(seq, **_record(d, name, None), made=False)
+            journal.amend_undo(seq, _step(RemoveTree, d, name, made=False))
             raise AccessDenied(f"the new folder {sub.path} was replaced by another one right "
                                "after it was created: someone is changing the storage root; "
                                "find out who and run the operation again")
-        journal.amend_undo(seq, **_record(d, name, Identity.of(st)))
+        journal.amend_undo(seq, _step(RemoveTree, d, name, Identity.of(st)))
     return True
 
 
@@ -85,18 +87,18 @@ def create_file(journal: Journal, d: Dir, name: str, mode: int = 0o644) -> int:
     """Create the new, empty file ``name`` in ``d`` exclusively; return its open fd (RW).
 
     Raises InvalidParameter when the name is taken (by anyone: another call, another program)."""
-    seq = journal.add_undo("remove_file", **_record(d, name, None))
+    seq = journal.add_undo(_step(RemoveFile, d, name))
     try:
         fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      mode, dir_fd=d.fd)
     except FileExistsError:
-        journal.amend_undo(seq, **_record(d, name, None), made=False)
+        journal.amend_undo(seq, _step(RemoveFile, d, name, made=False))
         raise InvalidParameter(
             f"the target {os.path.join(d.path, name)} already exists (it appeared after the "
             "method call checked it); vsms never overwrites a file: choose another target "
             "path") from None
     try:
-        journal.amend_undo(seq, **_record(d, name, Identity.of(os.fstat(fd))))
+        journal.amend_undo(seq, _step(RemoveFile, d, name, Identity.of(os.fstat(fd))))
     except BaseException:
         with contextlib.suppress(OSError):
             anchor.remove_file(d, name, Identity.of(os.fstat(fd)))
@@ -119,45 +121,3 @@ def check_in_place(path: str | Path, roots: Iterable[Path], fd: int) -> None:
                 f"the disk {path} cannot be registered: the name no longer leads to the file "
                 "this job wrote (it was renamed or replaced meanwhile); find out who changes "
                 "the storage root and run the operation again")
-
-
-# --------------------------------------------------------------------------- undo handlers
-
-def _target(args: dict[str, Any]) -> tuple[str, str, Identity | None] | None:
-    """(folder, name, identity) of a remove_file/remove_tree record; None: nothing to do."""
-    if args.get("made") is False:
-        return None
-    if "parent" in args:
-        parent, name = str(args["parent"]), str(args["name"])
-    else:  # a record written before identities were recorded: treated as unconfirmed
-        path = os.path.abspath(str(args["path"]))
-        parent, name = os.path.dirname(path), os.path.basename(path)
-    if name in ("", ".", "..") or "/" in name:
-        raise OperationFailed(f"refusing the undo record for {parent!r}/{name!r}: not a single "
-                              "name in a folder (a corrupt undo record)")
-    dev, ino = args.get("dev"), args.get("ino")
-    ident = Identity(int(dev), int(ino)) if dev is not None and ino is not None else None
-    return parent, name, ident
-
-
-def _undo(args: dict[str, Any], tree: bool) -> None:
-    target = _target(args)
-    if target is None:
-        return
-    parent, name, ident = target
-    try:
-        d = anchor.open_dir(parent)
-    except (InvalidParameter, FileNotFoundError):
-        return  # the folder is gone: so is what was created in it
-    with d:
-        (anchor.remove_tree if tree else anchor.remove_file)(d, name, ident)
-
-
-def undo_remove_file(args: dict[str, Any]) -> None:
-    """Remove the file the job created (same inode), never another one."""
-    _undo(args, tree=False)
-
-
-def undo_remove_tree(args: dict[str, Any]) -> None:
-    """Remove the folder the job created (same inode) with its content."""
-    _undo(args, tree=True)

@@ -33,7 +33,7 @@ from vsms.exportdir.reader import (
 from vsms.exportdir.reader import (
     check_import_directory as check_directory,
 )
-from vsms.jobs.context import JobContext
+from vsms.jobs.context import OpContext
 from vsms.mapping.exportimport import ImportOptions
 from vsms.mapping.system import system_from_instances
 from vsms.model.job import AffectedElement
@@ -43,6 +43,7 @@ from vsms.operations.identity import with_new_identity
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
 from vsms.operations.reservations import Reservation
+from vsms.operations.undo import Undefine, UnmarkConsumed
 from vsms.store.db import Store
 from vsms.virt.host import VirtHost
 
@@ -87,14 +88,14 @@ class ImportWork:
         how = "as a copy" if self.options.create_copy else "in place"
         return f"Importing virtual machine from {self.directory} {how}"
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
         try:
             self._run(ctx)
         finally:
             if self._reservation is not None:
                 self._reservation.release()
 
-    def _run(self, ctx: JobContext) -> None:
+    def _run(self, ctx: OpContext) -> None:
         size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
         create_copy = self.options.create_copy
         phases = PhaseProgress(ctx.progress, {"verify": size // 100 + 1, "copy": size,
@@ -112,10 +113,10 @@ class ImportWork:
                 [Path(c.dst) for c in copies], f"the import of {self.directory}")
             self._copy(ctx, pkg, copies, phases)
         else:
-            ctx.add_undo("unmark_consumed", directory=str(self.directory), guid=vs.guid)
+            ctx.add_undo(UnmarkConsumed(str(self.directory), vs.guid))
             self.store.mark_consumed(str(self.directory), vs.guid)
         ctx.check_cancelled()
-        ctx.add_undo("undefine", guid=vs.guid)
+        ctx.add_undo(Undefine(vs.guid))
         self.host.define(vs)
         ctx.add_affected(AffectedElement(
             "Msvm_ComputerSystem", {"CreationClassName": "Msvm_ComputerSystem", "Name": vs.guid},
@@ -262,7 +263,7 @@ class ImportWork:
                 diskcopy.copy_file(c.src, c.dst, progress=progress, cancel=cancel, dst_fd=fd)
         return run
 
-    def _copy(self, ctx: JobContext, pkg: ExportPackage, copies: list[Copy],
+    def _copy(self, ctx: OpContext, pkg: ExportPackage, copies: list[Copy],
               phases: PhaseProgress) -> None:
         """Copy (or convert) every disk. The export's disk files were left out of read_export's
         checksum pass: one copied unchanged is hashed while it is copied, every other one

@@ -27,10 +27,11 @@ from vsms.disks.anchor import Dir, Identity
 from vsms.disks.api import ImageInfo, translate_oserror
 from vsms.disks.qemuimg import LABEL
 from vsms.errors import FileNotFound, InvalidParameter, NotSupported
-from vsms.jobs.context import JobContext
+from vsms.jobs.context import OpContext
 from vsms.model.vm import ImageFormat
 from vsms.operations import files
 from vsms.operations.paths import StorageRoots
+from vsms.operations.undo import RemoveFile
 
 SECTOR = 512
 DEFAULT_DYNAMIC_SIZE = 3 * 1024 * 1024  # CreateDynamicVirtualHardDisk with MaxInternalSize 0
@@ -126,7 +127,7 @@ def _publish(d: Dir, tmp: str, final: Path) -> None:
         raise translate_oserror(exc, f"give the new disk its name {final}") from None
 
 
-def _make(ctx: JobContext, roots: StorageRoots, final: Path,
+def _make(ctx: OpContext, roots: StorageRoots, final: Path,
           create: Callable[[int], None]) -> None:
     """Run ``create(fd)`` into a new file under a temporary name, created exclusively relative
     to a handle of the target folder, then publish it; rolled back on failure. Only the very
@@ -146,8 +147,7 @@ def _make(ctx: JobContext, roots: StorageRoots, final: Path,
                 os.close(fd)
             ctx.progress(90)
             ctx.check_cancelled()
-            ctx.add_undo("remove_file", parent=d.path, name=final.name, dev=ident.dev,
-                         ino=ident.ino)
+            ctx.add_undo(RemoveFile(d.path, final.name, ident.dev, ident.ino))
             _publish(d, tmp, final)
         ctx.check_cancelled()
     finally:
@@ -172,7 +172,7 @@ class CreateDisk:
         return (f"Creating {kind} {LABEL[self.format]} virtual hard disk {self.path} "
                 f"of {self.size} bytes")
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
         ctx.set_result(Child=str(self.path))
         _make(ctx, self.roots, self.path, lambda fd: qemuimg.create(
             str(self.path), self.size, self.format, fixed=self.fixed, fd=fd))
@@ -191,7 +191,7 @@ class CreateDifferencingDisk:
     def description(self) -> str:
         return f"Creating differencing virtual hard disk {self.path} with parent {self.parent}"
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
         ctx.set_result(Child=str(self.path), Parent=str(self.parent))
         _make(ctx, self.roots, self.path, lambda fd: qemuimg.create_differencing(
             str(self.path), str(self.parent), self.parent_format, fd=fd))
