@@ -155,10 +155,13 @@ def test_import_target_folder_swapped_while_qemu_img_converts(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Finding 5: the swap comes after the target was created: qemu-img still writes into the
     file the job created (inside the roots), and the job refuses to register a path that no
-    longer leads to it."""
+    longer leads to it. Finding 4: its rollback does not delete the file of the same name
+    outside the roots that the old path now leads to."""
     exp = _export(conn, served)
     folder = served.root / "target"
     folder.mkdir(mode=0o755)
+    same_name = outside / "disk.qcow2"
+    same_name.write_bytes(b"outside, same name")
     moved: list[Path] = []
     _before(monkeypatch, import_, "convert_file",
             lambda *a, **k: moved.append(_swap(folder, outside)))
@@ -167,6 +170,8 @@ def test_import_target_folder_swapped_while_qemu_img_converts(
     assert job["JobState"] == JobState.EXCEPTION
     assert "cannot be registered" in job["ErrorDescription"]
     assert "symbolic link" in job["ErrorDescription"]
+    assert same_name.read_bytes() == b"outside, same name"
+    same_name.unlink()
     _outside_untouched(outside)
     # what was written stayed inside the roots, in the folder the job had opened
     assert [p.name for p in moved[0].iterdir()] == ["disk.qcow2"]
