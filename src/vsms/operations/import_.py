@@ -7,6 +7,10 @@ disks (CreateCopy) or claim the directory (in place), and define the VM. A disk 
 unchanged has its checksum verified while it is copied (its data is read once); when it does not
 match, the copy is deleted and the import fails as if the check had come first. Each side effect
 is journaled before it happens, so a failure, a cancel or a crash leaves no half-imported VM.
+Copy targets are reserved against every other call (``StorageRoots.targets``), created
+exclusively relative to a handle of their folder opened without following links
+(``operations.files``), written through that open file, and checked to still be what their path
+leads to before the VM is defined with them.
 """
 
 from __future__ import annotations
