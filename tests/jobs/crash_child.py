@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.jobs.helpers import FnWork, remove_file
+from tests.jobs.helpers import FnWork, RemovePath, book
 from vsms.jobs.context import JobContext
 from vsms.jobs.manager import JobManager
 from vsms.store.db import Store
@@ -22,12 +22,12 @@ def main() -> int:
 
     def body(ctx: JobContext) -> None:
         ctx.progress(40)
-        ctx.add_undo("remove_file", path=str(target))
+        ctx.add_undo(RemovePath(str(target)))
         target.write_text("partial")
         ready.set()
         threading.Event().wait(60)
 
-    mgr = JobManager(Store(database), {"remove_file": remove_file}, workers=1)
+    mgr = JobManager(Store(database), book(), workers=1)
     rec = mgr.submit(name="Crash Test", description="blocks until killed", work=FnWork(body))
     if not ready.wait(30):
         return 2

@@ -6,22 +6,24 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from vsms.jobs.context import JobContext
+from vsms.jobs.context import JobContext, OpContext
+from vsms.jobs.undo import UndoBook, UndoStep
 
 DEADLINE = 20.0  # seconds: the longest any test waits for a job
 
 
 class FnWork:
-    """Work whose body is a plain function of the context."""
+    """Work whose body is a plain function of the context (the manager's JobContext)."""
 
     def __init__(self, fn: Callable[[JobContext], None]) -> None:
         self.fn = fn
 
-    def run(self, ctx: JobContext) -> None:
-        self.fn(ctx)
+    def run(self, ctx: OpContext) -> None:
+        self.fn(cast(JobContext, ctx))
 
 
 class Clock:
@@ -37,9 +39,53 @@ class Clock:
         self.now += delta
 
 
-def remove_file(args: dict[str, Any]) -> None:
-    """The real undo of a created file."""
-    os.remove(args["path"])
+@dataclass(frozen=True)
+class RemovePath(UndoStep[list[Any]]):
+    """The real undo of a created file, by path (what these tests need; vsms's own
+    RemoveFile checks the inode)."""
+
+    kind = "remove_file"
+    path: str
+
+    def describe(self) -> str:
+        return f"remove {self.path}"
+
+    def undo(self, env: list[Any]) -> None:
+        os.remove(self.path)
+
+
+@dataclass(frozen=True)
+class Record(UndoStep[list[Any]]):
+    """Appends ``n`` to the book's list when undone."""
+
+    kind = "record"
+    n: Any
+
+    def describe(self) -> str:
+        return f"undo record (n={self.n!r})"
+
+    def undo(self, env: list[Any]) -> None:
+        env.append(self.n)
+
+
+@dataclass(frozen=True)
+class Broken(UndoStep[list[Any]]):
+    """An undo step that always fails, as a busy device would make it."""
+
+    kind = "broken"
+    path: str
+    why: str = ""
+
+    def describe(self) -> str:
+        return f"undo broken (path={self.path!r})"
+
+    def undo(self, env: list[Any]) -> None:
+        raise OSError(self.why or f"[Errno 13] Permission denied: {self.path!r}")
+
+
+def book(undone: list[Any] | None = None) -> UndoBook[list[Any]]:
+    """The test steps; what they undo is appended to ``undone``."""
+    return UndoBook((RemovePath, Record, Broken), [] if undone is None else undone)
 
 
 def until_cancelled(ctx: JobContext, deadline: float = DEADLINE) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,21 @@ from vsms.cim.names import STORAGE_JOB
 from vsms.errors import FileNotFound, InvalidParameter, NotFound, SystemNotAvailable
 from vsms.jobs.context import JobContext
 from vsms.jobs.manager import JobManager
+from vsms.jobs.undo import UndoBook, UndoStep
 from vsms.model.job import AffectedElement, JobRecord
 from vsms.store.db import Store
 
-from .helpers import DEADLINE, Clock, FnWork, remove_file, until_cancelled, wait_event
+from .helpers import (
+    DEADLINE,
+    Broken,
+    Clock,
+    FnWork,
+    Record,
+    RemovePath,
+    book,
+    until_cancelled,
+    wait_event,
+)
 
 
 class RecordingStore(Store):
@@ -52,18 +64,12 @@ def undone() -> list[Any]:
 
 
 @pytest.fixture
-def handlers(undone: list[Any]) -> dict[str, Any]:
-    def record(args: dict[str, Any]) -> None:
-        undone.append(args["n"])
-
-    def broken(args: dict[str, Any]) -> None:
-        raise OSError(f"[Errno 13] Permission denied: {args['path']!r}")
-
-    return {"remove_file": remove_file, "record": record, "broken": broken}
+def handlers(undone: list[Any]) -> UndoBook[list[Any]]:
+    return book(undone)
 
 
 @pytest.fixture
-def make(store: RecordingStore, handlers: dict[str, Any]) -> Iterator[Any]:
+def make(store: RecordingStore, handlers: UndoBook[list[Any]]) -> Iterator[Any]:
     made: list[JobManager] = []
 
     def factory(**kw: Any) -> JobManager:
@@ -95,7 +101,7 @@ def test_successful_job_state_sequence(make: Any, store: RecordingStore, db: Pat
         ctx.progress(50)
         ctx.status("copying")
         ctx.set_result(Path="/v/disk.vhd")
-        ctx.add_undo("record", n=1)
+        ctx.add_undo(Record(1))
         ctx.add_affected(AffectedElement("Msvm_ComputerSystem", {"Name": "G"}))
 
     rec = mgr.submit(name="Import Virtual System", description="import", work=FnWork(body))
@@ -121,7 +127,7 @@ def test_vsms_error_rolls_back_in_reverse(make: Any, undone: list[Any], db: Path
 
     def body(ctx: JobContext) -> None:
         for n in (1, 2, 3):
-            ctx.add_undo("record", n=n)
+            ctx.add_undo(Record(n))
         raise FileNotFound("the export directory /e has no config.xml; export the VM again")
 
     rec = mgr.submit(name="Import Virtual System", description="d", work=FnWork(body))
@@ -140,7 +146,7 @@ def test_internal_error_is_reported_as_such(make: Any, undone: list[Any]) -> Non
     mgr = make()
 
     def body(ctx: JobContext) -> None:
-        ctx.add_undo("record", n=7)
+        ctx.add_undo(Record(7))
         raise KeyError("disk0")
 
     done = mgr.wait(mgr.submit(name="n", description="d", work=FnWork(body)).instance_id,
@@ -156,11 +162,11 @@ def test_failing_undo_does_not_mask_first_error(make: Any, tmp_path: Path,
     made, stuck = tmp_path / "made.vhd", tmp_path / "stuck"
 
     def body(ctx: JobContext) -> None:
-        ctx.add_undo("record", n=1)
-        ctx.add_undo("remove_file", path=str(stuck))  # a directory: os.remove fails for real
+        ctx.add_undo(Record(1))
+        ctx.add_undo(RemovePath(str(stuck)))  # a directory: os.remove fails for real
         stuck.mkdir()
-        ctx.add_undo("broken", path="/v/locked.vhd")
-        ctx.add_undo("remove_file", path=str(made))
+        ctx.add_undo(Broken("/v/locked.vhd"))
+        ctx.add_undo(RemovePath(str(made)))
         made.write_text("x")
         raise InvalidParameter("MaxInternalSize 0 is too small; give at least 3 MiB")
 
@@ -180,7 +186,7 @@ def test_terminate_running_job_rolls_back(make: Any, tmp_path: Path, store: Stor
     made = tmp_path / "partial.vhd"
 
     def body(ctx: JobContext) -> None:
-        ctx.add_undo("remove_file", path=str(made))
+        ctx.add_undo(RemovePath(str(made)))
         made.write_text("partial")
         started.set()
         until_cancelled(ctx)
@@ -204,7 +210,7 @@ def test_kill_ends_killed_after_shutting_down(make: Any, store: RecordingStore,
     started = threading.Event()
 
     def body(ctx: JobContext) -> None:
-        ctx.add_undo("record", n=1)
+        ctx.add_undo(Record(1))
         started.set()
         until_cancelled(ctx)
 
@@ -347,7 +353,7 @@ def test_wait_returns_at_the_deadline(make: Any) -> None:
     assert mgr.wait(rec.instance_id, DEADLINE).state is JobState.COMPLETED
 
 
-def test_new_manager_reloads_persisted_jobs(make: Any, db: Path, handlers: dict[str, Any]
+def test_new_manager_reloads_persisted_jobs(make: Any, db: Path, handlers: UndoBook[list[Any]]
                                             ) -> None:
     mgr = make()
 
@@ -381,7 +387,7 @@ def test_shutdown_cancels_rolls_back_and_refuses_new_jobs(make: Any, undone: lis
 
     def body(ctx: JobContext) -> None:
         ctx.progress(60)
-        ctx.add_undo("record", n=9)
+        ctx.add_undo(Record(9))
         started.set()
         until_cancelled(ctx)
 
@@ -401,14 +407,32 @@ def test_shutdown_cancels_rolls_back_and_refuses_new_jobs(make: Any, undone: lis
         mgr.submit(name="late", description="d", work=FnWork(lambda ctx: None))
 
 
+@dataclass(frozen=True)
+class FormatDisk(UndoStep[list[Any]]):
+    """A step class the manager's book does not know."""
+
+    kind = "format_disk"
+    path: str
+
+    def describe(self) -> str:
+        return f"format {self.path}"
+
+    def undo(self, env: list[Any]) -> None:
+        raise AssertionError("never run")
+
+
 def test_undo_of_unknown_kind_is_refused_before_the_side_effect(make: Any) -> None:
     mgr = make()
-    done = mgr.wait(mgr.submit(name="n", description="d", work=FnWork(
-        lambda ctx: ctx.add_undo("format_disk", path="/"))).instance_id, DEADLINE)
+
+    def body(ctx: JobContext) -> None:
+        ctx.add_undo(FormatDisk("/"))
+
+    done = mgr.wait(mgr.submit(name="n", description="d", work=FnWork(body)).instance_id,
+                    DEADLINE)
     assert done.state is JobState.EXCEPTION and "unknown kind 'format_disk'" in \
         done.error_description
 
 
-def test_bad_worker_count(store: Store, handlers: dict[str, Any]) -> None:
+def test_bad_worker_count(store: Store, handlers: UndoBook[list[Any]]) -> None:
     with pytest.raises(InvalidParameter, match="at least 1"):
         JobManager(store, handlers, workers=0)

@@ -9,14 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from vsms.cim.enums import JobState
 from vsms.jobs.manager import JobManager
 from vsms.model.job import JobRecord
 from vsms.store.db import Store
 
-from .helpers import remove_file
+from .helpers import book
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,18 +49,13 @@ def test_sigkilled_job_is_recovered_and_rolled_back(tmp_path: Path) -> None:
             proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
-    calls: list[dict[str, Any]] = []
-
-    def handler(args: dict[str, Any]) -> None:
-        calls.append(args)
-        remove_file(args)
 
     store = Store(db)
     try:
         assert store.integrity_check() is True
         before = {r.instance_id: r for r in store.load_jobs()}
         assert before[job_id].state is JobState.RUNNING
-        mgr = JobManager(store, {"remove_file": handler})
+        mgr = JobManager(store, book())
         t0 = time.monotonic()
         assert mgr.recover() == [job_id]
         assert time.monotonic() - t0 < 10
@@ -72,7 +66,7 @@ def test_sigkilled_job_is_recovered_and_rolled_back(tmp_path: Path) -> None:
             "The vsms service stopped while this job was running (at 40%); its partial changes "
             "were rolled back (1 undo step). Run the operation again.")
         assert rec.end_time is not None
-        assert calls == [{"path": str(target)}] and not target.exists()
+        assert not target.exists()  # the journaled RemovePath ran
         assert store.undo_entries(job_id) == []
         assert mgr.recover() == []  # nothing left to do the second time
         mgr.shutdown(5)
@@ -90,20 +84,17 @@ def test_recovery_reports_incomplete_rollback_and_orphan_journals(tmp_path: Path
     store = Store(tmp_path / "vsms.sqlite3")
     undone: list[str] = []
 
-    def broken(args: dict[str, Any]) -> None:
-        raise OSError("device busy")
-
     try:
         crashed = JobRecord("AAAAAAAA-0000-4000-8000-000000000001", "Msvm_ConcreteJob", "n", "d",
                             state=JobState.SHUTTING_DOWN, percent=75)
         store.save_job(crashed)
         store.add_undo(crashed.instance_id, "record", {"n": "first"})
-        store.add_undo(crashed.instance_id, "broken", {"path": "/v/a.vhd"})
+        store.add_undo(crashed.instance_id, "broken", {"path": "/v/a.vhd", "why": "device busy"})
         store.add_undo(crashed.instance_id, "record", {"n": "last"})
         store.add_undo("ORPHAN", "record", {"n": "orphan"})
         queued = JobRecord("AAAAAAAA-0000-4000-8000-000000000002", "Msvm_ConcreteJob", "q", "d")
         store.save_job(queued)
-        mgr = JobManager(store, {"record": lambda a: undone.append(a["n"]), "broken": broken})
+        mgr = JobManager(store, book(undone))
         assert sorted(mgr.recover()) == sorted([crashed.instance_id, queued.instance_id,
                                                 "ORPHAN"])
         assert undone == ["last", "first", "orphan"]

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pywbem
@@ -15,7 +15,7 @@ from vsms.app import Service
 from vsms.cim import names
 from vsms.cim.enums import JobState
 from vsms.client import LocalClient
-from vsms.jobs.context import JobContext
+from vsms.jobs.context import JobContext, OpContext
 from vsms.settings import Settings
 
 DEADLINE = 30.0  # seconds: the longest a test waits for anything
@@ -53,8 +53,8 @@ class FnWork:
     def __init__(self, fn: Callable[[JobContext], None]) -> None:
         self.fn = fn
 
-    def run(self, ctx: JobContext) -> None:
-        self.fn(ctx)
+    def run(self, ctx: OpContext) -> None:
+        self.fn(cast(JobContext, ctx))
 
 
 def until_cancelled(ctx: JobContext, started: threading.Event | None = None) -> None:

@@ -202,8 +202,8 @@ def test_failure_during_the_job_leaves_nothing(client: LocalClient, storage_root
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = qemuimg.create
 
-    def broken(path: str, size: int, fmt: Any, *, fixed: bool) -> None:
-        real(path, size, fmt, fixed=fixed)  # a real, partial result...
+    def broken(path: str, size: int, fmt: Any, *, fixed: bool, fd: int | None = None) -> None:
+        real(path, size, fmt, fixed=fixed, fd=fd)  # a real, partial result...
         raise SystemNotAvailable("qemu-img failed: No space left on device: free some space")
 
     monkeypatch.setattr(qemuimg, "create", broken)
@@ -225,8 +225,8 @@ def test_terminate_a_disk_job_mid_run(client: LocalClient, storage_root: Path,
     real = qemuimg.create
     made, release = threading.Event(), threading.Event()
 
-    def slow(path: str, size: int, fmt: Any, *, fixed: bool) -> None:
-        real(path, size, fmt, fixed=fixed)
+    def slow(path: str, size: int, fmt: Any, *, fixed: bool, fd: int | None = None) -> None:
+        real(path, size, fmt, fixed=fixed, fd=fd)
         made.set()
         release.wait(DEADLINE)
 

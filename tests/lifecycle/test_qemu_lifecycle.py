@@ -17,6 +17,7 @@ import pywbem
 from tests.conftest import QEMU_URI, fresh_dir
 from vsms.cim import names
 from vsms.cim.enums import JobState, ReturnCode
+from vsms.jobs.undo import UndoBook
 from vsms.mapping import ids
 from vsms.operations.state import prepare_state_change
 from vsms.operations.undo import LocalContext
@@ -227,7 +228,7 @@ def test_step_07_start_shows_the_transition(scenario: Scenario) -> None:
     change = prepare_state_change(sc.svc.host, sc.svc.transitions, sc.guid, 2)
     cs = sc.svc.get(sc.path)
     assert (cs["EnabledState"], cs["RequestedState"]) == (32770, 2)
-    change.run(LocalContext(frozenset()))
+    change.run(LocalContext(UndoBook((), None)))  # a state change records no undo step
     change.reservation.release()  # what the job engine does once the job's work has run
     cs = sc.svc.get(sc.path)
     assert (cs["EnabledState"], cs["RequestedState"]) == (2, 12)

@@ -25,7 +25,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_unmark_only_clears_its_own_mark(store: Store, tmp_path: Path) -> None:
     host = VirtHost("test:///default")
     try:
-        unmark = undo_handlers(host, store)["unmark_consumed"]
+        book = undo_handlers(host, store)
+
+        def unmark(args: dict[str, str]) -> None:
+            book.run(book.load("unmark_consumed", args))
+
         directory = str(tmp_path)
         store.mark_consumed(directory, WINNER)
         unmark({"directory": directory, "guid": LOSER})  # the loser of a race rolls back

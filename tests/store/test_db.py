@@ -104,6 +104,19 @@ def test_undo_journal_order_and_clearing(store: Store) -> None:
     assert store.jobs_with_undo() == ["B"]
 
 
+def test_update_undo_replaces_one_record(store: Store) -> None:
+    """A step journaled before its side effect is amended with what the effect revealed."""
+    store.add_undo("A", "remove_file", {"parent": "/r", "name": "d", "dev": None, "ino": None})
+    store.add_undo("A", "undefine", {"guid": "G"})
+    store.update_undo("A", 1, {"parent": "/r", "name": "d", "dev": 5, "ino": 7})
+    assert store.undo_entries("A") == [
+        UndoEntry(1, "remove_file", {"parent": "/r", "name": "d", "dev": 5, "ino": 7}),
+        UndoEntry(2, "undefine", {"guid": "G"})]
+    with pytest.raises(InvalidParameter, match="not JSON"):
+        store.update_undo("A", 2, {"guid": object()})
+    assert store.undo_entries("A")[1].args == {"guid": "G"}
+
+
 def test_undo_args_must_be_json(store: Store) -> None:
     with pytest.raises(InvalidParameter, match="not JSON"):
         store.add_undo("A", "remove_file", {"path": object()})

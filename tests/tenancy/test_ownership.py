@@ -141,7 +141,7 @@ def test_virsh_domain_with_a_raw_hard_disk_is_refused(created: Tracker) -> None:
     finally:
         conn.close()
     with VirtHost(TEST_URI, instance=new_guid()) as a:
-        with pytest.raises(InvalidParameter, match="/y.img has format raw"):
+        with pytest.raises(InvalidParameter, match=r"/y.img has format raw"):
             a.adopt(guid)
         assert a.get_system(guid) is None
 

@@ -180,11 +180,12 @@ def _die_with_parent() -> None:
 
 
 def _run_convert(args: list[str], progress: _Progress, cancel: threading.Event | None,
-                 timeout: float, what: str) -> tuple[int, bytes]:
+                 timeout: float, what: str, pass_fds: tuple[int, ...] = ()
+                 ) -> tuple[int, bytes]:
     try:
         proc = subprocess.Popen([qemuimg.QEMU_IMG, *args], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**os.environ, "LC_ALL": "C"},
+                                env={**os.environ, "LC_ALL": "C"}, pass_fds=pass_fds,
                                 preexec_fn=_die_with_parent)
     except FileNotFoundError:
         raise SystemNotAvailable(f"cannot run {what}: {qemuimg.QEMU_IMG} is not installed or "
@@ -216,7 +217,7 @@ def _fsync(path: str, directory: bool) -> None:
 
 def convert_file(src: str, src_fmt: ImageFormat, dst: str, dst_fmt: ImageFormat, *,
                  progress: ProgressFn | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, dst_fd: int | None = None) -> None:
     """Convert the ``src_fmt`` image ``src`` into the new ``dst_fmt`` image ``dst``.
 
     Runs ``qemu-img convert -p -f src_fmt -O dst_fmt`` (VHD output: ``-o subformat=dynamic,
@@ -228,6 +229,11 @@ def convert_file(src: str, src_fmt: ImageFormat, dst: str, dst_fmt: ImageFormat,
     (NotSupported); a qcow2 overlay is flattened, its backing chain read as recorded. On any
     failure ``dst`` is removed and the error (with qemu-img's stderr) raised; on success ``dst``
     and its folder are fsynced.
+
+    With ``dst_fd`` (an empty file the caller created exclusively, e.g. relative to a folder
+    handle) qemu-img writes into that file, as ``/proc/self/fd/N`` of the descriptor handed to
+    it, so no rename or symbolic link of a folder on the way can redirect it; ``dst`` then only
+    names the target in messages, and a partial file is left to the caller's undo step.
     """
     src_fmt, dst_fmt = as_format(src_fmt), as_format(dst_fmt)
     what = f"the conversion of {src} to {dst}"
@@ -245,10 +251,21 @@ def convert_file(src: str, src_fmt: ImageFormat, dst: str, dst_fmt: ImageFormat,
     if dst_fmt is ImageFormat.VHD:
         args += ["-o", "subformat=dynamic,force_size=on"]
     counter = _Progress(progress, total)
+    timeout = 120.0 + total / _SLOW_BYTES_PER_SECOND
+    if dst_fd is not None:
+        code, stderr = _run_convert([*args, src_abs, f"/proc/self/fd/{dst_fd}"], counter,
+                                    cancel, timeout, what, (dst_fd,))
+        if code != 0:
+            raise _failed(src, src_fmt, dst, stderr)
+        try:
+            os.fsync(dst_fd)
+        except OSError as exc:
+            raise translate_oserror(exc, f"flush {dst} to the disk") from None
+        counter.finish()
+        return
     _claim(dst_abs)
     try:
-        code, stderr = _run_convert([*args, src_abs, dst_abs], counter, cancel,
-                                    120.0 + total / _SLOW_BYTES_PER_SECOND, what)
+        code, stderr = _run_convert([*args, src_abs, dst_abs], counter, cancel, timeout, what)
         if code != 0:
             raise _failed(src, src_fmt, dst, stderr)
         try:

@@ -217,13 +217,25 @@ def _copy_hashing(sfd: int, dfd: int, size: int, counter: Progress,
 
 def _copy_new(src: str, dst: str, cancel: threading.Event | None,
               body: Callable[[int, int, int], str | None],
-              counter: Progress) -> str | None:
+              counter: Progress, dst_fd: int | None = None) -> str | None:
     """Open ``src``, create ``dst``, run ``body(sfd, dfd, size)`` to fill it, then set its size,
-    fsync it and its folder. On any error or cancellation the partial ``dst`` is removed."""
+    fsync it and its folder. On any error or cancellation the partial ``dst`` is removed.
+
+    With ``dst_fd`` (an empty file the caller created, e.g. relative to a folder handle) that
+    file is filled instead: nothing is created, and on failure it is left to the caller."""
     what = f"the copy of {src} to {dst}"
     check_cancel(cancel, what)
     sfd, st = open_source(src)
     try:
+        if dst_fd is not None:
+            try:
+                result = body(sfd, dst_fd, st.st_size)
+                os.ftruncate(dst_fd, st.st_size)
+                os.fsync(dst_fd)
+            except OSError as exc:
+                raise translate_oserror(exc, f"copy {src} to {dst}") from exc
+            counter.finish()
+            return result
         dfd = _create_target(dst, stat.S_IMODE(st.st_mode) & 0o666 | 0o600)
         try:
             result = body(sfd, dfd, st.st_size)
@@ -248,7 +260,7 @@ def _copy_new(src: str, dst: str, cancel: threading.Event | None,
 
 
 def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
-              cancel: threading.Event | None = None) -> int:
+              cancel: threading.Event | None = None, dst_fd: int | None = None) -> int:
     """Copy ``src`` to the new file ``dst`` keeping its holes; return the bytes of data copied.
 
     FICLONE is tried first (instant on reflink filesystems); otherwise every data extent is
@@ -257,7 +269,9 @@ def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
     size and fsynced. ``progress`` receives the
     bytes of data done so far (monotonic, ending at the value returned); ``cancel`` is checked
     before every chunk. An existing ``dst`` is refused (InvalidParameter); on cancellation
-    (JobCancelled) or any error the partial ``dst`` is removed.
+    (JobCancelled) or any error the partial ``dst`` is removed. With ``dst_fd`` the copy goes
+    into that open, empty file (``dst`` only names it in messages) and a partial one is left
+    to the caller's undo step.
     """
     what = f"the copy of {src} to {dst}"
     counter = Progress(progress)
@@ -268,7 +282,7 @@ def copy_file(src: str, dst: str, *, progress: ProgressFn | None = None,
             return
         _plain_copy(sfd, dfd, size, counter, cancel, what)
 
-    _copy_new(src, dst, cancel, body, counter)
+    _copy_new(src, dst, cancel, body, counter, dst_fd)
     return counter.done
 
 
@@ -285,7 +299,8 @@ def _plain_copy(sfd: int, dfd: int, size: int, counter: Progress,
 
 def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None,
-                  book: DigestBook | None = None) -> tuple[int, str]:
+                  book: DigestBook | None = None,
+                  dst_fd: int | None = None) -> tuple[int, str]:
     """``copy_file`` that also returns the hex SHA-256 of the content: (bytes of data, digest).
 
     The data is read from the disk once: a helper thread copies chunks of 4 MiB in the kernel
@@ -295,8 +310,8 @@ def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
     must not change meanwhile (OperationFailed if it did). The digest is the one ``sha256_file``
     gives (holes hashed as zeros) and is recorded in ``book`` for ``dst`` (and for ``src`` when
     it did not change meanwhile). ``progress`` counts the bytes of data hashed (or cloned with
-    a known digest); ``cancel``, the refusal of an existing ``dst`` and the removal of a
-    partial one on any error are as in ``copy_file``.
+    a known digest); ``cancel``, the refusal of an existing ``dst``, the removal of a
+    partial one on any error and ``dst_fd`` are as in ``copy_file``.
     """
     what = f"the copy of {src} to {dst}"
     counter = Progress(progress)
@@ -319,7 +334,7 @@ def copy_and_hash(src: str, dst: str, *, progress: ProgressFn | None = None,
                                   "copy it again when nothing writes to it")
         return known
 
-    digest = _copy_new(src, dst, cancel, body, counter)
+    digest = _copy_new(src, dst, cancel, body, counter, dst_fd)
     assert digest is not None
     if book is not None:
         digests.remember_path(book, dst, digest, None)

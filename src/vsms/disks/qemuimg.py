@@ -56,12 +56,13 @@ def stderr_summary(text: str) -> str:
     return "; ".join(lines)[:500] or "no error message"
 
 
-def _run(args: list[str], timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], timeout: float, what: str,
+         pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run qemu-img with a deadline; a missing binary, a timeout or an OS error -> vsms error."""
     try:
         return subprocess.run([QEMU_IMG, *args], capture_output=True, text=True, check=False,
                               errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "LC_ALL": "C"})
+                              env={**os.environ, "LC_ALL": "C"}, pass_fds=pass_fds)
     except FileNotFoundError:
         raise SystemNotAvailable(f"cannot {what}: {QEMU_IMG} is not installed or not on PATH; "
                                  "install the qemu-utils package") from None
@@ -259,7 +260,15 @@ def _reserve(path: str) -> None:
         raise translate_oserror(exc, f"create {path}") from None
 
 
-def _create(path: str, args: list[str], what: str) -> None:
+def _create(path: str, args: list[str], what: str, fd: int | None = None) -> None:
+    """qemu-img create ``args``: into the new file ``path``, or (``fd`` given) into the empty
+    file the caller created and holds open, named ``/proc/self/fd/N`` in ``args``; then a
+    failed creation is left to the caller's undo step."""
+    if fd is not None:
+        result = _run(["create", "-q", *args], CREATE_TIMEOUT, what, (fd,))
+        if result.returncode != 0:
+            raise SystemNotAvailable(f"qemu-img failed to {what}: {stderr_summary(result.stderr)}")
+        return
     _reserve(path)
     try:
         result = _run(["create", "-q", *args], CREATE_TIMEOUT, what)
@@ -271,14 +280,17 @@ def _create(path: str, args: list[str], what: str) -> None:
         raise
 
 
-def create(path: str, size: int, fmt: ImageFormat, *, fixed: bool) -> None:
+def create(path: str, size: int, fmt: ImageFormat, *, fixed: bool,
+           fd: int | None = None) -> None:
     """Create a new empty disk of exactly ``size`` guest bytes at the absolute ``path``.
 
     VHD uses ``subformat=dynamic|fixed,force_size=on`` (no CHS rounding), VHDX ``subformat``;
     qcow2 is dynamic only; raw is a sparse file either way (``info`` calls raw fixed).
     ``size`` must be a positive multiple of 512, except that 0 asks for the 3 MB default of a
     dynamic disk (as CreateDynamicVirtualHardDisk does). An existing path is refused, never
-    overwritten; so is a missing folder. On failure nothing is left behind.
+    overwritten; so is a missing folder. On failure nothing is left behind. With ``fd`` (an
+    empty file the caller created and holds open) the disk is written into that file, handed
+    to qemu-img as ``/proc/self/fd/N``; ``path`` then only names it in messages.
     """
     fmt = as_format(fmt)
     if fixed and fmt is ImageFormat.QCOW2:
@@ -291,15 +303,19 @@ def create(path: str, size: int, fmt: ImageFormat, *, fixed: bool) -> None:
         args += ["-o", f"subformat={subformat},force_size=on"]
     elif fmt is ImageFormat.VHDX:
         args += ["-o", f"subformat={subformat}"]
-    _create(path, [*args, path, str(size)], f"create the {subformat} {LABEL[fmt]} disk {path}")
+    target = path if fd is None else f"/proc/self/fd/{fd}"
+    _create(path, [*args, target, str(size)], f"create the {subformat} {LABEL[fmt]} disk {path}",
+            fd)
 
 
-def create_differencing(path: str, parent: str, parent_fmt: ImageFormat) -> None:
+def create_differencing(path: str, parent: str, parent_fmt: ImageFormat, *,
+                        fd: int | None = None) -> None:
     """Create a qcow2 overlay at ``path`` whose backing file is ``parent`` (``-F parent_fmt``).
 
     QEMU can neither create nor run VHD/VHDX differencing disks, so a child path ending in
     .vhd/.avhd/.vhdx/.avhdx is refused with NotSupported, as is a parent that is itself a
-    VHD/VHDX differencing disk. The parent is recorded by its absolute path.
+    VHD/VHDX differencing disk. The parent is recorded by its absolute path. ``fd`` is as in
+    ``create``.
     """
     parent_fmt = as_format(parent_fmt)
     if isinstance(path, str) and path.lower().endswith(_OVERLAY_REFUSED):
@@ -315,8 +331,9 @@ def create_differencing(path: str, parent: str, parent_fmt: ImageFormat) -> None
         raise NotSupported(f"the parent {parent} is itself a {LABEL[parent_fmt]} differencing "
                            "disk, which QEMU cannot read; merge it into a full disk first")
     parent_abs = os.path.abspath(parent)
-    _create(path, ["-f", "qcow2", "-b", parent_abs, "-F", parent_fmt.value, path],
-            f"create the differencing disk {path} on {parent}")
+    target = path if fd is None else f"/proc/self/fd/{fd}"
+    _create(path, ["-f", "qcow2", "-b", parent_abs, "-F", parent_fmt.value, target],
+            f"create the differencing disk {path} on {parent}", fd)
 
 
 def compare(a: str, fa: ImageFormat, b: str, fb: ImageFormat) -> bool:

@@ -43,8 +43,17 @@ from vsms.exportdir.tree import (
 )
 from vsms.model.vm import ImageFormat
 
-__all__ = ["CheckFn", "ExportPackage", "ProbeFn", "checksum_mismatch", "listed_checksums",
-           "looks_like_export_root", "read_export", "verify_checksums"]
+__all__ = [
+    "CheckFn",
+    "ExportPackage",
+    "ProbeFn",
+    "check_import_directory",
+    "checksum_mismatch",
+    "listed_checksums",
+    "looks_like_export_root",
+    "read_export",
+    "verify_checksums",
+]
 
 MAX_PROBLEMS = 50
 """At most this many problems are listed; the rest are counted."""
@@ -70,9 +79,14 @@ def looks_like_export_root(directory: Path) -> list[str]:
     return found
 
 
-def _quick_checks(directory: Path) -> Path:
-    where = f"The import directory {str(directory)!r}"
-    if not os.path.lexists(directory):
+def check_import_directory(directory: Path, shown: str = "") -> Path:
+    """The one check of an import directory (every import method, read_export, the CLI):
+    it exists (a dangling symbolic link counts as missing), is a directory, and is not an
+    export root (a folder without config.xml whose subdirectories are exports). ``shown`` is
+    how the messages name it (default: the path). Returns the resolved path; InvalidParameter
+    otherwise."""
+    where = shown or f"The import directory {str(directory)!r}"
+    if not os.path.exists(directory):
         raise InvalidParameter(f"{where} does not exist: pass the per-VM subdirectory that "
                                "ExportVirtualSystem created")
     if not os.path.isdir(directory):
@@ -318,7 +332,7 @@ def read_export(directory: Path, *, verify: bool = True, progress: ProgressFn | 
     ``vsms.disks.digests``) spares hashing the files this host hashed before and that did not
     change since.
     """
-    root = _quick_checks(directory)
+    root = check_import_directory(directory)
     problems: list[str] = []
     scan = scan_tree(root)
     problems += scan.problems

@@ -15,14 +15,46 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Collection
-from typing import Any
+from typing import Any, Protocol
 
 from vsms.errors import JobCancelled, OperationFailed, VsmsError
+from vsms.jobs.undo import UndoBook, UndoStep
 from vsms.model.job import AffectedElement, JobRecord
 from vsms.store.db import Store
 
 log = logging.getLogger(__name__)
+
+
+class OpContext(Protocol):
+    """What a job body sees: JobContext in a job, a LocalContext for an operation that runs
+    within the method call (``operations.undo.run_now``)."""
+
+    job_id: str
+    cancel_event: threading.Event
+
+    def add_undo(self, step: UndoStep[Any]) -> int: ...
+
+    def amend_undo(self, seq: int, step: UndoStep[Any]) -> None: ...
+
+    def progress(self, percent: float) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def check_cancelled(self) -> None: ...
+
+    def set_result(self, **values: Any) -> None: ...
+
+    def add_affected(self, element: AffectedElement) -> None: ...
+
+
+class Work(Protocol):
+    """The body of a job, or of an operation run within the method call: raise to fail (the
+    undo steps it recorded are replayed), call ``ctx.check_cancelled`` often. What its
+    preparation reserved (a VM's transition) is handed to ``JobManager.submit(reservation=)``,
+    which releases it however the job ends, also when it never ran.
+    """
+
+    def run(self, ctx: OpContext) -> None: ...
 
 
 class JobContext:
@@ -32,13 +64,13 @@ class JobContext:
     """Minimum seconds between two writes of progress/status to the store."""
 
     def __init__(self, record: JobRecord, *, store: Store, lock: threading.Condition,
-                 undo_kinds: Collection[str]) -> None:
+                 book: UndoBook[Any]) -> None:
         self.job_id = record.instance_id
         self.cancel_event = threading.Event()
         self.record = record
         self._store = store
         self._lock = lock
-        self._undo_kinds = frozenset(undo_kinds)
+        self._book = book
         self._last_write = -math.inf
         self._dirty = False
 
@@ -68,19 +100,31 @@ class JobContext:
         if self.cancel_event.is_set():
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
-    def add_undo(self, kind: str, **args: Any) -> None:
+    def add_undo(self, step: UndoStep[Any]) -> int:
         """Append a write-ahead undo record; it is committed to the store when this returns.
 
-        Call it BEFORE the side effect it undoes. Raises ``OperationFailed`` for a kind that has
-        no handler and ``InvalidParameter`` for arguments that are not JSON.
+        Call it BEFORE the side effect it undoes. Returns the record's number (for
+        ``amend_undo``). Raises ``OperationFailed`` for a step class the job manager's book
+        does not know and ``InvalidParameter`` for fields that are not JSON.
         """
-        if kind not in self._undo_kinds:
-            raise OperationFailed(
-                f"job {self.job_id} registered an undo step of unknown kind {kind!r}; known "
-                f"kinds: {', '.join(sorted(self._undo_kinds)) or 'none'} (a vsms bug)")
+        self._known(step)
         with self._lock, self._store.transaction():
-            self._store.add_undo(self.job_id, kind, dict(args))
+            seq = self._store.add_undo(self.job_id, step.kind, step.args())
             self.persist()
+        return seq
+
+    def amend_undo(self, seq: int, step: UndoStep[Any]) -> None:
+        """Replace the undo record ``seq`` (written by ``add_undo`` before the side effect)
+        with what the side effect revealed, e.g. the identity of a new file."""
+        self._known(step)
+        with self._lock:
+            self._store.update_undo(self.job_id, seq, step.args())
+
+    def _known(self, step: UndoStep[Any]) -> None:
+        if not self._book.knows(step):
+            raise OperationFailed(
+                f"job {self.job_id} registered an undo step of unknown kind {step.kind!r}; known "
+                f"kinds: {', '.join(sorted(self._book.kinds)) or 'none'} (a vsms bug)")
 
     def set_result(self, **values: Any) -> None:
         """Add out parameters; readable in ``JobRecord.result`` once the job has completed."""

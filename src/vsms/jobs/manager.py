@@ -20,7 +20,7 @@ import copy
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,20 +30,13 @@ from typing import Any, Protocol
 from vsms.cim.enums import JobRequestedState, JobState, ReturnCode, StateChangeReturn
 from vsms.cim.names import CONCRETE_JOB
 from vsms.errors import InvalidParameter, JobCancelled, NotFound, SystemNotAvailable, VsmsError
-from vsms.jobs.context import JobContext
-from vsms.jobs.texts import describe, one_line, steps, with_problems
+from vsms.jobs.context import JobContext, Work
+from vsms.jobs.texts import one_line, steps, undescribed, with_problems
+from vsms.jobs.undo import UndoBook
 from vsms.model.job import TIME_BEFORE_REMOVAL, AffectedElement, JobRecord
 from vsms.store.db import Store
 
 log = logging.getLogger(__name__)
-
-UndoHandler = Callable[[dict[str, Any]], None]
-
-
-class Work(Protocol):
-    """The body of a job: raise to fail (rolled back), call ``ctx.check_cancelled`` often."""
-
-    def run(self, ctx: JobContext) -> None: ...
 
 
 class Reservation(Protocol):
@@ -80,13 +73,13 @@ class _Job:
 class JobManager:
     """Submits, runs, cancels, retains and recovers jobs. Thread-safe."""
 
-    def __init__(self, store: Store, undo_handlers: Mapping[str, UndoHandler], workers: int = 4,
+    def __init__(self, store: Store, undo: UndoBook[Any], workers: int = 4,
                  retention: timedelta = TIME_BEFORE_REMOVAL, *,
                  clock: Callable[[], datetime] = _utcnow) -> None:
         if workers < 1:
             raise InvalidParameter(f"job_workers must be at least 1, got {workers}")
         self._store = store
-        self._handlers = dict(undo_handlers)
+        self._undo = undo
         self._retention = retention
         self._clock = clock
         self._cond = Condition()
@@ -97,7 +90,7 @@ class JobManager:
             self._jobs[rec.instance_id] = _Job(self._context(rec), None)
 
     def _context(self, rec: JobRecord) -> JobContext:
-        return JobContext(rec, store=self._store, lock=self._cond, undo_kinds=self._handlers)
+        return JobContext(rec, store=self._store, lock=self._cond, book=self._undo)
 
     # -- public API -----------------------------------------------------------------------
 
@@ -352,15 +345,15 @@ class JobManager:
             return [f"could not read the undo journal: {exc}"], 0
         problems: list[str] = []
         for entry in reversed(entries):
-            handler = self._handlers.get(entry.kind)
+            what = undescribed(entry.kind, entry.args)
             try:
-                if handler is None:
-                    raise LookupError(f"no undo handler for kind {entry.kind!r}")
-                handler(dict(entry.args))
+                step = self._undo.load(entry.kind, entry.args)
+                what = step.describe()
+                self._undo.run(step)
             except Exception as exc:
                 log.warning("job %s: undo step %d (%s) failed", job_id, entry.seq, entry.kind,
                             exc_info=True)
-                problems.append(f"could not {describe(entry.kind, entry.args)}: {exc}")
+                problems.append(f"could not {what}: {exc}")
         return problems, len(entries)
 
     def _change(self, job: _Job, state: JobState) -> None:

@@ -6,18 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def describe(kind: str, args: Mapping[str, Any]) -> str:
-    """What undoing ``kind`` with ``args`` does, as a phrase after "could not …"."""
-    if kind in ("remove_file", "remove_tree"):
-        return f"remove {args.get('path', '?')}"
-    if kind == "undefine":
-        return f"undefine virtual machine {args.get('guid', '?')}"
-    if kind == "redefine":
-        return "restore the previous definition of the virtual machine"
-    if kind == "unmark_consumed":
-        return f"clear the import mark of {args.get('directory', '?')}"
-    if kind == "rename":
-        return f"move {args.get('dst', '?')} back to {args.get('src', '?')}"
+def undescribed(kind: str, args: Mapping[str, Any]) -> str:
+    """A journal row that is not (or no longer) a known undo step, as a phrase after
+    "could not …"."""
     details = ", ".join(f"{k}={v!r}" for k, v in sorted(args.items()))
     return f"undo {kind} ({details})" if details else f"undo {kind}"
 

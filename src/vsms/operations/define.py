@@ -21,7 +21,7 @@ from vsms.model.vm import VirtualSystem, default_controllers, new_guid
 from vsms.operations.modify import check_defineable
 from vsms.operations.paths import StorageRoots
 from vsms.operations.resources import resource_env
-from vsms.operations.undo import OpContext
+from vsms.operations.undo import OpContext, Undefine
 from vsms.virt.host import VirtHost
 
 _GUID_ATTEMPTS = 5
@@ -35,7 +35,7 @@ class DefineSystem:
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
-        ctx.add_undo("undefine", guid=self.vs.guid)
+        ctx.add_undo(Undefine(self.vs.guid))
         self.host.define(self.checked or self.vs)
         ctx.set_result(guid=self.vs.guid)
         ctx.progress(100)

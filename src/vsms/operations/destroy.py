@@ -9,7 +9,7 @@ from vsms.errors import InvalidState
 from vsms.mapping.vmjson import to_json
 from vsms.model.vm import VirtualSystem
 from vsms.operations.modify import describe_state, load_system
-from vsms.operations.undo import OpContext
+from vsms.operations.undo import OpContext, Redefine
 from vsms.virt.host import VirtHost
 
 DESTROYABLE = (EnabledState.DISABLED, EnabledState.SUSPENDED)
@@ -34,7 +34,7 @@ class DestroySystem:
         ctx.check_cancelled()
         ctx.status(f"Destroying '{self.vs.name}'")
         _check_state(self.host, self.vs)
-        ctx.add_undo("redefine", vm=to_json(self.vs))
+        ctx.add_undo(Redefine(to_json(self.vs)))
         self.host.undefine(self.vs.guid)
         ctx.progress(100)
 

@@ -11,8 +11,10 @@ partial export.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,21 +23,25 @@ from pathlib import Path
 
 from vsms import __version__
 from vsms.cim.enums import EnabledState, OperationalStatus, RequestedState
+from vsms.disks import anchor, qemuimg
 from vsms.disks import copy as diskcopy
-from vsms.disks import qemuimg
+from vsms.disks.anchor import Dir, Identity
 from vsms.disks.api import ProgressFn
 from vsms.disks.digests import DigestBook
 from vsms.disks.lanes import CopyTask, run_lanes
 from vsms.errors import AccessDenied, InvalidParameter, InvalidState, NotFound, NotSupported
 from vsms.exportdir import layout, writer
 from vsms.exportdir.layout import ExportConfig, ExportedDisk
-from vsms.jobs.context import JobContext
+from vsms.jobs.context import OpContext
 from vsms.mapping.exportimport import ExportOptions
 from vsms.mapping.system import settings_instances
 from vsms.model.vm import VirtualSystem
+from vsms.operations import files
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress
+from vsms.operations.reservations import Reservation as TargetHold
 from vsms.operations.transitions import Reservation, Transition, Transitions
+from vsms.operations.undo import RemoveTree
 from vsms.virt.host import VirtHost
 
 _EXPORT_ENTRIES = (layout.CONFIG, layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR,
@@ -61,23 +67,34 @@ class ExportWork:
     export_dir: Path
     dest: Path  # the per-VM directory (== export_dir without a subdirectory)
     allow_saved: bool
+    roots: StorageRoots
     book: DigestBook | None = None  # digests of files hashed before (vsms.disks.digests)
 
     @property
     def description(self) -> str:
         return f"Exporting virtual machine '{self.vs.name}' to {self.dest}"
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
         """The job; the VM was reserved (shown as exporting, busy) by prepare_export."""
         vs = self.vs
-        _check_state(self.host, vs, self.allow_saved, self.options)
-        tmp = self.export_dir / f".{self.dest.name}.vsms-partial-{ctx.job_id[:8].lower()}"
-        ctx.add_undo("remove_tree", path=str(tmp))
-        tmp.mkdir(mode=0o755)
-        for sub in (layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR):
-            (tmp / sub).mkdir(mode=0o755)
-        self._write(ctx, tmp)
-        self._publish(ctx, tmp)
+        targets: TargetHold | None = None
+        try:
+            # the export's target, reserved against every other call (one table for all)
+            targets = self.roots.targets.reserve(_targets(self.export_dir, self.dest),
+                                                 f"the export of '{vs.name}'")
+            _check_state(self.host, vs, self.allow_saved, self.options)
+            # Everything happens relative to handles opened here without following links:
+            # the ExportDirectory swapped for a symbolic link fails the job, never leads it out.
+            with anchor.open_dir(self.export_dir, self.roots.roots) as exp:
+                name = f".{self.dest.name}.vsms-partial-{ctx.job_id[:8].lower()}"
+                with files.new_dir(ctx, exp, name) as tmp:
+                    for sub in (layout.VMS_DIR, layout.VHD_DIR, layout.SNAPSHOTS_DIR):
+                        os.mkdir(sub, 0o755, dir_fd=tmp.fd)
+                    self._write(ctx, Path(tmp.proc()))
+                    self._publish(ctx, exp, tmp, name)
+        finally:
+            if targets is not None:
+                targets.release()
 
     def _copier(self, src: str, dst: str) -> Callable[[ProgressFn, threading.Event],
                                                       tuple[int, str]]:
@@ -86,7 +103,7 @@ class ExportWork:
                                           book=self.book)
         return run
 
-    def _write(self, ctx: JobContext, tmp: Path) -> None:
+    def _write(self, ctx: OpContext, tmp: Path) -> None:
         vs = self.vs
         disks = vs.disk_media() if self.options.copy_storage else []
         data = {m.dev_id: diskcopy.data_bytes(m.path) for m in disks}
@@ -124,20 +141,35 @@ class ExportWork:
                               known=digests)
         phases.done("hash")
 
-    def _publish(self, ctx: JobContext, tmp: Path) -> None:
+    def _publish(self, ctx: OpContext, exp: Dir, tmp: Dir, name: str) -> None:
+        """Rename the finished export into place, never over anything (RENAME_NOREPLACE);
+        each renamed entry is journaled first by the inode it is."""
         ctx.check_cancelled()
         if self.dest != self.export_dir:
-            ctx.add_undo("remove_tree", path=str(self.dest))
-            if self.dest.is_dir():
-                self.dest.rmdir()  # only ever an empty directory (checked in prepare)
-            os.rename(tmp, self.dest)
+            dest = self.dest.name
+            with contextlib.suppress(FileNotFoundError):
+                st = exp.lstat(dest)
+                if not stat.S_ISDIR(st.st_mode):
+                    raise _taken(self.dest)
+                try:
+                    os.rmdir(dest, dir_fd=exp.fd)  # only an empty directory (as in prepare)
+                except OSError as exc:
+                    raise _taken(self.dest) from exc
+            ctx.add_undo(RemoveTree(exp.path, dest, tmp.identity.dev, tmp.identity.ino))
+            self._rename(exp, name, exp, dest)
         else:
             for entry in _EXPORT_ENTRIES:  # manifest last: it marks the export complete
-                target = self.dest / entry
-                ctx.add_undo("remove_tree", path=str(target))
-                os.rename(tmp / entry, target)
-            tmp.rmdir()
-        _fsync_dir(self.export_dir)
+                ident = Identity.of(tmp.lstat(entry))
+                ctx.add_undo(RemoveTree(exp.path, entry, ident.dev, ident.ino))
+                self._rename(tmp, entry, exp, entry)
+            os.rmdir(name, dir_fd=exp.fd)
+        os.fsync(exp.fd)
+
+    def _rename(self, src_dir: Dir, src: str, dst_dir: Dir, dst: str) -> None:
+        try:
+            anchor.rename_noreplace(src_dir, src, dst_dir, dst)
+        except FileExistsError:
+            raise _taken(Path(dst_dir.path) / dst) from None
 
 
 def _unique_name(name: str, used: set[str]) -> str:
@@ -150,12 +182,9 @@ def _unique_name(name: str, used: set[str]) -> str:
     return candidate
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _taken(path: Path) -> InvalidParameter:
+    return InvalidParameter(f"{path} appeared while the export was written; an export never "
+                            "overwrites: remove it or export to another directory")
 
 
 def _check_state(host: VirtHost, vs: VirtualSystem, allow_saved: bool,
@@ -226,8 +255,15 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
                 f"ExportDirectory {export_directory} already holds an export ({', '.join(clash)}); "
                 "an export never overwrites: pass an empty directory or set "
                 "CreateVmExportSubdirectory to TRUE")
+    roots.targets.check(_targets(export_dir, dest))  # reserved when the job starts
     # Reserve the VM now, not when the job starts: a start or destroy request that arrives
     # while the export is queued is refused as busy instead of failing the export later.
     held = transitions.begin(vs.guid, _EXPORTING, vs.name)
     return ExportWork(host=host, reservation=held, vs=vs, options=options,
-                      export_dir=export_dir, dest=dest, allow_saved=allow_saved, book=book)
+                      export_dir=export_dir, dest=dest, allow_saved=allow_saved, roots=roots,
+                      book=book)
+
+
+def _targets(export_dir: Path, dest: Path) -> list[Path]:
+    """What an export creates: its subdirectory, or its entries in the ExportDirectory."""
+    return [dest] if dest != export_dir else [export_dir / e for e in _EXPORT_ENTRIES]

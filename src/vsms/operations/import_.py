@@ -7,15 +7,18 @@ disks (CreateCopy) or claim the directory (in place), and define the VM. A disk 
 unchanged has its checksum verified while it is copied (its data is read once); when it does not
 match, the copy is deleted and the import fails as if the check had come first. Each side effect
 is journaled before it happens, so a failure, a cancel or a crash leaves no half-imported VM.
+Copy targets are reserved against every other call (``StorageRoots.targets``), created
+exclusively relative to a handle of their folder opened without following links
+(``operations.files``), written through that open file, and checked to still be what their path
+leads to before the VM is defined with them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vsms.disks import copy as diskcopy
@@ -28,38 +31,33 @@ from vsms.exportdir.reader import (
     ExportPackage,
     checksum_mismatch,
     listed_checksums,
-    looks_like_export_root,
     read_export,
     verify_checksums,
 )
-from vsms.jobs.context import JobContext
+from vsms.exportdir.reader import (
+    check_import_directory as check_directory,
+)
+from vsms.jobs.context import OpContext
 from vsms.mapping.exportimport import ImportOptions
 from vsms.mapping.system import system_from_instances
 from vsms.model.job import AffectedElement
 from vsms.model.vm import DriveKind, ImageFormat, Media, VirtualSystem
+from vsms.operations import files
 from vsms.operations.identity import with_new_identity
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
+from vsms.operations.reservations import Reservation
+from vsms.operations.undo import Undefine, UnmarkConsumed
 from vsms.store.db import Store
 from vsms.virt.host import GUID_TAKEN, VirtHost
 
 
 def check_import_directory(roots: StorageRoots, store: Store, raw: str) -> Path:
-    """The quick checks every import method makes on ImportDirectory (ReturnValue on failure)."""
+    """The quick checks every import method makes on ImportDirectory (ReturnValue on failure):
+    confined to the roots, then the one directory check of ``exportdir.reader``, then not
+    imported in place already."""
     directory = roots.confine(raw, "ImportDirectory")
-    if not directory.exists():
-        raise InvalidParameter(
-            f"ImportDirectory {raw} does not exist: pass the per-VM subdirectory that "
-            "ExportVirtualSystem created")
-    if not directory.is_dir():
-        raise InvalidParameter(f"ImportDirectory {raw} is not a directory: pass the per-VM "
-                               "subdirectory that ExportVirtualSystem created")
-    subdirs = looks_like_export_root(directory)
-    if subdirs:
-        shown = ", ".join(f"'{directory / s}'" for s in subdirs)
-        raise InvalidParameter(
-            f"ImportDirectory {raw} is the export root, not an exported virtual machine: pass "
-            f"one of its subdirectories: {shown}")
+    directory = check_directory(directory, f"ImportDirectory {raw}")
     owner = store.consumed(str(directory))
     if owner is not None:
         raise InUse(
@@ -87,13 +85,21 @@ class ImportWork:
     roots: StorageRoots
     directory: Path
     options: ImportOptions
+    _reservation: Reservation | None = field(default=None, init=False, repr=False)
 
     @property
     def description(self) -> str:
         how = "as a copy" if self.options.create_copy else "in place"
         return f"Importing virtual machine from {self.directory} {how}"
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
+        try:
+            self._run(ctx)
+        finally:
+            if self._reservation is not None:
+                self._reservation.release()
+
+    def _run(self, ctx: OpContext) -> None:
         size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
         create_copy = self.options.create_copy
         phases = PhaseProgress(ctx.progress, {"verify": size // 100 + 1, "copy": size,
@@ -106,12 +112,15 @@ class ImportWork:
         ctx.check_cancelled()
         vs, copies = self._plan(pkg)
         if create_copy:
+            # one table for every call that creates files: a target is never shared
+            self._reservation = self.roots.targets.reserve(
+                [Path(c.dst) for c in copies], f"the import of {self.directory}")
             self._copy(ctx, pkg, copies, phases)
         else:
-            ctx.add_undo("unmark_consumed", directory=str(self.directory), guid=vs.guid)
+            ctx.add_undo(UnmarkConsumed(str(self.directory), vs.guid))
             self.store.mark_consumed(str(self.directory), vs.guid)
         ctx.check_cancelled()
-        ctx.add_undo("undefine", guid=vs.guid)
+        ctx.add_undo(Undefine(vs.guid))
         self.host.define(vs)
         ctx.add_affected(AffectedElement(
             "Msvm_ComputerSystem", {"CreationClassName": "Msvm_ComputerSystem", "Name": vs.guid},
@@ -242,28 +251,27 @@ class ImportWork:
         return copies
 
     # ------------------------------------------------------------------ effects
-    def _copier(self, pkg: ExportPackage, c: Copy, expected: str | None
+    def _copier(self, pkg: ExportPackage, c: Copy, expected: str | None, fd: int
                 ) -> Callable[[ProgressFn, threading.Event], None]:
-        """The copy of one disk: converted when the target format differs (e.g. VHD -> qcow2:
-        QEMU can save the state of a VM only on qcow2/raw), verified against ``expected``
-        while copied when that is given, plainly copied otherwise."""
+        """The copy of one disk into the file open as ``fd`` (created by the job): converted
+        when the target format differs (e.g. VHD -> qcow2: QEMU can save the state of a VM
+        only on qcow2/raw), verified against ``expected`` while copied when that is given,
+        plainly copied otherwise. A partial or mismatching copy is removed by the rollback."""
         def run(progress: ProgressFn, cancel: threading.Event) -> None:
             if c.dst_format is not c.src_format:
                 convert_file(c.src, c.src_format, c.dst, c.dst_format, progress=progress,
-                             cancel=cancel)
+                             cancel=cancel, dst_fd=fd)
             elif expected is not None:
                 _, digest = diskcopy.copy_and_hash(c.src, c.dst, progress=progress,
-                                                   cancel=cancel, book=self.store)
+                                                   cancel=cancel, book=self.store, dst_fd=fd)
                 if digest != expected:
-                    with contextlib.suppress(OSError):
-                        os.unlink(c.dst)
                     raise ValidationFailed([checksum_mismatch(c.rel)], summary=(
                         f"The export directory {str(pkg.directory)!r} failed validation"))
             else:
-                diskcopy.copy_file(c.src, c.dst, progress=progress, cancel=cancel)
+                diskcopy.copy_file(c.src, c.dst, progress=progress, cancel=cancel, dst_fd=fd)
         return run
 
-    def _copy(self, ctx: JobContext, pkg: ExportPackage, copies: list[Copy],
+    def _copy(self, ctx: OpContext, pkg: ExportPackage, copies: list[Copy],
               phases: PhaseProgress) -> None:
         """Copy (or convert) every disk. The export's disk files were left out of read_export's
         checksum pass: one copied unchanged is hashed while it is copied, every other one
@@ -275,15 +283,21 @@ class ImportWork:
         sizes = [diskcopy.data_bytes(c.src) for c in copies]
         on_copy = phases.phase("copy", pre + sum(sizes))
         verify_checksums(pkg, first, progress=on_copy, cancel=ctx.cancel_event, book=self.store)
-        for c in copies:  # journaled first, in this thread: the copies may run in parallel
-            parent = Path(c.dst).parent
-            if not parent.exists():
-                top = next(p for p in [*reversed(parent.parents), parent] if not p.exists())
-                ctx.add_undo("remove_tree", path=str(top))
-                parent.mkdir(parents=True, mode=0o755)
-            ctx.add_undo("remove_file", path=c.dst)
-        tasks = [CopyTask(c.src, c.dst, self._copier(pkg, c, expected.get(c.rel)
-                                                     if c.rel in hashed else None))
-                 for c in copies]
-        run_lanes(tasks, progress=offset(on_copy, pre), cancel=ctx.cancel_event)
+        fds: list[int] = []
+        try:
+            # Each target is created exclusively in this thread (the copies may run in
+            # parallel), relative to a handle of its folder opened without following links;
+            # the copy then writes into that very file, whatever happens to the path meanwhile.
+            for c in copies:
+                with files.open_target_dir(ctx, Path(c.dst).parent, self.roots.roots) as d:
+                    fds.append(files.create_file(ctx, d, Path(c.dst).name))
+            tasks = [CopyTask(c.src, c.dst, self._copier(
+                pkg, c, expected.get(c.rel) if c.rel in hashed else None, fd))
+                for c, fd in zip(copies, fds, strict=True)]
+            run_lanes(tasks, progress=offset(on_copy, pre), cancel=ctx.cancel_event)
+            for c, fd in zip(copies, fds, strict=True):  # register what was written
+                files.check_in_place(c.dst, self.roots.roots, fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
         phases.done("copy")

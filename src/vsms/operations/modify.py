@@ -17,7 +17,7 @@ from vsms.mapping.checks import Checked
 from vsms.mapping.system import apply_system_settings
 from vsms.mapping.vmjson import to_json
 from vsms.model.vm import VirtualSystem
-from vsms.operations.undo import OpContext
+from vsms.operations.undo import OpContext, Redefine
 from vsms.virt.host import VirtHost
 
 
@@ -67,7 +67,7 @@ class ReplaceSystem:
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
-        ctx.add_undo("redefine", vm=to_json(self.old))
+        ctx.add_undo(Redefine(to_json(self.old)))
         self.host.define(self.checked or self.new)
         ctx.progress(100)
 

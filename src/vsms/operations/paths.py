@@ -24,6 +24,7 @@ from pathlib import Path
 from vsms.disks.qemuimg import referenced_files
 from vsms.errors import AccessDenied, InvalidParameter
 from vsms.exportdir.tree import mount_points
+from vsms.operations.reservations import Targets
 
 MAX_BACKING_CHAIN = 16
 """Longest qcow2 backing chain followed before the image is refused."""
@@ -40,6 +41,7 @@ class StorageRoots:
 
     def __init__(self, roots: Iterable[Path]) -> None:
         self.roots = tuple(Path(os.path.realpath(r)) for r in roots)
+        self.targets = Targets()  # the paths running jobs will create (one table for all)
 
     def contains(self, path: Path) -> bool:
         """True when the resolved ``path`` is a root or lies under one (no mount check)."""

@@ -10,6 +10,7 @@ deadline) until libvirt reports the target state; the job engine ends the transi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vsms.cim.enums import EnabledState, RequestedState
@@ -29,21 +30,23 @@ class Action:
     title: str  # job name, e.g. "Start Virtual Machine"
     verb: str  # "start"
     showing: EnabledState | None  # the transitional EnabledState, None: keep the steady one
-    method: str  # the VirtHost method that does it
+    do: Callable[[VirtHost, str], None]  # calls the VirtHost method that does it (looked up
+    # at call time, so a test's wrapper of the method is seen)
     target: EnabledState
 
 
-_START = Action("Start Virtual Machine", "start", EnabledState.STARTING, "start",
-                EnabledState.ENABLED)
-_RESUME = Action("Resume Virtual Machine", "resume", EnabledState.RESUMING, "resume",
-                 EnabledState.ENABLED)
-_OFF = Action("Turn Off Virtual Machine", "turn off", EnabledState.STOPPING, "turn_off",
-              EnabledState.DISABLED)
-_PAUSE = Action("Pause Virtual Machine", "pause", EnabledState.PAUSING, "pause",
-                EnabledState.PAUSED)
-_SAVE = Action("Save Virtual Machine", "save", EnabledState.SAVING, "save",
-               EnabledState.SUSPENDED)
-_RESET = Action("Reset Virtual Machine", "reset", None, "reset", EnabledState.ENABLED)
+_START = Action("Start Virtual Machine", "start", EnabledState.STARTING,
+                lambda h, g: h.start(g), EnabledState.ENABLED)
+_RESUME = Action("Resume Virtual Machine", "resume", EnabledState.RESUMING,
+                 lambda h, g: h.resume(g), EnabledState.ENABLED)
+_OFF = Action("Turn Off Virtual Machine", "turn off", EnabledState.STOPPING,
+              lambda h, g: h.turn_off(g), EnabledState.DISABLED)
+_PAUSE = Action("Pause Virtual Machine", "pause", EnabledState.PAUSING,
+                lambda h, g: h.pause(g), EnabledState.PAUSED)
+_SAVE = Action("Save Virtual Machine", "save", EnabledState.SAVING,
+               lambda h, g: h.save(g), EnabledState.SUSPENDED)
+_RESET = Action("Reset Virtual Machine", "reset", None,
+                lambda h, g: h.reset(g), EnabledState.ENABLED)
 
 # requested state -> {current steady state -> action}
 _PLAN: dict[RequestedState, dict[EnabledState, Action]] = {
@@ -110,7 +113,7 @@ class StateChange:
     def run(self, ctx: OpContext) -> None:
         guid = self.vs.guid
         ctx.status(f"{self.action.title}: '{self.vs.name}'")
-        getattr(self.host, self.action.method)(guid)
+        self.action.do(self.host, guid)
         ctx.progress(90)
         deadline = time.monotonic() + SETTLE_SECONDS
         state = self.host.state(guid)

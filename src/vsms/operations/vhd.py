@@ -3,9 +3,11 @@
 Each create operation is two-phase: ``prepare_*`` runs every quick check (no side effects; a
 ``VsmsError`` becomes the method's ReturnValue at once) and returns a work object whose ``run``
 does the job. The image is written under a hidden temporary name next to the target, with a
-write-ahead ``remove_file`` undo entry, and published under its final name with ``os.link``, which
-never replaces a file that appeared meanwhile. A failure or a Terminate request rolls it back, so
-no half-made image is ever left under the requested name.
+write-ahead ``remove_file`` undo entry, created exclusively relative to a handle of the target
+folder (``operations.files``), written by qemu-img through ``/proc/self/fd/N``, and published
+under its final name with ``linkat``, which never replaces a file that appeared meanwhile. A
+failure or a Terminate request rolls it back, so no half-made image is ever left under the
+requested name. The target is reserved (``StorageRoots.targets``) while the job runs.
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ import errno
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from vsms.cim.enums import EnabledState
-from vsms.disks import qemuimg
+from vsms.disks import anchor, qemuimg
+from vsms.disks.anchor import Dir, Identity
 from vsms.disks.api import ImageInfo, translate_oserror
 from vsms.disks.qemuimg import LABEL
 from vsms.errors import FileNotFound, InvalidParameter, NotSupported
-from vsms.jobs.context import JobContext
+from vsms.jobs.context import OpContext
 from vsms.model.vm import ImageFormat
+from vsms.operations import files
 from vsms.operations.paths import StorageRoots
+from vsms.operations.undo import RemoveFile
 
 SECTOR = 512
 DEFAULT_DYNAMIC_SIZE = 3 * 1024 * 1024  # CreateDynamicVirtualHardDisk with MaxInternalSize 0
@@ -61,6 +67,7 @@ def format_for(path: Path, what: str = "Path") -> ImageFormat:
 def _new_image_path(roots: StorageRoots, raw: str, what: str) -> Path:
     """Confine a path for a new image and check that it is free and its directory exists."""
     path = roots.confine(raw, what)
+    roots.targets.check([path])  # the target of a running job: 32774
     if raw.rstrip().endswith(("/", os.sep)):
         raise InvalidParameter(f"{what} {raw!r} names a directory: pass the path of the new file")
     if os.path.lexists(raw) or path.exists():
@@ -92,45 +99,59 @@ def _check_size(size: Any, fmt: ImageFormat, *, fixed: bool) -> int:
 
 # --------------------------------------------------------------------------- publishing
 
-def _temp_name(path: Path, job_id: str) -> Path:
+def _temp_name(path: Path, job_id: str) -> str:
     tag = (job_id or uuid.uuid4().hex)[:8].lower()
-    return path.with_name(f".{path.stem}.vsms-{tag}{path.suffix}")
+    return f".{path.stem}.vsms-{tag}{path.suffix}"
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Give ``tmp`` its final name without ever replacing an existing ``final``."""
+def _publish(d: Dir, tmp: str, final: Path) -> None:
+    """Give ``tmp`` its final name in ``d`` without ever replacing an existing ``final``."""
     taken = InvalidParameter(f"{final} was created by someone else while the disk was being "
                              "made: choose another file name")
     try:
         try:
-            os.link(tmp, final)
+            os.link(tmp, final.name, src_dir_fd=d.fd, dst_dir_fd=d.fd, follow_symlinks=False)
         except FileExistsError:
             raise taken from None
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                 raise
-            # no hard links on this file system: a rename after a last check is the best we have
-            if os.path.lexists(final):
+            # no hard links on this file system: a rename that never replaces
+            try:
+                anchor.rename_noreplace(d, tmp, d, final.name)
+            except FileExistsError:
                 raise taken from None
-            os.rename(tmp, final)
             return
-        tmp.unlink()
+        os.unlink(tmp, dir_fd=d.fd)
     except OSError as exc:
         raise translate_oserror(exc, f"give the new disk its name {final}") from None
 
 
-def _make(ctx: JobContext, final: Path, create: Any) -> None:
-    """Run ``create(tmp_path)`` under a temporary name, then publish; rolled back on failure."""
-    tmp = _temp_name(final, ctx.job_id)
-    ctx.check_cancelled()
-    ctx.add_undo("remove_file", path=str(tmp))
-    ctx.progress(5)
-    create(str(tmp))
-    ctx.progress(90)
-    ctx.check_cancelled()
-    _publish(tmp, final)
-    ctx.add_undo("remove_file", path=str(final))
-    ctx.check_cancelled()
+def _make(ctx: OpContext, roots: StorageRoots, final: Path,
+          create: Callable[[int], None]) -> None:
+    """Run ``create(fd)`` into a new file under a temporary name, created exclusively relative
+    to a handle of the target folder, then publish it; rolled back on failure. Only the very
+    inode the job created is ever removed, and the folder is never reached through a link."""
+    reservation = roots.targets.reserve([final], f"the creation of {final}")
+    try:
+        ctx.check_cancelled()
+        d, _ = anchor.open_parent(final, roots.roots)
+        with d:
+            tmp = _temp_name(final, ctx.job_id)
+            fd = files.create_file(ctx, d, tmp)
+            try:
+                ctx.progress(5)
+                create(fd)
+                ident = Identity.of(os.fstat(fd))
+            finally:
+                os.close(fd)
+            ctx.progress(90)
+            ctx.check_cancelled()
+            ctx.add_undo(RemoveFile(d.path, final.name, ident.dev, ident.ino))
+            _publish(d, tmp, final)
+        ctx.check_cancelled()
+    finally:
+        reservation.release()
 
 
 # --------------------------------------------------------------------------- work objects
@@ -143,6 +164,7 @@ class CreateDisk:
     format: ImageFormat
     size: int
     fixed: bool
+    roots: StorageRoots
 
     @property
     def description(self) -> str:
@@ -150,10 +172,10 @@ class CreateDisk:
         return (f"Creating {kind} {LABEL[self.format]} virtual hard disk {self.path} "
                 f"of {self.size} bytes")
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
         ctx.set_result(Child=str(self.path))
-        _make(ctx, self.path,
-              lambda tmp: qemuimg.create(tmp, self.size, self.format, fixed=self.fixed))
+        _make(ctx, self.roots, self.path, lambda fd: qemuimg.create(
+            str(self.path), self.size, self.format, fixed=self.fixed, fd=fd))
 
 
 @dataclass(frozen=True)
@@ -163,15 +185,16 @@ class CreateDifferencingDisk:
     path: Path
     parent: Path
     parent_format: ImageFormat
+    roots: StorageRoots
 
     @property
     def description(self) -> str:
         return f"Creating differencing virtual hard disk {self.path} with parent {self.parent}"
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
         ctx.set_result(Child=str(self.path), Parent=str(self.parent))
-        _make(ctx, self.path, lambda tmp: qemuimg.create_differencing(
-            tmp, str(self.parent), self.parent_format))
+        _make(ctx, self.roots, self.path, lambda fd: qemuimg.create_differencing(
+            str(self.path), str(self.parent), self.parent_format, fd=fd))
 
 
 def prepare_create(roots: StorageRoots, raw_path: str, size: Any, *, fixed: bool) -> CreateDisk:
@@ -183,7 +206,7 @@ def prepare_create(roots: StorageRoots, raw_path: str, size: Any, *, fixed: bool
             f"Path {raw_path}: a fixed-size disk must be a VHD or VHDX: use a .vhd or .vhdx path")
     checked = _check_size(size, fmt, fixed=fixed)
     path = _new_image_path(roots, raw_path, "Path")
-    return CreateDisk(path, fmt, checked, fixed)
+    return CreateDisk(path, fmt, checked, fixed, roots)
 
 
 def prepare_differencing(roots: StorageRoots, raw_path: str,
@@ -200,7 +223,7 @@ def prepare_differencing(roots: StorageRoots, raw_path: str,
     _existing_file(parent, raw_parent, "ParentPath")
     if parent == path:
         raise InvalidParameter("Path and ParentPath name the same file: pass two different paths")
-    return CreateDifferencingDisk(path, parent, qemuimg.probe_format(str(parent)))
+    return CreateDifferencingDisk(path, parent, qemuimg.probe_format(str(parent)), roots)
 
 
 # --------------------------------------------------------------------------- inspection

@@ -23,7 +23,8 @@ import pywbem
 
 from vsms.auth.policy import Role
 from vsms.cim import names
-from vsms.jobs.manager import Reservation, Work
+from vsms.jobs.context import Work
+from vsms.jobs.manager import Reservation
 from vsms.model.job import AffectedElement
 from vsms.providers.common import (
     Params,

@@ -11,7 +11,7 @@ from vsms.cim import names
 from vsms.cim.enums import ElementEffects, ReturnCode
 from vsms.errors import ValidationFailed
 from vsms.exportdir.reader import read_export
-from vsms.jobs.context import JobContext
+from vsms.jobs.context import OpContext
 from vsms.mapping.exportimport import (
     ExportOptions,
     ImportOptions,
@@ -44,7 +44,7 @@ class _FailWith:
     def __init__(self, error: ValidationFailed) -> None:
         self.error = error
 
-    def run(self, ctx: JobContext) -> None:
+    def run(self, ctx: OpContext) -> None:
         raise self.error
 
 

@@ -203,6 +203,19 @@ class Store:
                         (job_id, seq, kind, text))
         return seq
 
+    def update_undo(self, job_id: str, seq: int, args: dict[str, Any]) -> None:
+        """Replace the arguments of undo record ``seq`` of ``job_id`` (a step that learned
+        what it created, e.g. a file's device and inode); committed when this returns."""
+        try:
+            text = json.dumps(args, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameter(
+                f"undo record {seq} of job {job_id} has arguments that are not JSON: {exc}; "
+                "pass only strings, numbers, booleans, lists and dicts") from exc
+        self._write("complete an undo step",
+                    "UPDATE undo_journal SET args = ? WHERE job_id = ? AND seq = ?",
+                    (text, job_id, seq))
+
     def undo_entries(self, job_id: str) -> list[UndoEntry]:
         """The undo records of ``job_id`` in the order they were added."""
         rows = self._read("read the undo journal",

@@ -51,6 +51,7 @@ DEFAULT_TARGETS: tuple[Target, ...] = (
     # the SQLite store: job records, undo journal, consumed-directory marks
     Target("vsms.store.db", "Store.save_job"),
     Target("vsms.store.db", "Store.add_undo", detail_arg=2),
+    Target("vsms.store.db", "Store.update_undo"),
     Target("vsms.store.db", "Store.clear_undo"),
     Target("vsms.store.db", "Store.mark_consumed"),
     Target("vsms.store.db", "Store.unmark_consumed"),
@@ -74,6 +75,7 @@ DEFAULT_TARGETS: tuple[Target, ...] = (
     Target("os", "unlink", detail_arg=0),
     Target("os", "rmdir", detail_arg=0),
     Target("shutil", "rmtree", detail_arg=0),
+    Target("vsms.disks.anchor", "rename_noreplace", detail_arg=3),
 )
 
 
