@@ -23,7 +23,7 @@ from tests.e2e import wbemflow
 from vsms.app import Service
 from vsms.auth.basic import Principal
 from vsms.auth.policy import Role
-from vsms.auth.scopes import JobOwners, ScopedRegistry
+from vsms.auth.scopes import ScopedRegistry
 from vsms.auth.setup import audit_from_settings, authenticator_from_settings
 from vsms.auth.users import UsersFile
 from vsms.cim import names
@@ -395,8 +395,7 @@ def test_methods_on_vms_and_jobs(live: Live) -> None:
 def test_python_api_through_the_registry(live: Live) -> None:
     def names_seen(user: str, grants: tuple[tuple[str, Role], ...]) -> set[str]:
         view = ScopedRegistry(live.service.registry,
-                              Principal(user, Role.ADMINISTRATOR, "users-file", "", grants),
-                              JobOwners())
+                              Principal(user, Role.ADMINISTRATOR, "users-file", "", grants))
         return {guid(i.path) for i in view.enumerate_instances(names.NAMESPACE,
                                                                names.COMPUTER_SYSTEM)
                 if guid(i.path) in VM_GUIDS | {guid(live.b), guid(live.c)}}

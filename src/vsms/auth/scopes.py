@@ -14,9 +14,9 @@ operation) and filters in one place, whatever the provider:
 * instances (enumerations, GetInstance, associations, references, queries and pull
   enumerations, which all go through these calls) are shown only when every VM and job they
   name is visible; a hidden one is CIM_ERR_NOT_FOUND, the same answer as a missing one;
-* a job is visible to the user who started it (remembered in :class:`JobOwners` when the call
-  returns the job) and to users who can see every VM it affects (a job that names no VM: its
-  owner and unscoped or globally granted users only);
+* a job is visible to the user who started it (its ``Owner``, kept with the job record) and
+  to users who can see every VM it affects (a job that names no VM: its owner and unscoped or
+  globally granted users only);
 * an extrinsic method on a hidden target is CIM_ERR_NOT_FOUND; a method whose parameters name a
   VM (references, embedded InstanceIDs ``Microsoft:<GUID>…``, ComputerSystem paths) on which the
   user lacks the method's role, or that does not exist, answers ReturnValue 32769 (Access
@@ -32,8 +32,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -72,26 +70,6 @@ def role_in(principal: Principal, scope: str) -> Role | None:
     return max(roles) if roles else None
 
 
-class JobOwners:
-    """Job InstanceID -> the user whose call started it (the newest 10,000; not persisted:
-    after a restart, jobs stay visible through the VMs they affect)."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self._lock = threading.Lock()
-        self._owners: OrderedDict[str, str] = OrderedDict()
-        self._limit = limit
-
-    def record(self, job_id: str, user: str) -> None:
-        with self._lock:
-            self._owners[job_id.upper()] = user
-            while len(self._owners) > self._limit:
-                self._owners.popitem(last=False)
-
-    def owner(self, job_id: str) -> str | None:
-        with self._lock:
-            return self._owners.get(job_id.upper())
-
-
 def _key(path: pywbem.CIMInstanceName, name: str) -> Any:
     return next((v for k, v in path.keybindings.items() if k.lower() == name), None)
 
@@ -101,15 +79,15 @@ class ScopedRegistry(Registry):
     Every operation is the base registry's (called on it, so whatever wraps it still counts),
     its answer filtered; associators come from the filtered references and GetInstance."""
 
-    def __init__(self, base: Registry, principal: Principal, owners: JobOwners) -> None:
+    def __init__(self, base: Registry, principal: Principal) -> None:
         super().__init__(base.host)
         self._ns = base._ns  # the same classes and providers, read-only here
         self.base = base
         self.principal = principal
-        self.owners = owners
         self.scoped = bool(principal.grants)
         self._vm_scopes: dict[str, str] | None = None  # GUID -> scope, read once per request
         self._job_vms: dict[str, set[str]] | None = None
+        self._job_owners: dict[str, str] | None = None  # job InstanceID -> Owner
 
     # ------------------------------------------------------------------ what is visible
     def _scopes(self) -> dict[str, str]:
@@ -141,8 +119,18 @@ class ScopedRegistry(Registry):
                                              set()).update(vms)
         return self._job_vms.get(job_id.upper(), set())
 
+    def _owner(self, job_id: str) -> str | None:
+        """The user who started the job (its Owner, kept with the job record)."""
+        if self._job_owners is None:
+            self._job_owners = {}
+            for cn in (names.CONCRETE_JOB, names.STORAGE_JOB):
+                for job in self.base.enumerate_instances(names.NAMESPACE, cn):
+                    iid = str(_key(job.path, "instanceid") or "").upper()
+                    self._job_owners[iid] = str(job.get("Owner") or "")
+        return self._job_owners.get(job_id.upper()) or None
+
     def _job_visible(self, job_id: str) -> bool:
-        if self.owners.owner(job_id) == self.principal.user:
+        if self._owner(job_id) == self.principal.user:
             return True
         vms = self._affected(job_id)
         if not vms:
@@ -150,7 +138,7 @@ class ScopedRegistry(Registry):
         return all(self._vm_role(g) is not None for g in vms)
 
     def _may_act_on_job(self, job_id: str, need: Role) -> bool:
-        if self.owners.owner(job_id) == self.principal.user:
+        if self._owner(job_id) == self.principal.user:
             return self.principal.role >= need
         vms = self._affected(job_id)
         roles = [self._vm_role(g) for g in vms] if vms else [role_in(self.principal, GLOBAL)]
@@ -198,11 +186,7 @@ class ScopedRegistry(Registry):
                         "ReturnValue %d", self.principal.user, self.principal.source,
                         target.classname, method, ReturnCode.ACCESS_DENIED)
             return int(ReturnCode.ACCESS_DENIED), {}
-        rv, out = self.base.invoke_method(namespace, target, method, params)
-        job = next((v for k, v in out.items() if k.lower() == "job"), None)
-        if isinstance(job, pywbem.CIMInstanceName) and _key(job, "instanceid"):
-            self.owners.record(str(_key(job, "instanceid")), self.principal.user)
-        return rv, out
+        return self.base.invoke_method(namespace, target, method, params)
 
     def _may_call(self, target: CIMTarget, method: str, params: Mapping[str, Any]) -> bool:
         need = policy.method_role(target.classname, method)

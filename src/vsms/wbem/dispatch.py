@@ -27,7 +27,7 @@ from vsms.auth import policy
 from vsms.auth.audit import AuditLog, summarise_arguments
 from vsms.auth.basic import Principal
 from vsms.auth.jobwatch import JobWatcher
-from vsms.auth.scopes import JobOwners, ScopedRegistry
+from vsms.auth.scopes import ScopedRegistry
 from vsms.cim.enums import ReturnCode
 from vsms.providers.context import caller
 from vsms.providers.registry import Registry
@@ -100,7 +100,6 @@ class Dispatcher:
         self.contexts = contexts if contexts is not None else EnumerationContexts()
         self.audit = audit
         self.watcher = JobWatcher(registry, audit) if audit is not None else None
-        self.job_owners = JobOwners()  # who started which job (scoped users see their jobs)
 
     def close(self) -> None:
         """Stop watching jobs for the audit log (their lines say the outcome was not seen)."""
@@ -171,7 +170,7 @@ class Dispatcher:
         registry itself for callers without scopes."""
         if principal is None or not principal.grants:
             return self.registry
-        return ScopedRegistry(self.registry, principal, self.job_owners)
+        return ScopedRegistry(self.registry, principal)
 
     def _intrinsic(self, call: IMethodCall, registry: Registry,
                    principal: Principal | None) -> Outcome:
