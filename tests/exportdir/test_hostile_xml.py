@@ -1,8 +1,8 @@
-"""Hostile XML in config.xml and the .exp file is refused quickly, without expansion or I/O."""
+"""Hostile XML in config.xml and the .exp file is refused before any expansion or I/O (the
+reason names the declaration or the limit, not a product of expanding it)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -28,10 +28,8 @@ UNDECLARED = '<CIM CIMVERSION="2.0">&e;</CIM>'
 def refused(export: Export, rel: str, data: bytes) -> list[str]:
     (export.path / rel).write_bytes(data)
     export.rehash()
-    start = time.monotonic()
     with pytest.raises(ValidationFailed) as info:
         read_export(export.path)
-    assert time.monotonic() - start < 2.0
     return info.value.problems
 
 
