@@ -30,7 +30,7 @@ _ACTIVE_OFF = (EnabledState.DISABLED, EnabledState.SUSPENDED)
 
 
 class PoolProvider(ServiceProvider):
-    classnames = (pools.RESOURCE_POOL, pools.ALLOCATION_CAPABILITIES)
+    classnames: tuple[str, ...] = (pools.RESOURCE_POOL, pools.ALLOCATION_CAPABILITIES)
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         want = classname.lower()
