@@ -98,7 +98,7 @@ METHODS: dict[str, dict[str, Role]] = {
         "CompactVirtualHardDisk": _A, "ConvertVirtualHardDisk": _A,
         "ExpandVirtualHardDisk": _A, "MergeVirtualHardDisk": _A,
         "ReconnectParentVirtualHardDisk": _A, "Mount": _A, "Unmount": _A},
-    "Msvm_ProcessorPool": {"CalculatePossibleReserve": Role.READER},
+    "Msvm_ProcessorPool": {"CalculatePossibleReserve": _O},  # read-only, as GetSummary…
 }
 
 _BY_LOWER = {cls.lower(): {m.lower(): r for m, r in methods.items()}

@@ -61,7 +61,7 @@ class PoolProvider(ServiceProvider):
 class ProcessorPoolProvider(PoolProvider):
     classnames = (pools.PROCESSOR_POOL,)
 
-    @method("CalculatePossibleReserve", Role.READER, params=("ProcessorCount",))
+    @method("CalculatePossibleReserve", Role.OPERATOR, params=("ProcessorCount",))
     def calculate_possible_reserve(self, target: CIMTarget, params: Params) -> Result:
         """As on Windows Server 2008: no processor reserve is calculated; always 0."""
         return 0, {}
