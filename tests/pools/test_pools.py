@@ -10,6 +10,7 @@ Msvm_AllocationCapabilities, take the Msvm_SettingsDefineCapabilities whose Valu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import pywbem
 from tests.cli.served import Served, add_user, make_root, serving
 from tests.conftest import QEMU_URI
 from tests.e2e.wbemflow import completed, create_vhd, invoke, modify, settings_of
+from tests.lifecycle.service import make_iso
 from vsms.cim import names
 from vsms.cim.enums import ReturnCode
 from vsms.errors import VsmsError
@@ -48,6 +50,7 @@ HYPERV_SUBTYPES = {
     "Microsoft Synthetic Display Controller": 20, "Microsoft Serial Port": 17,
     "Microsoft Synthetic Mouse": 13,
 }
+GUID = "[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
 SETTING_CLASS = {"Microsoft Processor": names.PROCESSOR_SD,
                  "Microsoft Virtual Machine Memory": names.MEMORY_SD,
                  "Microsoft Synthetic Ethernet Port": names.SYNTHETIC_NIC_SD,
@@ -150,7 +153,12 @@ def test_one_primordial_pool_per_subtype_the_service_accepts(conn: pywbem.WBEMCo
             assert pool["Primordial"] is True and pool["HealthState"] == 5
             assert pool["OperationalStatus"] == [2] and pool["StatusDescriptions"] == ["OK"]
             assert pool.classname == (PROCESSOR_POOL if rtype == 3 else POOL)
-            assert pool["PoolID"] and pool["PoolID"] in pool["InstanceID"]
+            assert re.fullmatch(rf"Microsoft:Pool\\{GUID}\\Root", pool["InstanceID"])
+            assert re.fullmatch(GUID, pool["PoolID"])
+    # one PoolID per kind of device: the three ISO subtypes hand out the same images
+    iso = {by_subtype[s]["PoolID"] for s in ("Microsoft Virtual CD/DVD Disk",
+                                             "Microsoft ISO Image", "Microsoft Virtual DVD Disk")}
+    assert len(iso) == 1 and len({p["PoolID"] for p in pools}) == len(pools) - 2
     processor = by_subtype["Microsoft Processor"]
     assert (processor["ElementName"], processor["AllocationUnits"], processor["Capacity"],
             processor["Reserved"]) == ("Processor Resource Pool", "Processor Cores", 100000, 0)
@@ -214,13 +222,14 @@ def test_v1_client_builds_a_vm_from_the_default_settings(server: Server,
     assert [m.path for m in vs.media] == [str(disk)] and len(vs.nics) == 1
 
     # every RASD of the VM is allocated from the pool its PoolID names, seen both ways
-    pools = {p["PoolID"]: p for p in all_pools(conn)}
+    pools = {(p["PoolID"], p["ResourceSubType"]): p for p in all_pools(conn)}
     for rasd in rasds:
         found = conn.Associators(rasd.path, AssocClass=FROM_POOL, Role="Dependent",
                                  ResultRole="Antecedent")
         assert [p["PoolID"] for p in found] == [rasd["PoolID"]], rasd.path
         assert found[0]["ResourceSubType"] == rasd["ResourceSubType"]
-        back = conn.References(pools[rasd["PoolID"]].path, ResultClass=FROM_POOL,
+        back = conn.References(pools[rasd["PoolID"], rasd["ResourceSubType"]].path,
+                               ResultClass=FROM_POOL,
                                Role="Antecedent")
         assert rasd["InstanceID"] in [r["Dependent"].keybindings["InstanceID"] for r in back]
 
@@ -232,7 +241,7 @@ def test_default_settings_found_by_instance_id_query(conn: pywbem.WBEMConnection
     assert sorted(str(i["ResourceSubType"]) for i in found) == \
         sorted(str(p["ResourceSubType"]) for p in rasd_pools)
     for inst in found:
-        assert inst["InstanceID"] == f"Microsoft:Definition\\{inst['PoolID']}\\Default"
+        assert re.fullmatch(rf"Microsoft:Definition\\{GUID}\\Default", inst["InstanceID"])
     every = conn.ExecQuery("WQL", "SELECT * FROM CIM_ResourceAllocationSettingData "
                                   "WHERE InstanceID LIKE '%Default'")
     assert len(every) == len(all_pools(conn))
@@ -319,3 +328,68 @@ def test_unknown_setting_and_pool_are_not_found(conn: pywbem.WBEMConnection) -> 
             conn.GetInstance(path)
         assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
 
+
+
+def test_every_default_is_accepted_once_the_client_sets_what_it_must(
+        server: Server, conn: pywbem.WBEMConnection) -> None:
+    root = server.served.root
+    gsd = pywbem.CIMInstance(names.VSGSD, properties={"ElementName": f"defaults-{root.name}"})
+    vm = completed(conn, *invoke(conn, names.VSMS, "DefineVirtualSystem",
+                                 SystemSettingData=gsd.tocimxmlstr()))["DefinedSystem"]
+    # a SCSI controller, a disk drive on it and a VHD in the drive: each Default as served,
+    # only Parent and Connection set
+    scsi = add(conn, vm, default_of(conn, 6, "Microsoft Synthetic SCSI Controller"))
+    drive = default_of(conn, 22, "Microsoft Synthetic Disk Drive")
+    drive["Parent"] = scsi.to_wbem_uri()
+    disk = root / "defaults.vhd"
+    create_vhd(conn, disk)
+    image = default_of(conn, 21, "Microsoft Virtual Hard Disk")
+    image["Parent"] = add(conn, vm, drive).to_wbem_uri()
+    image["Connection"] = [str(disk)]
+    add(conn, vm, image)
+    # a DVD drive per IDE slot, each with an ISO from one of the three ISO pools
+    ide = sorted((r for r in settings_of(conn, vm) if r["ResourceType"] == 5),
+                 key=lambda r: str(r["Address"]))
+    isos = ("Microsoft Virtual CD/DVD Disk", "Microsoft ISO Image", "Microsoft Virtual DVD Disk")
+    for n, (ctrl, slot, subtype) in enumerate(zip((ide[0], ide[0], ide[1]), "010", isos,
+                                                  strict=True)):
+        dvd = default_of(conn, 16, "Microsoft Synthetic DVD Drive")
+        dvd["Parent"] = ctrl.path.to_wbem_uri()
+        dvd["Address"] = slot
+        iso = root / f"defaults-{n}.iso"
+        make_iso(iso)
+        media = default_of(conn, 21, subtype)
+        media["Parent"] = add(conn, vm, dvd).to_wbem_uri()
+        media["Connection"] = [str(iso)]
+        add(conn, vm, media)
+    add(conn, vm, default_of(conn, 10, "Microsoft Emulated Ethernet Port"))
+    add(conn, vm, default_of(conn, 10, "Microsoft Synthetic Ethernet Port"))
+    with VirtHost(QEMU_URI) as host:
+        vs = host.get_system(str(vm.keybindings["Name"]))
+    assert vs is not None
+    assert sorted(m.path for m in vs.media) == sorted(
+        [str(disk)] + [str(root / f"defaults-{n}.iso") for n in range(3)])
+    assert sorted(n.synthetic for n in vs.nics) == [False, True]
+    assert all(not n.static_mac for n in vs.nics)  # the service chose the MACs
+    # every VM has its two IDE controllers: a third is refused, naming the reason
+    rv, out = invoke(conn, names.VSMS, "AddVirtualSystemResources", TargetSystem=vm,
+                     ResourceSettingData=[default_of(conn, 5, "Microsoft Emulated IDE Controller")
+                                          .tocimxmlstr()])
+    assert rv == ReturnCode.INVALID_PARAMETER and "at most 2 IDE" in out["ErrorDescription"]
+
+
+# What the per-user scope filter (auth/scopes.py) takes for a VM: "Microsoft:<GUID>…"
+_VM_ID = re.compile(r"Microsoft:\{?[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}",
+                    re.IGNORECASE)
+
+
+def test_host_level_instances_name_no_virtual_machine(conn: pywbem.WBEMConnection) -> None:
+    found = [*all_pools(conn), *conn.EnumerateInstances(CAPS),
+             *conn.ExecQuery("WQL", "SELECT * FROM CIM_ResourceAllocationSettingData WHERE "
+                                    "InstanceID LIKE 'Microsoft:Definition%'")]
+    assert len(found) == len(all_pools(conn)) * 6
+    for inst in found:
+        for name, prop in inst.properties.items():
+            values = prop.value if isinstance(prop.value, list) else [prop.value]
+            assert not any(isinstance(v, str) and _VM_ID.search(v) for v in values), \
+                (inst.path, name, prop.value)

@@ -5,7 +5,7 @@ processor, IDE and SCSI controllers, disk and DVD drives, virtual hard disks, IS
 the three subtypes clients use for them, synthetic and emulated network adapters). Each pool
 has one Msvm_AllocationCapabilities and four settings (RASDs of the class the pool's devices
 use) that it defines through Msvm_SettingsDefineCapabilities:
-``Microsoft:Definition\\<PoolID>\\Default`` (ValueRole 0 Default, ValueRange 0 Point) and
+``Microsoft:Definition\\<pool GUID>\\Default`` (ValueRole 0 Default, ValueRange 0 Point) and
 ``…\\Minimum`` / ``…\\Maximum`` / ``…\\Increment`` (ValueRole 3 Supported, ValueRange 1, 2, 3).
 
 A setting carries exactly the values every device of its kind has: it is built from the RASDs
@@ -19,8 +19,12 @@ values that differ from what the service would serve. VirtualQuantity: memory 51
 8 MB minimum, the host's memory maximum, 1 MB increment; processors 1, 1, the host's
 vCPU limit, 1; every other kind 1 (one device per RASD).
 
-Keys name no VM: a pool is ``Microsoft:Pool\\<PoolID>\\Root`` (PoolID a bare GUID derived from
-the subtype, ``ids.pool_id``), capabilities are ``Microsoft:AllocationCapabilities\\<PoolID>``.
+Keys name no VM: a pool is ``Microsoft:Pool\\<pool GUID>\\Root``, its capabilities
+``Microsoft:AllocationCapabilities\\<pool GUID>``, the pool GUID derived from the pool's subtype
+(``ids.pool_id``). PoolID is that GUID too (bare), except for the two other ISO subtypes' pools
+("Microsoft ISO Image", "Microsoft Virtual DVD Disk"): the devices they hand out are the
+service's CD/DVD disk images, so their settings and they carry that pool's PoolID, which is
+what those devices show.
 """
 
 from __future__ import annotations
@@ -75,8 +79,15 @@ class Pool:
     units: str  # AllocationUnits of the pool
 
     @property
-    def pool_id(self) -> str:
+    def key(self) -> str:
+        """The GUID in the pool's own keys (its InstanceID, its capabilities', its settings')."""
         return ids.pool_id(self.subtype)
+
+    @property
+    def pool_id(self) -> str:
+        """PoolID: what the RASDs of the devices it hands out name (the ISO subtypes' pools
+        hand out devices of one kind, so they share the Virtual CD/DVD Disk pool's)."""
+        return ids.pool_id(self.served_subtype)
 
     @property
     def classname(self) -> str:
@@ -84,14 +95,14 @@ class Pool:
 
     @property
     def instance_id(self) -> str:
-        return f"Microsoft:Pool\\{self.pool_id}\\Root"
+        return f"Microsoft:Pool\\{self.key}\\Root"
 
     @property
     def capabilities_id(self) -> str:
-        return f"Microsoft:AllocationCapabilities\\{self.pool_id}"
+        return f"Microsoft:AllocationCapabilities\\{self.key}"
 
     def setting_id(self, role: str) -> str:
-        return f"{DEFINITION_PREFIX}{self.pool_id}\\{role}"
+        return f"{DEFINITION_PREFIX}{self.key}\\{role}"
 
     def path(self) -> pywbem.CIMInstanceName:
         return pywbem.CIMInstanceName(self.classname, {"InstanceID": self.instance_id},
@@ -134,12 +145,13 @@ POOLS: tuple[Pool, ...] = (
          devices.SUB_EMULATED_NIC, "Emulated Ethernet Port Resource Pool", "Ports"),
 )
 
-_BY_ID = {p.pool_id: p for p in POOLS}
+_BY_KEY = {p.key: p for p in POOLS}
 _BY_SERVED = {p.subtype.lower(): p for p in POOLS if p.subtype == p.served_subtype}
 
 
-def pool_of_id(pool_id: str) -> Pool | None:
-    return _BY_ID.get(pool_id.strip().upper())
+def pool_of_key(key: str) -> Pool | None:
+    """The pool whose keys carry GUID ``key``."""
+    return _BY_KEY.get(key.strip().upper())
 
 
 def pool_of_rasd(rasd: pywbem.CIMInstance) -> Pool | None:
@@ -155,7 +167,7 @@ def parse_setting_id(instance_id: str) -> tuple[Pool, str] | None:
     parts = instance_id[len(DEFINITION_PREFIX):].split("\\")
     if len(parts) != 2:
         return None
-    pool = pool_of_id(parts[0])
+    pool = pool_of_key(parts[0])
     role = next((r for r in ROLES if r.lower() == parts[1].lower()), None)
     return (pool, role) if pool is not None and role is not None else None
 
