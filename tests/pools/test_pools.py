@@ -393,3 +393,25 @@ def test_host_level_instances_name_no_virtual_machine(conn: pywbem.WBEMConnectio
             values = prop.value if isinstance(prop.value, list) else [prop.value]
             assert not any(isinstance(v, str) and _VM_ID.search(v) for v in values), \
                 (inst.path, name, prop.value)
+
+
+def test_reserved_counts_what_the_vms_hold(conn: pywbem.WBEMConnection) -> None:
+    """Memory: the MB of the VMs that are not off or saved; a device pool: its devices in
+    every VM (read from libvirt alongside; other tests' VMs come and go, so a few tries)."""
+    for _ in range(5):
+        with VirtHost(QEMU_URI) as host:
+            before = host.inventory()
+        pools = {p["ResourceSubType"]: p for p in all_pools(conn)}
+        with VirtHost(QEMU_URI) as host:
+            after = host.inventory()
+        if before != after:
+            continue
+        running = sum(vs.memory_mb for vs, state in after if state not in (3, 32769))
+        drives = sum(1 for vs, _ in after for d in vs.drives if d.kind.value == "disk")
+        nics = sum(1 for vs, _ in after for n in vs.nics if n.synthetic)
+        assert pools["Microsoft Virtual Machine Memory"]["Reserved"] == running
+        assert pools["Microsoft Synthetic Disk Drive"]["Reserved"] == drives
+        assert pools["Microsoft Synthetic Ethernet Port"]["Reserved"] == nics
+        assert pools["Microsoft Processor"]["Reserved"] == 0
+        return
+    pytest.fail("the host's VMs kept changing")

@@ -29,6 +29,7 @@ what those devices show.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -249,9 +250,15 @@ def _sample(n: int) -> VirtualSystem:
 
 
 def _common(subtype: str) -> pywbem.CIMInstance:
-    """The served RASD of a device of ``subtype`` with what differs between devices NULL."""
+    """The served RASD of a device of ``subtype`` with what differs between devices NULL
+    (a copy of the one computed once per process: it depends on nothing but the code)."""
+    return _common_once(subtype.lower()).copy()
+
+
+@functools.cache
+def _common_once(subtype: str) -> pywbem.CIMInstance:
     a, b = (next(i for i in devices.device_instances(_sample(n))
-                 if str(devices.prop(i, "ResourceSubType")).lower() == subtype.lower())
+                 if str(devices.prop(i, "ResourceSubType")).lower() == subtype)
             for n in (0, 1))
     out = a.copy()
     for name, p in a.properties.items():
@@ -319,14 +326,20 @@ def allocations(vs: VirtualSystem) -> list[pywbem.CIMInstance]:
     return out
 
 
-def reserved(pool: Pool, systems: Sequence[VirtualSystem]) -> int:
-    """How many of the pool's units ``systems`` hold (memory: MB; others: devices)."""
-    if pool.rtype is ResourceType.MEMORY:
-        return sum(vs.memory_mb for vs in systems)
-    if pool.rtype is ResourceType.PROCESSOR:
-        return 0  # as the page says: always 0
-    return sum(1 for vs in systems for r in devices.device_instances(vs)
-               if pool_of_rasd(r) is pool)
+def reserved(systems: Sequence[VirtualSystem], running: Sequence[VirtualSystem]
+             ) -> dict[str, int]:
+    """Pool key -> how many of its units are held: memory, the MB of the ``running`` VMs;
+    processors 0 (as the page says); the others, the devices of all ``systems``."""
+    out = dict.fromkeys((p.key for p in POOLS), 0)
+    for vs in systems:
+        for rasd in devices.device_instances(vs):
+            pool = pool_of_rasd(rasd)
+            if pool is not None and pool.rtype not in (ResourceType.MEMORY,
+                                                       ResourceType.PROCESSOR):
+                out[pool.key] += 1
+    memory = next(p for p in POOLS if p.rtype is ResourceType.MEMORY)
+    out[memory.key] = sum(vs.memory_mb for vs in running)
+    return out
 
 
 def _association(classname: str, refs: dict[str, pywbem.CIMInstanceName],

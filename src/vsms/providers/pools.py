@@ -26,7 +26,7 @@ from vsms.mapping.devices import SUB_MEMORY
 from vsms.providers.base import CIMTarget, ServiceProvider, method
 from vsms.providers.common import Params, Result, key, same_path
 
-_ACTIVE_OFF = (EnabledState.DISABLED, EnabledState.SUSPENDED)
+_OFF = (EnabledState.DISABLED, EnabledState.SUSPENDED)  # hold no memory
 
 
 class PoolProvider(ServiceProvider):
@@ -37,25 +37,14 @@ class PoolProvider(ServiceProvider):
         if want == pools.ALLOCATION_CAPABILITIES.lower():
             return [pools.capabilities_instance(p) for p in pools.POOLS]
         chosen = [p for p in pools.POOLS if p.classname.lower() == want]
-        memory_pool = any(p.subtype == SUB_MEMORY for p in chosen)
-        limits = self.ctx.host.limits() if memory_pool else None
-        if memory_pool:
-            inventory = self.ctx.host.inventory()
-            running = [vs for vs, state in inventory if state not in _ACTIVE_OFF]
-            systems = [vs for vs, _ in inventory]
-        else:
-            running = systems = self.ctx.host.shared_systems()
-        out = []
-        for p in chosen:
-            capacity = None
-            if p.classname == pools.PROCESSOR_POOL:
-                capacity = 100000  # the page's fixed value
-            elif limits is not None and p.subtype == SUB_MEMORY:
-                capacity = limits.max_memory_mb
-            held = running if p.subtype == SUB_MEMORY else systems
-            out.append(pools.pool_instance(p, capacity=capacity,
-                                           reserved=pools.reserved(p, held)))
-        return out
+        if want == pools.PROCESSOR_POOL.lower():  # fixed values, as the page gives them
+            return [pools.pool_instance(p, capacity=100000, reserved=0) for p in chosen]
+        inventory = self.ctx.host.inventory()
+        held = pools.reserved([vs for vs, _ in inventory],
+                              [vs for vs, state in inventory if state not in _OFF])
+        memory_mb = self.ctx.host.limits().max_memory_mb
+        return [pools.pool_instance(p, capacity=memory_mb if p.subtype == SUB_MEMORY else None,
+                                    reserved=held[p.key]) for p in chosen]
 
 
 class ProcessorPoolProvider(PoolProvider):
