@@ -22,9 +22,12 @@ from tests.conftest import QEMU_URI
 from tests.e2e.wbemflow import completed, create_vhd, invoke, modify, settings_of
 from tests.lifecycle.service import make_iso
 from vsms.cim import names
+from vsms.cim.embedded import parse_instance
 from vsms.cim.enums import ReturnCode
+from vsms.cim.schema import load_classes
 from vsms.errors import VsmsError
 from vsms.mapping.devices import classify
+from vsms.mapping.pools import GoalReturn
 from vsms.virt.host import VirtHost
 
 POOL = "Msvm_ResourcePool"
@@ -415,3 +418,54 @@ def test_reserved_counts_what_the_vms_hold(conn: pywbem.WBEMConnection) -> None:
         assert pools["Microsoft Processor"]["Reserved"] == 0
         return
     pytest.fail("the host's VMs kept changing")
+
+
+def test_create_goal_settings(conn: pywbem.WBEMConnection) -> None:
+    with VirtHost(QEMU_URI) as host:
+        limits = host.limits()
+    pool = pool_of(conn, 4, "Microsoft Virtual Machine Memory")
+    caps = conn.Associators(pool.path, AssocClass=ELEMENT_CAPS, ResultClass=CAPS)[0]
+
+    def goal(*template: pywbem.CIMInstance) -> tuple[int, dict[str, object]]:
+        rv, out = conn.InvokeMethod("CreateGoalSettings", caps.path, TemplateGoalSettings=[
+            t.tocimxmlstr() for t in template] or None)
+        return int(rv), dict(out)
+
+    rv, out = goal()  # no template: the Default
+    assert rv == 0
+    default = defining(conn, pool)[(0, 0)]
+    supported = out["SupportedGoalSettings"]
+    assert isinstance(supported, list) and len(supported) == 1
+    got = parse(supported[0])
+    assert got["InstanceID"] == default["InstanceID"] and got["VirtualQuantity"] == 512
+    wish = default.copy()
+    wish["VirtualQuantity"] = pywbem.Uint64(1024)
+    rv, out = goal(wish)
+    assert rv == 0 and parse(first(out))["VirtualQuantity"] == 1024
+    wish["VirtualQuantity"] = pywbem.Uint64(limits.max_memory_mb + 1)
+    rv, out = goal(wish)  # brought into range: Alternative Proposed
+    assert rv == 6
+    assert parse(first(out))["VirtualQuantity"] == limits.max_memory_mb
+    other = default_of(conn, 22, "Microsoft Synthetic Disk Drive")
+    rv, out = goal(other)
+    assert rv == 5 and "Microsoft Virtual Machine Memory" in str(out["ErrorDescription"])
+
+
+def first(out: dict[str, object]) -> object:
+    found = out["SupportedGoalSettings"]
+    assert isinstance(found, list) and len(found) == 1
+    return found[0]
+
+
+def parse(value: object) -> pywbem.CIMInstance:
+    """An embedded instance as pywbem returns it (decoded, as the server marks it)."""
+    if isinstance(value, pywbem.CIMInstance):
+        return value
+    assert isinstance(value, str)
+    return parse_instance(value)
+
+
+def test_goal_return_values_are_the_mofs() -> None:
+    cls = next(c for c in load_classes() if c.classname == CAPS)
+    value_map = cls.methods["CreateGoalSettings"].qualifiers["ValueMap"].value
+    assert {str(int(m)) for m in GoalReturn} <= set(value_map)

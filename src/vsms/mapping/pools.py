@@ -32,12 +32,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import pywbem
 
 from vsms.cim import names
 from vsms.cim.enums import HealthState, OperationalStatus, ResourceType
+from vsms.errors import InvalidParameter
 from vsms.mapping import devices, ids
 from vsms.mapping.checks import MIN_MEMORY_MB, Limits
 from vsms.model.vm import (
@@ -62,6 +64,14 @@ HOSTED_RESOURCE_POOL = "Msvm_HostedResourcePool"
 
 DEFINITION_PREFIX = "Microsoft:Definition\\"
 CAPABILITIES_CAPTION = "Microsoft Virtual Machine Resource Pool Allocation Capabilities"
+
+class GoalReturn(IntEnum):
+    """Msvm_AllocationCapabilities.CreateGoalSettings return values (DMTF's, not Hyper-V's)."""
+
+    SUCCESS = 0
+    INVALID_PARAMETER = 5
+    ALTERNATIVE_PROPOSED = 6
+
 
 #: ValueRole / ValueRange of each defining setting (the page's pairs)
 ROLES: dict[str, tuple[int, int]] = {
@@ -290,6 +300,45 @@ def setting_instance(pool: Pool, role: str, limits: Limits) -> pywbem.CIMInstanc
     inst.properties["VirtualQuantity"] = pywbem.CIMProperty(
         "VirtualQuantity", pywbem.Uint64(_quantities(pool, limits)[role]), type="uint64")
     return inst
+
+
+def goal(pool: Pool, template: pywbem.CIMInstance | None, limits: Limits
+         ) -> tuple[pywbem.CIMInstance, bool]:
+    """CreateGoalSettings: the pool's Default with the non-NULL values of ``template`` over it
+    and VirtualQuantity brought into the pool's range; (that setting, True when it had to
+    differ from the template). InvalidParameter for a template of another kind or with a
+    property the pool's settings do not have."""
+    out = setting_instance(pool, "Default", limits)
+    if template is None:
+        return out, False
+    rtype = devices.prop(template, "ResourceType")
+    sub = devices.prop(template, "ResourceSubType")
+    try:
+        other_type = rtype is not None and int(rtype) != pool.rtype
+    except (TypeError, ValueError):
+        other_type = True
+    if other_type or (not devices.blank(sub) and str(sub).strip().lower() != pool.subtype.lower()):
+        raise InvalidParameter(
+            f"{devices.label(template)} is not a setting of this pool: give ResourceType "
+            f"{int(pool.rtype)} and ResourceSubType {pool.subtype!r}, or no template")
+    for name, p in template.properties.items():
+        if p.value is None or name.lower() in ("instanceid", "poolid"):
+            continue
+        if name not in out.properties:
+            raise InvalidParameter(f"{devices.label(template)}: a {pool.subtype} setting has no "
+                                   f"property {name}")
+        out.properties[name] = p.copy()
+    asked = devices.prop(out, "VirtualQuantity")
+    try:
+        quantity = int(asked)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"{devices.label(template)}: VirtualQuantity {asked!r} is not a "
+                               "number") from None
+    bounds = _quantities(pool, limits)
+    fitted = min(max(quantity, bounds["Minimum"]), bounds["Maximum"])
+    out.properties["VirtualQuantity"] = pywbem.CIMProperty(
+        "VirtualQuantity", pywbem.Uint64(fitted), type="uint64")
+    return out, fitted != quantity
 
 
 def setting_instances(limits: Limits) -> list[pywbem.CIMInstance]:

@@ -10,6 +10,7 @@ from vsms.providers.image_service import ImageManagementServiceProvider
 from vsms.providers.jobs import AffectedJobElementProvider, JobProvider
 from vsms.providers.management_service import ManagementServiceProvider
 from vsms.providers.pools import (
+    CapabilitiesProvider,
     PoolAssociationProvider,
     PoolProvider,
     ProcessorPoolProvider,
@@ -25,7 +26,7 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
     JobProvider,
     AffectedJobElementProvider,
     ImageManagementServiceProvider,
-    PoolProvider, ProcessorPoolProvider, PoolAssociationProvider,
+    PoolProvider, ProcessorPoolProvider, CapabilitiesProvider, PoolAssociationProvider,
 )
 
 

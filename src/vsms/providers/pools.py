@@ -1,7 +1,8 @@
 """Resource pools, their allocation capabilities and the pool associations (``mapping.pools``).
 
-``PoolProvider`` serves Msvm_ResourcePool and Msvm_AllocationCapabilities,
-``ProcessorPoolProvider`` Msvm_ProcessorPool (with CalculatePossibleReserve);
+``PoolProvider`` serves Msvm_ResourcePool, ``ProcessorPoolProvider`` Msvm_ProcessorPool (with
+CalculatePossibleReserve), ``CapabilitiesProvider`` Msvm_AllocationCapabilities (with
+CreateGoalSettings);
 ``PoolAssociationProvider`` serves Msvm_ElementCapabilities
 (pool ↔ capabilities), Msvm_SettingsDefineCapabilities (capabilities ↔ their Default, Minimum,
 Maximum and Increment settings), Msvm_HostedResourcePool (host ↔ pool) and
@@ -19,23 +20,31 @@ import pywbem
 
 from vsms.auth.policy import Role
 from vsms.cim import names
+from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import EnabledState
-from vsms.errors import InvalidParameter
+from vsms.errors import InvalidParameter, VsmsError
 from vsms.mapping import ids, pools
 from vsms.mapping.devices import SUB_MEMORY
+from vsms.mapping.pools import GoalReturn
 from vsms.providers.base import CIMTarget, ServiceProvider, method
-from vsms.providers.common import Params, Result, key, same_path
+from vsms.providers.common import (
+    ERROR_DESCRIPTION,
+    Params,
+    Result,
+    as_instance,
+    key,
+    param,
+    same_path,
+)
 
 _OFF = (EnabledState.DISABLED, EnabledState.SUSPENDED)  # hold no memory
 
 
 class PoolProvider(ServiceProvider):
-    classnames: tuple[str, ...] = (pools.RESOURCE_POOL, pools.ALLOCATION_CAPABILITIES)
+    classnames: tuple[str, ...] = (pools.RESOURCE_POOL,)
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         want = classname.lower()
-        if want == pools.ALLOCATION_CAPABILITIES.lower():
-            return [pools.capabilities_instance(p) for p in pools.POOLS]
         chosen = [p for p in pools.POOLS if p.classname.lower() == want]
         if want == pools.PROCESSOR_POOL.lower():  # fixed values, as the page gives them
             return [pools.pool_instance(p, capacity=100000, reserved=0) for p in chosen]
@@ -54,6 +63,34 @@ class ProcessorPoolProvider(PoolProvider):
     def calculate_possible_reserve(self, target: CIMTarget, params: Params) -> Result:
         """As on Windows Server 2008: no processor reserve is calculated; always 0."""
         return 0, {}
+
+
+class CapabilitiesProvider(ServiceProvider):
+    classnames = (pools.ALLOCATION_CAPABILITIES,)
+
+    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
+        return [pools.capabilities_instance(p) for p in pools.POOLS]
+
+    @method("CreateGoalSettings", Role.OPERATOR, params=("TemplateGoalSettings",))
+    def create_goal_settings(self, target: CIMTarget, params: Params) -> Result:
+        """DMTF codes, not Hyper-V's: 0 the template is supported as it is (or none was
+        given: the Default), 6 Alternative Proposed (VirtualQuantity brought into range),
+        5 Invalid Parameter (with ErrorDescription)."""
+        assert isinstance(target, pywbem.CIMInstanceName)  # the registry found the instance
+        pool = next(p for p in pools.POOLS
+                    if p.capabilities_id.lower() == key(target, "InstanceID").lower())
+        given = param(params, "TemplateGoalSettings", required=False) or []
+        try:
+            if len(given) > 1:
+                raise InvalidParameter("TemplateGoalSettings holds more than one setting: give "
+                                       "at most one, of this pool's kind")
+            template = as_instance(given[0], "TemplateGoalSettings") if given else None
+            setting, adjusted = pools.goal(pool, template, self.ctx.host.limits())
+        except VsmsError as err:
+            return int(GoalReturn.INVALID_PARAMETER), {ERROR_DESCRIPTION: err.message}
+        done = GoalReturn.ALTERNATIVE_PROPOSED if adjusted else GoalReturn.SUCCESS
+        return int(done), {
+            "SupportedGoalSettings": [serialize_instance(setting)]}
 
 
 class PoolAssociationProvider(ServiceProvider):
