@@ -41,6 +41,10 @@ CLASS_PAGES = {
     names.SYSTEM_EXPORT_SD: "msvm-systemexportsettingdata",
     names.ELEMENT_SETTING_DATA: "msvm-elementsettingdata",
     names.HOSTED_SERVICE: "msvm-hostedservice",
+    **{c: c.lower().replace("_", "-") for c in (
+        "Msvm_ResourcePool", "Msvm_ProcessorPool", "Msvm_AllocationCapabilities",
+        "Msvm_ElementCapabilities", "Msvm_SettingsDefineCapabilities",
+        "Msvm_ElementAllocatedFromPool", "Msvm_ResourceAllocationFromPool")},
 }
 # method pages are named "<method>-<class page>" or "<class page>-<method>"
 METHOD_OWNERS = {CLASS_PAGES[c]: c for c in (names.VSMS, names.IMAGE_SERVICE,

@@ -92,7 +92,9 @@ def direction(p: pywbem.CIMParameter) -> str:
     assert "in" in q or "out" in q, f"parameter {p.name} has neither IN nor OUT"
     if q.get("out") and q.get("in") is False:
         return "out"
-    assert not q.get("out"), f"parameter {p.name} is IN and OUT"
+    if q.get("out") and q.get("in"):  # only where a page has [in, out] (CreateGoalSettings)
+        return "in, out"
+    assert not q.get("out"), f"parameter {p.name} is OUT without saying IN or IN(false)"
     assert q.get("in") is not False, f"parameter {p.name} is neither IN nor OUT"
     return "in"
 

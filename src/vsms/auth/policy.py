@@ -98,6 +98,9 @@ METHODS: dict[str, dict[str, Role]] = {
         "CompactVirtualHardDisk": _A, "ConvertVirtualHardDisk": _A,
         "ExpandVirtualHardDisk": _A, "MergeVirtualHardDisk": _A,
         "ReconnectParentVirtualHardDisk": _A, "Mount": _A, "Unmount": _A},
+    # read-only, like GetSummaryInformation
+    "Msvm_ProcessorPool": {"CalculatePossibleReserve": _O},
+    "Msvm_AllocationCapabilities": {"CreateGoalSettings": _O},
 }
 
 _BY_LOWER = {cls.lower(): {m.lower(): r for m, r in methods.items()}

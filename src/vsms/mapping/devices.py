@@ -213,7 +213,8 @@ def _rasd(vs: VirtualSystem, classname: str, dev_id: str, *, caption: str, eleme
         "Caption": caption, "Description": description,
         "ElementName": vs.element_names.get(dev_id, element),
         "ResourceType": pywbem.Uint16(rtype), "OtherResourceType": None,
-        "ResourceSubType": subtype, "PoolID": "", "ConsumerVisibility": pywbem.Uint16(3),
+        "ResourceSubType": subtype, "PoolID": ids.pool_id(subtype),  # its pool (mapping.pools)
+        "ConsumerVisibility": pywbem.Uint16(3),
         "HostResource": None, "AllocationUnits": units,
         "VirtualQuantity": None if quantity is None else pywbem.Uint64(quantity),
         "Reservation": None, "Limit": None, "Weight": None,

@@ -8,6 +8,7 @@ Hyper-V names every setting data instance of a VM after the VM GUID: the system 
 from __future__ import annotations
 
 import re
+import uuid
 
 import pywbem
 
@@ -133,3 +134,12 @@ def mac_from_address(address: str) -> str:
 def address_from_mac(mac: str) -> str:
     """The RASD Address form of a MAC: 12 upper-case hex digits without separators."""
     return _MAC_SEPARATORS.sub("", mac).upper()
+
+
+_POOL_NAMESPACE = uuid.UUID("6f1d3c2a-5b7e-4c1d-9a8e-2f4b6d8c0e1a")
+
+
+def pool_id(subtype: str) -> str:
+    """The PoolID of the primordial pool of resource subtype ``subtype``: a GUID derived from
+    the subtype (case-insensitive), so it is the same on every host and after every restart."""
+    return str(uuid.uuid5(_POOL_NAMESPACE, subtype.strip().lower())).upper()

@@ -9,6 +9,12 @@ from vsms.providers.export_settings import ExportSettingsProvider
 from vsms.providers.image_service import ImageManagementServiceProvider
 from vsms.providers.jobs import AffectedJobElementProvider, JobProvider
 from vsms.providers.management_service import ManagementServiceProvider
+from vsms.providers.pools import (
+    CapabilitiesProvider,
+    PoolAssociationProvider,
+    PoolProvider,
+    ProcessorPoolProvider,
+)
 from vsms.providers.settings_data import SettingDataProvider, SettingsAssociationProvider
 
 PROVIDERS: tuple[type[ServiceProvider], ...] = (
@@ -20,6 +26,7 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
     JobProvider,
     AffectedJobElementProvider,
     ImageManagementServiceProvider,
+    PoolProvider, ProcessorPoolProvider, CapabilitiesProvider, PoolAssociationProvider,
 )
 
 

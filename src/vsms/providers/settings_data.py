@@ -4,7 +4,8 @@
 Msvm_ResourceAllocationSettingData and its memory, processor and Ethernet port subclasses, each
 instance as ``mapping.system.settings_instances`` builds it. ``SettingsAssociationProvider``
 serves Msvm_SettingsDefineState (VM ↔ VSSD), Msvm_VirtualSystemSettingDataComponent (VSSD ↔
-VSGSD and each RASD) and Msvm_ElementSettingData (VM ↔ VSGSD).
+VSGSD and each RASD) and Msvm_ElementSettingData (VM ↔ VSGSD). The RASD classes also hold the
+Default / Minimum / Maximum / Increment settings of the resource pools (``mapping.pools``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.errors import InvalidParameter
-from vsms.mapping import ids
+from vsms.mapping import ids, pools
 from vsms.mapping.system import settings_instances
 from vsms.model.vm import VirtualSystem
 from vsms.providers.base import ServiceProvider, association
@@ -31,12 +32,21 @@ class SettingDataProvider(ServiceProvider):
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         want = classname.lower()
-        return [inst for vs in self.ctx.host.shared_systems() for inst in settings_instances(vs)
-                if inst.classname.lower() == want]
+        found = [inst for vs in self.ctx.host.shared_systems() for inst in settings_instances(vs)
+                 if inst.classname.lower() == want]
+        if want in _RASD_CLASSES:
+            found += [i for i in pools.setting_instances(self.ctx.host.limits())
+                      if i.classname.lower() == want]
+        return found
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
         try:
             iid = key(path, "InstanceID")
+            defining = pools.parse_setting_id(iid)
+            if defining is not None:
+                inst = pools.setting_instance(*defining, self.ctx.host.limits())
+                asked = path.classname.lower()
+                return inst if asked in (inst.classname.lower(), names.RASD.lower()) else None
             guid = ids.guid_of(iid)
         except InvalidParameter:
             return None
