@@ -403,3 +403,18 @@ def test_python_api_through_the_registry(live: Live) -> None:
     assert names_seen("x", (("", Role.READER), ("t2", Role.ADMINISTRATOR))) >= {
         guid(live.b), guid(live.c)}
     assert guid(live.b) in names_seen("x", ())  # unscoped: everything
+
+
+def test_a_scoped_user_sends_back_the_settings_the_service_gave(live: Live) -> None:
+    """The memory and processor RASDs carry fixed DeviceIDs ("Microsoft:<GUID>" that name no
+    VM): sent back by a scoped user, only their InstanceID decides whose VM they change."""
+    alice = live.connect("alice")
+    found = alice.Associators(vssd(live.a), AssocClass=names.VSSD_COMPONENT)
+    mem = next(i for i in found if i.classname == names.MEMORY_SD)
+    assert str(mem["DeviceID"]).startswith("Microsoft:")
+    mem["VirtualQuantity"] = pywbem.Uint64(int(mem["VirtualQuantity"]) + 64)
+    rv, out = wbemflow.invoke(alice, names.VSMS, "ModifyVirtualSystemResources",
+                              ComputerSystem=live.a, ResourceSettingData=[mem.tocimxmlstr()])
+    assert rv == 0, out
+    again = live.service.host.get_system(guid(live.a))
+    assert again is not None and again.memory_mb == int(mem["VirtualQuantity"])

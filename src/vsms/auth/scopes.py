@@ -29,7 +29,6 @@ operation) and filters in one place, whatever the provider:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -253,11 +252,16 @@ def _scan(value: Any, vms: set[str], scopes: set[str]) -> None:
     elif isinstance(value, str):
         text = value.strip()
         if text.startswith("<"):
-            # a bad instance: the provider reports it (the regex below still finds its VMs)
-            with contextlib.suppress(Exception):
-                _scan_instance(parse_instance(text), vms, scopes)
-        else:  # an object path sent as a string
-            vms.update(m.upper() for m in _SYSTEM_NAME.findall(text))
+            try:
+                inst = parse_instance(text)
+            except Exception:  # a bad instance: the provider reports it; find its VMs anyway
+                vms.update(m.upper() for m in _SETTING_ID.findall(text))
+            else:
+                # by property: a DeviceID such as the memory's "Microsoft:<fixed GUID>" is no VM
+                _scan_instance(inst, vms, scopes)
+            return
+        # an object path sent as a string
+        vms.update(m.upper() for m in _SYSTEM_NAME.findall(text))
         vms.update(m.upper() for m in _SETTING_ID.findall(text))
 
 
