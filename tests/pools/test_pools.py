@@ -28,6 +28,7 @@ from vsms.cim.schema import load_classes
 from vsms.errors import VsmsError
 from vsms.mapping.devices import classify
 from vsms.mapping.pools import GoalReturn
+from vsms.virt.adopt import instance_id
 from vsms.virt.host import VirtHost
 
 POOL = "Msvm_ResourcePool"
@@ -398,14 +399,16 @@ def test_host_level_instances_name_no_virtual_machine(conn: pywbem.WBEMConnectio
                 (inst.path, name, prop.value)
 
 
-def test_reserved_counts_what_the_vms_hold(conn: pywbem.WBEMConnection) -> None:
+def test_reserved_counts_what_the_vms_hold(server: Server, conn: pywbem.WBEMConnection
+                                          ) -> None:
     """Memory: the MB of the VMs that are not off or saved; a device pool: its devices in
-    every VM (read from libvirt alongside; other tests' VMs come and go, so a few tries)."""
+    every VM of this instance (read from libvirt alongside, as the instance sees it)."""
+    instance = instance_id(server.served.state_dir)
     for _ in range(5):
-        with VirtHost(QEMU_URI) as host:
+        with VirtHost(QEMU_URI, instance=instance) as host:
             before = host.inventory()
         pools = {p["ResourceSubType"]: p for p in all_pools(conn)}
-        with VirtHost(QEMU_URI) as host:
+        with VirtHost(QEMU_URI, instance=instance) as host:
             after = host.inventory()
         if before != after:
             continue
