@@ -20,37 +20,15 @@ import pywbem
 
 from tests.conftest import fresh_dir
 from tests.e2e import wbemflow as flow
-from tests.e2e.conftest import Served, remove_vms
-from vsms.app import Service
+from tests.e2e.conftest import Served
+from tests.e2e.conftest import served as served
 from vsms.cim import names
 from vsms.cim.embedded import parse_instance, serialize_instance
 from vsms.cim.enums import JobState, ReturnCode
 from vsms.disks import anchor
 from vsms.operations import files, import_
-from vsms.settings import Settings
-from vsms.wbem.server import WbemServer
 
 MIB = 2**20
-
-
-@pytest.fixture
-def served(storage_root: Path, qemu_uri: str) -> Iterator[Served]:
-    service = Service(Settings(state_dir=storage_root / "state", storage_roots=(storage_root,),
-                               libvirt_uri=qemu_uri))
-    try:
-        server = WbemServer(service.registry, listen="127.0.0.1", http_port=0, workers=4)
-        server.start()
-    except BaseException:
-        service.close()
-        raise
-    s = Served(service, server, storage_root)
-    try:
-        yield s
-    finally:
-        server.stop()
-        service.jobs.shutdown(60)
-        remove_vms(s)
-        service.close()
 
 
 @pytest.fixture
