@@ -7,6 +7,7 @@ GUID re-derives every InstanceID.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,13 @@ from enum import StrEnum
 def new_guid() -> str:
     """A new upper-case GUID without braces, the way Hyper-V writes VM and job IDs."""
     return str(uuid.uuid4()).upper()
+
+
+def new_serial() -> str:
+    """A new SMBIOS serial number the way Hyper-V writes them: 30 random decimal digits in
+    groups of four (``1234-5678-9012-3456-7890-1234-56``)."""
+    digits = "".join(str(secrets.randbelow(10)) for _ in range(30))
+    return "-".join(digits[i:i + 4] for i in range(0, 30, 4))
 
 
 class ControllerKind(StrEnum):
@@ -100,6 +108,11 @@ class VirtualSystem:
     imported_from: str = ""
     # ElementName a client gave a device (dev_id -> name); devices not listed show their default
     element_names: dict[str, str] = field(default_factory=dict)
+    # SMBIOS serial numbers the guest reads from its firmware (system, base board, chassis);
+    # "" = none (a VM defined before vsms wrote them)
+    bios_serial: str = field(default_factory=new_serial)
+    baseboard_serial: str = field(default_factory=new_serial)
+    chassis_serial: str = field(default_factory=new_serial)
     memory_dev_id: str = "4764334D-E001-4176-82EE-5594EC9B530E"
     processor_dev_id: str = "B637F347-6A0E-4DEC-AF52-BD70CB80A21D"
     # the libvirt domain type it is defined with, "kvm" or "qemu" (TCG); "" before it is. An

@@ -1,7 +1,8 @@
 """VirtualSystem → libvirt domain XML, and back.
 
 Layout: ``<name>`` is the upper-case GUID, ``<title>`` the ElementName, ``<description>`` the
-notes; machine ``pc`` (i440fx, which has IDE); IDE controller c slot s is disk ``hd{a+2c+s}`` at
+notes; ``<sysinfo type='smbios'>`` the SMBIOS serial numbers (``<os><smbios mode='sysinfo'/>``);
+machine ``pc`` (i440fx, which has IDE); IDE controller c slot s is disk ``hd{a+2c+s}`` at
 drive address (0, c, s); SCSI controller i is a virtio-scsi controller with index i whose slot s
 is disk ``sd…`` at drive address (i, 0, s). Our metadata element records the whole model.
 
@@ -101,6 +102,21 @@ def _nics(devices: ET.Element, vs: VirtualSystem) -> None:
         _sub(iface, "alias", name=metadata.nic_alias(i))
 
 
+def _sysinfo(root: ET.Element, vs: VirtualSystem) -> bool:
+    """The SMBIOS tables QEMU gives the guest: the serial numbers of the system (type 1), the
+    base board (type 2) and the chassis (type 3); False when there are none. The system UUID
+    is the domain ``<uuid>``."""
+    serials = [(section, value) for section, value in (
+        ("system", vs.bios_serial), ("baseBoard", vs.baseboard_serial),
+        ("chassis", vs.chassis_serial)) if value]
+    if not serials:
+        return False
+    info = _sub(root, "sysinfo", type="smbios")
+    for section, value in serials:
+        _sub(_sub(info, section), "entry", value, name="serial")
+    return True
+
+
 def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None = None) -> str:
     """The domain XML for ``vs`` (already validated; ``guid`` is its canonical form)."""
     root = ET.Element("domain", type=domain_type)
@@ -114,8 +130,11 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
     _sub(root, "metadata").append(metadata.to_element(replace(vs, guid=guid)))
     _sub(root, "memory", str(vs.memory_mb), unit="MiB")
     _sub(root, "vcpu", str(vs.processors))
+    smbios = _sysinfo(root, vs)
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    if smbios:
+        _sub(os_el, "smbios", mode="sysinfo")
     for dev in boot_devices(vs.boot_order):
         _sub(os_el, "boot", dev=dev)
     features = _sub(root, "features")
