@@ -121,8 +121,7 @@ def test_each_device_and_its_rasd_both_ways(vm: Vm) -> None:
     for dev in vm.devices():
         found = conn.Associators(dev.path, AssocClass=names.ELEMENT_SETTING_DATA)
         if dev.classname in (ld.KEYBOARD, ld.MOUSE, ld.DISPLAY, ld.VIDEO_HEAD,
-                             ld.SERIAL_CONTROLLER, ld.SERIAL_PORT, ld.DISKETTE_CONTROLLER,
-                             ld.DISKETTE_DRIVE):
+                             ld.SERIAL_CONTROLLER, ld.DISKETTE_CONTROLLER, ld.DISKETTE_DRIVE):
             assert found == [], dev.classname
             continue
         (rasd,) = found
@@ -134,9 +133,9 @@ def test_each_device_and_its_rasd_both_ways(vm: Vm) -> None:
         (ref,) = conn.References(dev.path, ResultClass=names.ELEMENT_SETTING_DATA)
         assert ref["IsCurrent"] == 1
         with_rasd += 1
-    # every RASD but none is the setting of a device (memory, processor, 2 IDE, drive, image,
-    # adapter)
-    assert with_rasd == len(rasds) == 7
+    # every RASD is the setting of one device (memory, processor, 2 IDE, drive, image,
+    # adapter, COM 1, COM 2)
+    assert with_rasd == len(rasds) == 9
     # the VM keeps its global settings through the same association
     (vsgsd,) = conn.Associators(vm.path, AssocClass=names.ELEMENT_SETTING_DATA)
     assert vsgsd.classname == names.VSGSD

@@ -3,9 +3,10 @@ associations between them, built from the VM model alone (no libvirt call).
 
 Every device is keyed as Hyper-V keys it: SystemCreationClassName ``Msvm_ComputerSystem``,
 SystemName the VM GUID, CreationClassName its class, DeviceID ``Microsoft:<device id>`` (the id
-of its RASD; a virtual processor adds ``\\<index>``; the devices every VM has without a RASD
-of ours — keyboard, mouse, display, serial and diskette controllers — have fixed ids). A
-property the caller does not set takes the value our MOF documents for the class (the
+of its RASD; a virtual processor adds ``\\<index>``). The devices every VM has without a
+RASD of ours (keyboard, mouse, display, serial and diskette controllers) and the serial ports
+(whose RASDs are COM 1 and COM 2) have fixed DeviceIDs. A property the caller does not set
+takes the value our MOF documents for the class (the
 reference pages' values), so an instance always carries every property of its class.
 
 EnabledState follows the reference pages: "always 5 (Not Applicable)" for most classes, always
@@ -27,7 +28,7 @@ from vsms.cim.enums import EnabledState
 from vsms.mapping import ids
 from vsms.mapping.devices import device_instances
 from vsms.mapping.system import bios_guid
-from vsms.model.vm import ControllerKind, DriveKind, VirtualSystem
+from vsms.model.vm import COM_PORT_IDS, ControllerKind, DriveKind, VirtualSystem
 
 PROCESSOR = "Msvm_Processor"
 MEMORY = "Msvm_Memory"
@@ -137,7 +138,7 @@ def devices(vs: VirtualSystem) -> list[Device]:
             Device(SERIAL_CONTROLLER, "Microsoft:SerialController"),
             Device(DISKETTE_CONTROLLER, "Microsoft:DisketteController"),
             Device(DISKETTE_DRIVE, "Microsoft:DisketteController\\0")]
-    out += [Device(SERIAL_PORT, f"Microsoft:SerialController\\{i}",
+    out += [Device(SERIAL_PORT, f"Microsoft:SerialController\\{i}", rasd(COM_PORT_IDS[i]),
                    values={"Name": name, "ElementName": name, "Caption": name})
             for i, name in enumerate(COM_PORTS)]
     return out

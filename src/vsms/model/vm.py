@@ -45,6 +45,11 @@ class ImageFormat(StrEnum):
     RAW = "raw"
 
 
+# the two serial ports every VM has (COM 1, COM 2): fixed device ids (the RASD InstanceIDs still
+# carry the VM GUID) and the Windows named-pipe prefix of their Connection
+COM_PORT_IDS = ("C0A1B2C3-0000-4000-8000-00000000C0A1", "C0A1B2C3-0000-4000-8000-00000000C0A2")
+PIPE_PREFIX = "\\\\.\\pipe\\"
+
 IDE_CONTROLLERS = 2
 IDE_SLOTS = 2
 SCSI_CONTROLLERS_MAX = 4
@@ -113,6 +118,9 @@ class VirtualSystem:
     bios_serial: str = field(default_factory=new_serial)
     baseboard_serial: str = field(default_factory=new_serial)
     chassis_serial: str = field(default_factory=new_serial)
+    # Connection of COM 1 and COM 2 as the client gave it: "" (not connected), the absolute
+    # host path of a Unix socket, or a named pipe ``\\.\pipe\NAME`` (see ``com_socket``)
+    com_ports: list[str] = field(default_factory=lambda: ["", ""])
     memory_dev_id: str = "4764334D-E001-4176-82EE-5594EC9B530E"
     processor_dev_id: str = "B637F347-6A0E-4DEC-AF52-BD70CB80A21D"
     # the libvirt domain type it is defined with, "kvm" or "qemu" (TCG); "" before it is. An
@@ -127,6 +135,17 @@ class VirtualSystem:
 
     def media_in(self, drive_id: str) -> Media | None:
         return next((m for m in self.media if m.drive_id == drive_id), None)
+
+    def com_socket(self, index: int) -> str:
+        r"""The host path of the Unix socket behind serial port ``index`` ("" when it is not
+        connected): the path itself, or for a named pipe ``\\.\pipe\NAME`` the socket NAME in
+        the VM's ExternalDataRoot ("" when it has none)."""
+        conn = self.com_ports[index] if index < len(self.com_ports) else ""
+        if conn.lower().startswith(PIPE_PREFIX):
+            name = conn[len(PIPE_PREFIX):]
+            return f"{self.external_data_root.rstrip('/')}/{name}" if self.external_data_root \
+                else ""
+        return conn
 
     def disk_media(self) -> list[Media]:
         """Media in disk drives (not DVDs): the virtual hard disks that export copies."""

@@ -4,7 +4,8 @@ Layout: ``<name>`` is the upper-case GUID, ``<title>`` the ElementName, ``<descr
 notes; ``<sysinfo type='smbios'>`` the SMBIOS serial numbers (``<os><smbios mode='sysinfo'/>``);
 machine ``pc`` (i440fx, which has IDE); IDE controller c slot s is disk ``hd{a+2c+s}`` at
 drive address (0, c, s); SCSI controller i is a virtio-scsi controller with index i whose slot s
-is disk ``sd…`` at drive address (i, 0, s). Our metadata element records the whole model.
+is disk ``sd…`` at drive address (i, 0, s); a connected COM port is a ``<serial type='unix'>``
+whose socket QEMU creates. Our metadata element records the whole model.
 
 Reading back, the metadata defines the device set and the Hyper-V identity; the XML supplies
 what libvirt users may change with virsh: the domain type (the accelerator: kvm or qemu),
@@ -102,6 +103,24 @@ def _nics(devices: ET.Element, vs: VirtualSystem) -> None:
         _sub(iface, "alias", name=metadata.nic_alias(i))
 
 
+def _serials(devices: ET.Element, vs: VirtualSystem) -> None:
+    """COM 1 and COM 2: a connected port is a Unix socket QEMU listens on (``com_socket``); an
+    unconnected COM 1 stays a pty with the console on it (``virsh console``); an unconnected
+    COM 2 is absent."""
+    for port in range(2):
+        path = vs.com_socket(port)
+        if path:
+            serial = _sub(devices, "serial", type="unix")
+            _sub(serial, "source", mode="bind", path=path)
+        elif port == 0:
+            serial = _sub(devices, "serial", type="pty")
+        else:
+            continue
+        _sub(serial, "target", port=str(port))
+        if port == 0 and not path:
+            _sub(_sub(devices, "console", type="pty"), "target", type="serial", port="0")
+
+
 def _sysinfo(root: ET.Element, vs: VirtualSystem) -> bool:
     """The SMBIOS tables QEMU gives the guest: the serial numbers of the system (type 1), the
     base board (type 2) and the chassis (type 3); False when there are none. The system UUID
@@ -151,8 +170,7 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
         if ctl.kind is ControllerKind.SCSI:
             _sub(devices, "controller", type="scsi", index=str(ctl.index), model="virtio-scsi")
     _nics(devices, vs)
-    _sub(devices, "serial", type="pty")
-    _sub(devices, "console", type="pty")
+    _serials(devices, vs)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
 

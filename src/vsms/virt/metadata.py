@@ -3,9 +3,9 @@
 It sits in the domain's ``<metadata>`` under our own namespace and records the complete model
 (every dev_id, the ElementName of the VM and of each device a client named, notes, creation
 time, boot order, data roots, lineage, the format and path of every image, each adapter's
-StaticMacAddress and VirtualSystemIdentifiers, the SMBIOS serial numbers), so a
-``VirtualSystem`` can be rebuilt from it alone. Every value is an attribute: libvirt
-re-indents element content but keeps attribute values exactly.
+StaticMacAddress and VirtualSystemIdentifiers, the SMBIOS serial numbers, the serial ports'
+Connection), so a ``VirtualSystem`` can be rebuilt from it alone. Every value is an attribute:
+libvirt re-indents element content but keeps attribute values exactly.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ def to_element(vs: VirtualSystem) -> ET.Element:
         "baseboard-serial": vs.baseboard_serial,
         "chassis-serial": vs.chassis_serial,
     })
+    for i, conn in enumerate(vs.com_ports):
+        if conn:  # written only when connected
+            root.set(f"com{i + 1}", conn)
     for c in vs.controllers:
         ET.SubElement(root, f"{PREFIX}:controller", {"id": c.dev_id, "kind": c.kind.value,
                                           "index": str(c.index)})
@@ -152,6 +155,7 @@ def from_element(el: ET.Element) -> VirtualSystem:
         memory_dev_id=_get(el, "memory-id"), processor_dev_id=_get(el, "processor-id"),
         bios_serial=el.get("bios-serial", ""), baseboard_serial=el.get("baseboard-serial", ""),
         chassis_serial=el.get("chassis-serial", ""),
+        com_ports=[el.get("com1", ""), el.get("com2", "")],
         controllers=[Controller(_get(c, "id"), _enum(c, "kind", ControllerKind), _int(c, "index"))
                      for c in el.findall(_CONTROLLER)],
         drives=[Drive(_get(d, "id"), _enum(d, "kind", DriveKind), _get(d, "controller"),
