@@ -8,6 +8,7 @@ import pywbem
 from tests.cim.conftest import classes
 from tests.lifecycle.conftest import full_vm
 from vsms.cim.enums import EnabledState
+from vsms.mapping import checks
 from vsms.mapping import logical_devices as ld
 
 __all__ = ["classes"]
@@ -35,3 +36,12 @@ def test_every_device_of_a_full_vm_builds(classes: dict[str, pywbem.CIMClass]) -
             assert ld.system_of(ref) == vs.guid
     rasd_links = ld.setting_links(vs)
     assert len(rasd_links) == len([d for d in found if d.rasd])
+
+
+def test_serials_and_com_ports_must_fit_in_xml() -> None:
+    vs = full_vm()
+    assert checks.problems(vs, checks.MACHINE_LIMITS) == []
+    vs.com_ports = ["/srv/a\x01.sock", ""]
+    vs.chassis_serial = "bad\x02"
+    found = checks.problems(vs, checks.MACHINE_LIMITS)
+    assert any("COM 1" in p for p in found) and any("ChassisSerialNumber" in p for p in found)
