@@ -77,7 +77,8 @@ def test_settings_and_associations(svc: Harness) -> None:
     parts = svc.associators(vssd_path, assoc_class=names.VSSD_COMPONENT, role="GroupComponent")
     kinds = sorted(p.classname for p in parts)
     assert kinds == sorted([names.VSGSD, names.MEMORY_SD, names.PROCESSOR_SD, names.RASD,
-                            names.RASD, names.SYNTHETIC_NIC_SD])
+                            names.RASD, names.SYNTHETIC_NIC_SD,
+                            names.RASD, names.RASD])  # … and COM 1, COM 2
     memory = next(p for p in parts if p.classname == names.MEMORY_SD)
     assert memory.path is not None
     # a memory setting is also reachable through the base class path
@@ -99,9 +100,9 @@ def test_settings_and_associations(svc: Harness) -> None:
     # the memory, processor and port classes derive from CIM_ResourceAllocationSettingData
     enumerated = svc.registry.enumerate_instances(svc.ns, "CIM_ResourceAllocationSettingData")
     ours = [i for i in enumerated if ids.guid_of(str(i["InstanceID"])) == guid]
-    assert len(ours) == 5  # memory, processor, two IDE controllers, the adapter
+    assert len(ours) == 7  # memory, processor, two IDE controllers, the adapter, COM 1, COM 2
     plain = svc.registry.enumerate_instances(svc.ns, names.RASD)
-    assert len([i for i in plain if ids.guid_of(str(i["InstanceID"])) == guid]) == 2
+    assert len([i for i in plain if ids.guid_of(str(i["InstanceID"])) == guid]) == 4  # IDE, COM
     with pytest.raises(pywbem.CIMError):
         svc.get(ids.setting_path(names.VSSD, ids.vssd_id(str(uuid.uuid4()).upper())))
 
