@@ -65,7 +65,7 @@ def test_settings_instances_describe_every_device(vm: VirtualSystem) -> None:
     assert classes[:2] == [names.VSSD, names.VSGSD]
     assert classes.count(names.MEMORY_SD) == classes.count(names.PROCESSOR_SD) == 1
     assert classes.count(names.SYNTHETIC_NIC_SD) == classes.count(names.EMULATED_NIC_SD) == 1
-    assert len(insts) == 2 + 2 + 3 + 4 + 3 + 2
+    assert len(insts) == 2 + 2 + 3 + 4 + 3 + 2 + 2  # … and COM 1, COM 2
     for inst in insts:
         assert inst.path is not None and inst.path["InstanceID"] == inst["InstanceID"]
     found = by_id(insts)

@@ -13,6 +13,7 @@ import pywbem
 from vsms.cim import names
 from vsms.cim.enums import JobState, ReturnCode
 from vsms.mapping import ids
+from vsms.mapping import logical_devices as ld
 from vsms.operations.state import prepare_state_change
 
 from .service import Harness, running_service, text
@@ -76,7 +77,8 @@ def test_settings_and_associations(svc: Harness) -> None:
     parts = svc.associators(vssd_path, assoc_class=names.VSSD_COMPONENT, role="GroupComponent")
     kinds = sorted(p.classname for p in parts)
     assert kinds == sorted([names.VSGSD, names.MEMORY_SD, names.PROCESSOR_SD, names.RASD,
-                            names.RASD, names.SYNTHETIC_NIC_SD])
+                            names.RASD, names.SYNTHETIC_NIC_SD,
+                            names.RASD, names.RASD])  # … and COM 1, COM 2
     memory = next(p for p in parts if p.classname == names.MEMORY_SD)
     assert memory.path is not None
     # a memory setting is also reachable through the base class path
@@ -85,9 +87,11 @@ def test_settings_and_associations(svc: Harness) -> None:
     back = svc.associators(memory.path, assoc_class=names.VSSD_COMPONENT)
     assert [b.classname for b in back] == [names.VSSD]
     refs = svc.registry.references(svc.ns, vm)
-    assert sorted(r.classname for r in refs) == sorted([names.SETTINGS_DEFINE_STATE,
-                                                        names.ELEMENT_SETTING_DATA,
-                                                        names.SYSTEM_EXPORT_SD])
+    assert sorted({r.classname for r in refs}) == sorted([
+        names.SETTINGS_DEFINE_STATE, names.ELEMENT_SETTING_DATA, names.SYSTEM_EXPORT_SD,
+        ld.SYSTEM_DEVICE, ld.SYSTEM_BIOS])  # (tests/devices covers the devices)
+    refs = [r for r in refs if r.classname not in (ld.SYSTEM_DEVICE, ld.SYSTEM_BIOS)]
+    assert len(refs) == 3
     for ref in refs:
         assert ref.path is not None
         assert svc.get(ref.path).classname == ref.classname
@@ -96,9 +100,9 @@ def test_settings_and_associations(svc: Harness) -> None:
     # the memory, processor and port classes derive from CIM_ResourceAllocationSettingData
     enumerated = svc.registry.enumerate_instances(svc.ns, "CIM_ResourceAllocationSettingData")
     ours = [i for i in enumerated if ids.guid_of(str(i["InstanceID"])) == guid]
-    assert len(ours) == 5  # memory, processor, two IDE controllers, the adapter
+    assert len(ours) == 7  # memory, processor, two IDE controllers, the adapter, COM 1, COM 2
     plain = svc.registry.enumerate_instances(svc.ns, names.RASD)
-    assert len([i for i in plain if ids.guid_of(str(i["InstanceID"])) == guid]) == 2
+    assert len([i for i in plain if ids.guid_of(str(i["InstanceID"])) == guid]) == 4  # IDE, COM
     with pytest.raises(pywbem.CIMError):
         svc.get(ids.setting_path(names.VSSD, ids.vssd_id(str(uuid.uuid4()).upper())))
 
@@ -107,7 +111,8 @@ def test_associations_of_one_vm_read_only_that_vm(svc: Harness) -> None:
     vms = [define(svc, f"one-{i}-{uuid.uuid4().hex[:6]}") for i in range(3)]
     spy = Spy(svc.host, ("inventory", "list_systems", "shared_systems", "get_system"))
     guid = str(vms[1]["Name"])
-    refs = svc.registry.references(svc.ns, vms[1])
+    refs = [r for r in svc.registry.references(svc.ns, vms[1])
+            if r.classname not in (ld.SYSTEM_DEVICE, ld.SYSTEM_BIOS)]
     assert sorted(r.classname for r in refs) == sorted([names.SETTINGS_DEFINE_STATE,
                                                         names.ELEMENT_SETTING_DATA,
                                                         names.SYSTEM_EXPORT_SD])

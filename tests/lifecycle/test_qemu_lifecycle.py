@@ -164,7 +164,7 @@ def test_step_03_settings_show_every_device(scenario: Scenario) -> None:
     sc = scenario
     insts = settings_of(sc.svc, sc.path)
     classes = sorted(i.classname for i in insts)
-    assert classes.count(names.RASD) == 6 and names.VSGSD in classes
+    assert classes.count(names.RASD) == 8 and names.VSGSD in classes  # 6 + COM 1, COM 2
     mem = next(i for i in insts if i.classname == names.MEMORY_SD)
     cpu = next(i for i in insts if i.classname == names.PROCESSOR_SD)
     nic = next(i for i in insts if i.classname == names.SYNTHETIC_NIC_SD)

@@ -418,3 +418,17 @@ def test_a_scoped_user_sends_back_the_settings_the_service_gave(live: Live) -> N
     assert rv == 0, out
     again = live.service.host.get_system(guid(live.a))
     assert again is not None and again.memory_mb == int(mem["VirtualQuantity"])
+
+
+def test_logical_devices_and_bios_follow_their_vm(live: Live) -> None:
+    """Devices name their VM by SystemName, the BIOS element by SoftwareElementID: a scoped
+    user sees those of the VMs of its scopes only, and a hidden VM's device is not found."""
+    alice = live.connect("alice")
+    devices = alice.EnumerateInstances("CIM_LogicalDevice")
+    bios = alice.EnumerateInstances("Msvm_BIOSElement")
+    assert devices and bios
+    assert guids_in(devices) == guids_in(bios) == {guid(live.a)}
+    admin = live.connect("admin")
+    hidden = next(d for d in admin.EnumerateInstances("CIM_LogicalDevice")
+                  if str(d["SystemName"]).upper() == guid(live.b))
+    assert answer(lambda: alice.GetInstance(hidden.path)) == NOT_FOUND

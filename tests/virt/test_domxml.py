@@ -41,7 +41,9 @@ def full_vm() -> VirtualSystem:
         external_data_root="/srv/vms/web", snapshot_data_root="/srv/vms/web/Snapshots",
         scope_of_residence="rack 4", imported_from="/exports/web-2024",
         memory_dev_id="11111111-1111-1111-1111-111111111111",
-        processor_dev_id="22222222-2222-2222-2222-222222222222")
+        processor_dev_id="22222222-2222-2222-2222-222222222222",
+        bios_serial="1111-2222-3333-4444-5555-6666-77", baseboard_serial="board & <1>",
+        chassis_serial="chassis 9", com_ports=["", "/srv/vms/web/com2.sock"])
     vs.controllers = [
         Controller("C0000000-0000-0000-0000-000000000000", ControllerKind.IDE, 0),
         Controller("C0000000-0000-0000-0000-000000000001", ControllerKind.IDE, 1),

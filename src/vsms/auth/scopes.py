@@ -229,11 +229,12 @@ def _subjects(path: pywbem.CIMInstanceName) -> tuple[set[str], set[str]]:
         key, text = k.lower(), str(v)
         if key == "instanceid" and cls in _JOB_CLASSES:
             jobs.add(text.upper())
-        elif key == "instanceid":
-            m = _SETTING_ID.match(text.strip())
+        elif key in ("instanceid", "softwareelementid"):  # settings; the BIOS element's
+            m = _SETTING_ID.match(text.strip())             # "Microsoft:<VM GUID>\\BIOS"
             if m:
                 vms.add(m.group(1).upper())
-        elif key == "name" and cls in _SYSTEM_CLASSES:
+        elif (key == "name" and cls in _SYSTEM_CLASSES) or key == "systemname":
+            # a VM, or a device of one (SystemName: the VM GUID; the host's name is no GUID)
             guid = canonical_guid(text)
             if guid is not None:
                 vms.add(guid)

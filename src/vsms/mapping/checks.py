@@ -122,6 +122,10 @@ def _text_problems(vs: VirtualSystem) -> list[str]:
     fields.update({f"the path of image {m.dev_id}": m.path for m in vs.media})
     fields.update({f"the switch of network adapter {n.dev_id}": n.switch for n in vs.nics})
     fields.update({f"device id {d!r}": d for d in _dev_ids(vs)})
+    fields.update({f"the Connection of COM {i + 1}": c for i, c in enumerate(vs.com_ports)})
+    fields.update({"BIOSSerialNumber": vs.bios_serial,
+                   "BaseBoardSerialNumber": vs.baseboard_serial,
+                   "ChassisSerialNumber": vs.chassis_serial})
     return [f"{what} contains a character XML cannot hold (a control character or a lone "
             "surrogate): remove it" for what, value in fields.items() if _NOT_XML.search(value)]
 

@@ -4,7 +4,8 @@ One RASD per device: the memory (Msvm_MemorySettingData, VirtualQuantity in MB),
 (Msvm_ProcessorSettingData), each IDE/SCSI controller, disk or DVD drive (``Parent`` = the
 controller's path, ``Address`` = the slot), image (``Parent`` = the drive's path,
 ``Connection[0]`` = the file) and network adapter (Msvm_Synthetic/EmulatedEthernetPortSettingData,
-``Address`` = the MAC without separators, ``Connection[0]`` = the switch).
+``Address`` = the MAC without separators, ``Connection[0]`` = the switch) and serial port
+(COM 1 and COM 2, ``Address`` 1 or 2, ``Connection[0]`` = a named pipe or socket path).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vsms.cim.enums import ResourceType
 from vsms.errors import InvalidParameter, NotSupported
 from vsms.mapping import ids
 from vsms.model.vm import (
+    COM_PORT_IDS,
     Controller,
     ControllerKind,
     Drive,
@@ -43,6 +45,7 @@ class Kind(StrEnum):
     IMAGE = "image"  # type 21 without a subtype: hard disk or ISO, decided by the drive
     SYNTHETIC_NIC = "network adapter"
     EMULATED_NIC = "legacy network adapter"
+    SERIAL_PORT = "serial port"
 
 
 SUB_MEMORY = "Microsoft Virtual Machine Memory"
@@ -55,6 +58,7 @@ SUB_VHD = "Microsoft Virtual Hard Disk"
 SUB_ISO = "Microsoft Virtual CD/DVD Disk"
 SUB_SYNTHETIC_NIC = "Microsoft Synthetic Ethernet Port"
 SUB_EMULATED_NIC = "Microsoft Emulated Ethernet Port"
+SUB_SERIAL_PORT = "Microsoft Serial Port"
 
 _BY_SUBTYPE: dict[str, Kind] = {
     SUB_MEMORY.lower(): Kind.MEMORY,
@@ -69,6 +73,7 @@ _BY_SUBTYPE: dict[str, Kind] = {
     "microsoft virtual dvd disk": Kind.ISO_IMAGE,
     SUB_SYNTHETIC_NIC.lower(): Kind.SYNTHETIC_NIC,
     SUB_EMULATED_NIC.lower(): Kind.EMULATED_NIC,
+    SUB_SERIAL_PORT.lower(): Kind.SERIAL_PORT,
 }
 
 # Hyper-V device types we know but do not implement (refused with Not supported).
@@ -77,7 +82,7 @@ _UNSUPPORTED_SUBTYPES = {s.lower() for s in (
     "Microsoft Physical CD Drive", "Microsoft Virtual Floppy Disk",
     "Microsoft Synthetic Diskette Drive", "Microsoft Virtual Diskette Controller",
     "Microsoft Synthetic Display Controller", "Microsoft S3 Display Controller",
-    "Microsoft Serial Port", "Microsoft Serial Controller", "Microsoft Synthetic Mouse",
+    "Microsoft Serial Controller", "Microsoft Synthetic Mouse",
     "Microsoft Virtual Keyboard")}
 
 _BY_TYPE: dict[int, Kind] = {
@@ -89,6 +94,7 @@ _BY_TYPE: dict[int, Kind] = {
     ResourceType.DVD_DRIVE: Kind.DVD_DRIVE,
     ResourceType.DISK: Kind.DISK_DRIVE,
     ResourceType.STORAGE_EXTENT: Kind.IMAGE,
+    ResourceType.SERIAL_PORT: Kind.SERIAL_PORT,
 }
 
 _TYPES_OF: dict[Kind, tuple[int, ...]] = {
@@ -102,6 +108,7 @@ _TYPES_OF: dict[Kind, tuple[int, ...]] = {
     Kind.ISO_IMAGE: (ResourceType.STORAGE_EXTENT, ResourceType.DVD_DRIVE),
     Kind.SYNTHETIC_NIC: (ResourceType.ETHERNET_ADAPTER,),
     Kind.EMULATED_NIC: (ResourceType.ETHERNET_ADAPTER,),
+    Kind.SERIAL_PORT: (ResourceType.SERIAL_PORT,),
 }
 
 _BY_CLASS: dict[str, Kind] = {
@@ -113,7 +120,7 @@ _BY_CLASS: dict[str, Kind] = {
 
 SUPPORTED = ", ".join(f"'{s}'" for s in (
     SUB_MEMORY, SUB_PROCESSOR, SUB_IDE, SUB_SCSI, SUB_DISK_DRIVE, SUB_DVD_DRIVE, SUB_VHD, SUB_ISO,
-    SUB_SYNTHETIC_NIC, SUB_EMULATED_NIC))
+    SUB_SYNTHETIC_NIC, SUB_EMULATED_NIC, SUB_SERIAL_PORT))
 
 
 def prop(inst: pywbem.CIMInstance, name: str) -> Any:
@@ -303,11 +310,23 @@ def _nic(vs: VirtualSystem, n: NetworkAdapter) -> pywbem.CIMInstance:
                  subtype=SUB_EMULATED_NIC, **common)
 
 
+def _com(vs: VirtualSystem, index: int) -> pywbem.CIMInstance:
+    name = f"COM {index + 1}"
+    conn = vs.com_ports[index] if index < len(vs.com_ports) else ""
+    return _rasd(vs, names.RASD, COM_PORT_IDS[index], caption=name, element=name,
+                 description="Settings for the Microsoft Serial Port.",
+                 rtype=ResourceType.SERIAL_PORT, subtype=SUB_SERIAL_PORT, units="Serial Ports",
+                 connection=[conn] if conn else None, address=str(index + 1),
+                 VirtualSystemIdentifiers=None)
+
+
 def device_instances(vs: VirtualSystem) -> list[pywbem.CIMInstance]:
-    """One RASD per device: memory, processor, controllers, drives, images, adapters."""
+    """One RASD per device: memory, processor, controllers, drives, images, adapters, COM 1
+    and COM 2."""
     out = [_memory(vs), _processor(vs)]
     out.extend(_controller(vs, c) for c in vs.controllers)
     out.extend(_drive(vs, d) for d in vs.drives)
     out.extend(_media(vs, m) for m in vs.media)
     out.extend(_nic(vs, n) for n in vs.nics)
+    out.extend(_com(vs, i) for i in range(len(COM_PORT_IDS)))
     return out

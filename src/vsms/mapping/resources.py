@@ -20,7 +20,9 @@ from vsms.mapping import ids
 from vsms.mapping.checks import slots
 from vsms.mapping.devices import Kind, blank, classify, device_instances, label, prop
 from vsms.model.vm import (
+    COM_PORT_IDS,
     IDE_CONTROLLERS,
+    PIPE_PREFIX,
     SCSI_CONTROLLERS_MAX,
     Controller,
     ControllerKind,
@@ -50,6 +52,8 @@ class ResourceEnv:
     # InstanceIDs the client gave new RASDs of this call -> the device ids they received, so a
     # later RASD of the same call can name an earlier one as its Parent.
     aliases: dict[str, str] = field(default_factory=dict)
+    # the check of a serial port's socket path (resolved path or a VsmsError); None: no ports
+    check_socket: Callable[[str], str] | None = None
 
 
 def _int(rasd: pywbem.CIMInstance, name: str) -> int | None:
@@ -150,6 +154,42 @@ def _check_image(vs: VirtualSystem, rasd: pywbem.CIMInstance, kind: Kind, drive:
     return path, fmt
 
 
+_PIPE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def _com_port(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv, port: int) -> None:
+    r"""Connect (or disconnect, with an empty Connection) serial port ``port``: a named pipe
+    ``\\.\pipe\NAME`` (its socket is NAME in the VM's ExternalDataRoot) or the absolute host
+    path of a Unix socket; either way inside the storage roots."""
+    conn = prop(rasd, "Connection")
+    if conn is None:
+        return
+    value = conn[0] if isinstance(conn, list) and conn else ("" if isinstance(conn, list)
+                                                             else conn)
+    if not isinstance(value, str):
+        raise InvalidParameter(f"{label(rasd)}: Connection must name a pipe or a socket path")
+    value = value.strip()
+    if value.lower().startswith(PIPE_PREFIX):
+        name = value[len(PIPE_PREFIX):]
+        if not _PIPE_NAME.match(name):
+            raise InvalidParameter(f"{label(rasd)}: pipe name {name!r} is not usable: give 1 to "
+                                   "100 letters, digits, '.', '_' or '-'")
+        if not vs.external_data_root:
+            raise InvalidParameter(
+                f"{label(rasd)}: the pipe {value} needs the virtual machine's ExternalDataRoot "
+                f"(its socket is made there), and '{vs.name}' has none: give the host path of "
+                "a Unix socket under the storage roots instead")
+    elif value and not value.startswith("/"):
+        raise InvalidParameter(f"{label(rasd)}: Connection {value!r} is neither a named pipe "
+                               f"({PIPE_PREFIX}NAME) nor the absolute path of a Unix socket")
+    vs.com_ports = [*vs.com_ports, "", ""][:len(COM_PORT_IDS)]
+    vs.com_ports[port] = value
+    if value:
+        if env.check_socket is None:
+            raise NotSupported(f"{label(rasd)}: serial ports cannot be connected here")
+        env.check_socket(vs.com_socket(port))
+
+
 def _switch(rasd: pywbem.CIMInstance, current: str | None) -> str | None:
     conn = prop(rasd, "Connection")
     if conn is None:
@@ -231,6 +271,7 @@ _READ: dict[Kind, frozenset[str]] = {
     Kind.SYNTHETIC_NIC: frozenset({"address", "connection", "staticmacaddress",
                                    "virtualsystemidentifiers"}),
     Kind.EMULATED_NIC: frozenset({"address", "connection", "staticmacaddress"}),
+    Kind.SERIAL_PORT: frozenset({"connection"}),
 }
 
 
@@ -291,6 +332,9 @@ def add_resource(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv, 
     """
     kind = classify(rasd)
     dev = new_guid()
+    if kind is Kind.SERIAL_PORT:
+        raise InvalidParameter(f"{label(rasd)}: a virtual machine has exactly two serial ports "
+                               "(COM 1 and COM 2): connect one with ModifyVirtualSystemResources")
     if kind in (Kind.MEMORY, Kind.PROCESSOR):
         if not defining:
             raise InvalidParameter(f"{label(rasd)}: a virtual machine has exactly one {kind.value} "
@@ -367,6 +411,11 @@ def _modify(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv, kind:
             raise mismatch
         _quantity(vs, rasd, kind)
         return dev
+    if dev in COM_PORT_IDS:
+        if kind is not Kind.SERIAL_PORT:
+            raise mismatch
+        _com_port(vs, rasd, env, COM_PORT_IDS.index(dev))
+        return dev
     ctrl = vs.controller(dev)
     drive = vs.drive(dev)
     media = next((m for m in vs.media if m.dev_id == dev), None)
@@ -414,6 +463,9 @@ def remove_resource(vs: VirtualSystem, ref: object) -> list[str]:
     """Remove the device a RASD path (or InstanceID) names, with what hangs off it (a drive's
     image, a SCSI controller's drives); returns the removed device ids."""
     dev = _own_device(vs, ids.instance_id_from_ref(ref), "ResourceSettingData")
+    if dev in COM_PORT_IDS:
+        raise InvalidParameter(f"COM {COM_PORT_IDS.index(dev) + 1} of '{vs.name}' cannot be "
+                               "removed: disconnect it (Connection NULL or empty) instead")
     if dev in (vs.memory_dev_id, vs.processor_dev_id):
         what = "memory" if dev == vs.memory_dev_id else "processor"
         raise InvalidParameter(f"the {what} setting of '{vs.name}' cannot be removed: change it "

@@ -11,6 +11,7 @@ from vsms.errors import VsmsError
 from vsms.mapping import ids
 from vsms.mapping.devices import Kind, blank, classify, device_instances, label, prop
 from vsms.model.vm import (
+    COM_PORT_IDS,
     Controller,
     ControllerKind,
     Drive,
@@ -80,6 +81,12 @@ def _one(vs: VirtualSystem, inst: pywbem.CIMInstance, formats: Mapping[str, Imag
             image_drives[dev] = path
             fmt = ImageFormat.RAW
         vs.media.append(Media(dev, _parent(vs, inst), path, fmt))
+    elif kind is Kind.SERIAL_PORT:
+        port = _com_index(inst, dev)
+        conn = prop(inst, "Connection") or []
+        value = conn[0] if isinstance(conn, list) and conn else ""
+        vs.com_ports = [*vs.com_ports, "", ""][:len(COM_PORT_IDS)]
+        vs.com_ports[port] = str(value or "")
     else:
         conn = prop(inst, "Connection") or []
         switch = conn[0] if isinstance(conn, list) and conn and conn[0] else ""
@@ -89,6 +96,18 @@ def _one(vs: VirtualSystem, inst: pywbem.CIMInstance, formats: Mapping[str, Imag
                                       static_mac=prop(inst, "StaticMacAddress") is not False,
                                       identifiers=[str(i) for i in given
                                                    if str(i) != f"{{{dev}}}"]))
+
+
+def _com_index(inst: pywbem.CIMInstance, dev: str) -> int:
+    """Which COM port a serial port RASD is: by our device id, else by Address or ElementName
+    ("COM 1" / "COM 2", as Hyper-V writes them)."""
+    if dev in COM_PORT_IDS:
+        return COM_PORT_IDS.index(dev)
+    for name in ("Address", "ElementName"):
+        text = str(prop(inst, name) or "").strip()[-1:]
+        if text in ("1", "2"):
+            return int(text) - 1
+    raise ValueError(f"{label(inst)}: cannot tell whether it is COM 1 or COM 2")
 
 
 def restore_devices(vs: VirtualSystem, instances: Iterable[pywbem.CIMInstance],

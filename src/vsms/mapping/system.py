@@ -10,6 +10,7 @@ copy of a VM (DefineVirtualSystem, ModifyVirtualSystem); the rules a whole VM mu
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,10 @@ from vsms.mapping import checks, ids
 from vsms.mapping.devices import device_instances, prop
 from vsms.mapping.restore import restore_devices
 from vsms.model.vm import ImageFormat, VirtualSystem
+
+SERIAL_MAX = 64  # characters an SMBIOS serial number may have here
+_SERIALS = (("BIOSSerialNumber", "bios_serial"), ("BaseBoardSerialNumber", "baseboard_serial"),
+            ("ChassisSerialNumber", "chassis_serial"))
 
 GLOBAL_SETTING_TYPE = 32768
 DEFAULT_NAME = "New Virtual Machine"
@@ -142,6 +147,23 @@ def host_system(hostname: str) -> pywbem.CIMInstance:
     })
 
 
+def bios_guid(guid: str) -> str:
+    """BIOSGUID of the VM ``guid``: the SMBIOS system UUID the guest reads (the domain UUID, which
+    is the VM GUID) in the byte order Windows uses for GUIDs, i.e. with its first three fields
+    byte-swapped, in braces. Swapping them back gives the UUID the guest's dmidecode prints."""
+    return "{" + str(uuid.UUID(bytes=uuid.UUID(guid).bytes_le)).upper() + "}"
+
+
+def guid_of_bios_guid(value: str) -> str:
+    """The SMBIOS UUID (upper case, no braces) a BIOSGUID stands for (inverse of bios_guid);
+    InvalidParameter when ``value`` is no GUID."""
+    try:
+        raw = uuid.UUID(value.strip().strip("{}"))
+    except (ValueError, AttributeError):
+        raise InvalidParameter(f"BIOSGUID {value!r} is not a GUID") from None
+    return str(uuid.UUID(bytes_le=raw.bytes)).upper()
+
+
 def vssd_instance(vs: VirtualSystem) -> pywbem.CIMInstance:
     """The VM's current Msvm_VirtualSystemSettingData (InstanceID ``Microsoft:<GUID>``)."""
     return _build(names.VSSD, {"InstanceID": ids.vssd_id(vs.guid)}, {
@@ -155,10 +177,10 @@ def vssd_instance(vs: VirtualSystem) -> pywbem.CIMInstance:
         "CreationTime": (_dt(vs.created), "datetime"),
         "VirtualSystemType": (pywbem.Uint16(VIRTUAL_SYSTEM_TYPE_HYPERV), "uint16"),
         "Notes": (vs.notes, "string"),
-        "BIOSGUID": (f"{{{vs.guid}}}", "string"),
-        "BIOSSerialNumber": (None, "string"),
-        "BaseBoardSerialNumber": (None, "string"),
-        "ChassisSerialNumber": (None, "string"),
+        "BIOSGUID": (bios_guid(vs.guid), "string"),
+        "BIOSSerialNumber": (vs.bios_serial or None, "string"),
+        "BaseBoardSerialNumber": (vs.baseboard_serial or None, "string"),
+        "ChassisSerialNumber": (vs.chassis_serial or None, "string"),
         "ChassisAssetTag": (None, "string"),
         "BIOSNumLock": (False, "boolean"),
         "BootOrder": ([pywbem.Uint16(v) for v in vs.boot_order], "uint16[]"),
@@ -263,7 +285,8 @@ def apply_global_settings(vs: VirtualSystem, inst: pywbem.CIMInstance, *,
 
 def apply_system_settings(vs: VirtualSystem, inst: pywbem.CIMInstance) -> VirtualSystem:
     """A copy of ``vs`` with ModifyVirtualSystem's SystemSettingData applied: a VSGSD (see
-    ``apply_global_settings``) or a VSSD (ElementName, Notes, BootOrder)."""
+    ``apply_global_settings``) or a VSSD (ElementName, Notes, BootOrder, the SMBIOS serial
+    numbers; a BIOSGUID other than the VM's is refused: it is the VM GUID)."""
     if inst.classname.lower() == names.VSGSD.lower():
         return apply_global_settings(vs, inst)
     if not inst.classname.lower().endswith("virtualsystemsettingdata"):
@@ -287,7 +310,25 @@ def apply_system_settings(vs: VirtualSystem, inst: pywbem.CIMInstance) -> Virtua
     for problem in (checks.name_problem(out.name), checks.boot_order_problem(out.boot_order)):
         if problem:
             raise InvalidParameter(problem)
+    _apply_smbios(out, inst)
     return out
+
+
+def _apply_smbios(vs: VirtualSystem, inst: pywbem.CIMInstance) -> None:
+    given = _text(inst, "BIOSGUID")
+    if given and guid_of_bios_guid(given) != vs.guid.upper():
+        raise InvalidParameter(
+            f"BIOSGUID {given!r} cannot be changed: it is the SMBIOS UUID of the virtual "
+            f"machine, derived from its GUID ({bios_guid(vs.guid)}); leave it as returned or NULL")
+    for name, attr in _SERIALS:
+        value = _text(inst, name)
+        if value is None:
+            continue
+        if len(value) > SERIAL_MAX or not value.isprintable() or "," in value:
+            raise InvalidParameter(
+                f"{name} {value!r} is not usable as an SMBIOS serial number: give at most "
+                f"{SERIAL_MAX} printable characters without commas")
+        setattr(vs, attr, value)
 
 
 def system_from_instances(instances: Iterable[pywbem.CIMInstance],
@@ -319,6 +360,10 @@ def system_from_instances(instances: Iterable[pywbem.CIMInstance],
         guid = str(prop(vssd, "SystemName") or "").upper()
     vs = VirtualSystem(guid=guid, name=str(prop(vssd, "ElementName") or DEFAULT_NAME))
     vs.notes = str(prop(vssd, "Notes") or "")
+    for name, attr in _SERIALS:
+        value = prop(vssd, name)
+        if isinstance(value, str) and value:
+            setattr(vs, attr, value)
     order = prop(vssd, "BootOrder")
     if order:
         vs.boot_order = [int(v) for v in order]

@@ -7,6 +7,7 @@ GUID re-derives every InstanceID.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,13 @@ from enum import StrEnum
 def new_guid() -> str:
     """A new upper-case GUID without braces, the way Hyper-V writes VM and job IDs."""
     return str(uuid.uuid4()).upper()
+
+
+def new_serial() -> str:
+    """A new SMBIOS serial number the way Hyper-V writes them: 30 random decimal digits in
+    groups of four (``1234-5678-9012-3456-7890-1234-56``)."""
+    digits = "".join(str(secrets.randbelow(10)) for _ in range(30))
+    return "-".join(digits[i:i + 4] for i in range(0, 30, 4))
 
 
 class ControllerKind(StrEnum):
@@ -36,6 +44,11 @@ class ImageFormat(StrEnum):
     QCOW2 = "qcow2"
     RAW = "raw"
 
+
+# the two serial ports every VM has (COM 1, COM 2): fixed device ids (the RASD InstanceIDs still
+# carry the VM GUID) and the Windows named-pipe prefix of their Connection
+COM_PORT_IDS = ("C0A1B2C3-0000-4000-8000-00000000C0A1", "C0A1B2C3-0000-4000-8000-00000000C0A2")
+PIPE_PREFIX = "\\\\.\\pipe\\"
 
 IDE_CONTROLLERS = 2
 IDE_SLOTS = 2
@@ -100,6 +113,14 @@ class VirtualSystem:
     imported_from: str = ""
     # ElementName a client gave a device (dev_id -> name); devices not listed show their default
     element_names: dict[str, str] = field(default_factory=dict)
+    # SMBIOS serial numbers the guest reads from its firmware (system, base board, chassis);
+    # "" = none (a VM defined before vsms wrote them)
+    bios_serial: str = field(default_factory=new_serial)
+    baseboard_serial: str = field(default_factory=new_serial)
+    chassis_serial: str = field(default_factory=new_serial)
+    # Connection of COM 1 and COM 2 as the client gave it: "" (not connected), the absolute
+    # host path of a Unix socket, or a named pipe ``\\.\pipe\NAME`` (see ``com_socket``)
+    com_ports: list[str] = field(default_factory=lambda: ["", ""])
     memory_dev_id: str = "4764334D-E001-4176-82EE-5594EC9B530E"
     processor_dev_id: str = "B637F347-6A0E-4DEC-AF52-BD70CB80A21D"
     # the libvirt domain type it is defined with, "kvm" or "qemu" (TCG); "" before it is. An
@@ -114,6 +135,17 @@ class VirtualSystem:
 
     def media_in(self, drive_id: str) -> Media | None:
         return next((m for m in self.media if m.drive_id == drive_id), None)
+
+    def com_socket(self, index: int) -> str:
+        r"""The host path of the Unix socket behind serial port ``index`` ("" when it is not
+        connected): the path itself, or for a named pipe ``\\.\pipe\NAME`` the socket NAME in
+        the VM's ExternalDataRoot ("" when it has none)."""
+        conn = self.com_ports[index] if index < len(self.com_ports) else ""
+        if conn.lower().startswith(PIPE_PREFIX):
+            name = conn[len(PIPE_PREFIX):]
+            return f"{self.external_data_root.rstrip('/')}/{name}" if self.external_data_root \
+                else ""
+        return conn
 
     def disk_media(self) -> list[Media]:
         """Media in disk drives (not DVDs): the virtual hard disks that export copies."""

@@ -1,11 +1,12 @@
-"""New identities for an imported VM (GenerateNewID): GUID, every device id, every MAC."""
+"""New identities for an imported VM (GenerateNewID): GUID (and so BIOSGUID), every device id,
+every MAC, the SMBIOS serial numbers."""
 
 from __future__ import annotations
 
 import copy
 import secrets
 
-from vsms.model.vm import VirtualSystem, new_guid
+from vsms.model.vm import VirtualSystem, new_guid, new_serial
 
 HYPERV_OUI = "00:15:5D"
 
@@ -16,9 +17,12 @@ def new_mac() -> str:
 
 
 def with_new_identity(vs: VirtualSystem) -> VirtualSystem:
-    """A deep copy of ``vs`` with a new GUID, new device ids (references kept) and new MACs."""
+    """A deep copy of ``vs`` with a new GUID, new device ids (references kept), new MACs and
+    new SMBIOS serial numbers."""
     out = copy.deepcopy(vs)
     out.guid = new_guid()
+    out.bios_serial, out.baseboard_serial, out.chassis_serial = (
+        new_serial(), new_serial(), new_serial())
     ids: dict[str, str] = {}
 
     def remap(old: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from vsms.providers.base import ServiceProvider
 from vsms.providers.computer_system import ComputerSystemProvider
 from vsms.providers.context import ServiceContext
+from vsms.providers.devices import DeviceAssociationProvider, LogicalDeviceProvider
 from vsms.providers.export_settings import ExportSettingsProvider
 from vsms.providers.image_service import ImageManagementServiceProvider
 from vsms.providers.jobs import AffectedJobElementProvider, JobProvider
@@ -27,6 +28,8 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
     AffectedJobElementProvider,
     ImageManagementServiceProvider,
     PoolProvider, ProcessorPoolProvider, CapabilitiesProvider, PoolAssociationProvider,
+
+    LogicalDeviceProvider, DeviceAssociationProvider,
 )
 
 

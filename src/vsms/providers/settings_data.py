@@ -4,8 +4,9 @@
 Msvm_ResourceAllocationSettingData and its memory, processor and Ethernet port subclasses, each
 instance as ``mapping.system.settings_instances`` builds it. ``SettingsAssociationProvider``
 serves Msvm_SettingsDefineState (VM ↔ VSSD), Msvm_VirtualSystemSettingDataComponent (VSSD ↔
-VSGSD and each RASD) and Msvm_ElementSettingData (VM ↔ VSGSD). The RASD classes also hold the
-Default / Minimum / Maximum / Increment settings of the resource pools (``mapping.pools``).
+VSGSD and each RASD) and Msvm_ElementSettingData (VM ↔ VSGSD, and each logical device ↔ its
+RASD). The RASD classes also hold the Default / Minimum / Maximum / Increment settings of the
+resource pools (``mapping.pools``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.errors import InvalidParameter
-from vsms.mapping import ids, pools
+from vsms.mapping import ids, logical_devices, pools
 from vsms.mapping.system import settings_instances
 from vsms.model.vm import VirtualSystem
 from vsms.providers.base import ServiceProvider, association
@@ -80,7 +81,9 @@ def associations(vs: VirtualSystem, classname: str) -> list[pywbem.CIMInstance]:
                  "IsNext": pywbem.Uint16(0), "IsMaximum": pywbem.Uint16(0),
                  "IsMinimum": pywbem.Uint16(0)}
         return [association(names.ELEMENT_SETTING_DATA,
-                            {"ManagedElement": vm, "SettingData": vsgsd}, flags)]
+                            {"ManagedElement": vm, "SettingData": vsgsd}, flags),
+                *(association(link.classname, link.refs, link.values)  # each device ↔ its RASD
+                  for link in logical_devices.setting_links(vs))]
     return []
 
 
@@ -105,6 +108,9 @@ class SettingsAssociationProvider(ServiceProvider):
 
     @staticmethod
     def _guid_of(ref: pywbem.CIMInstanceName) -> str | None:
+        device_of = logical_devices.system_of(ref)
+        if device_of is not None:
+            return device_of
         try:
             if ref.classname.lower() == names.COMPUTER_SYSTEM.lower():
                 return key(ref, "Name")

@@ -1,9 +1,11 @@
 """VirtualSystem → libvirt domain XML, and back.
 
 Layout: ``<name>`` is the upper-case GUID, ``<title>`` the ElementName, ``<description>`` the
-notes; machine ``pc`` (i440fx, which has IDE); IDE controller c slot s is disk ``hd{a+2c+s}`` at
+notes; ``<sysinfo type='smbios'>`` the SMBIOS serial numbers (``<os><smbios mode='sysinfo'/>``);
+machine ``pc`` (i440fx, which has IDE); IDE controller c slot s is disk ``hd{a+2c+s}`` at
 drive address (0, c, s); SCSI controller i is a virtio-scsi controller with index i whose slot s
-is disk ``sd…`` at drive address (i, 0, s). Our metadata element records the whole model.
+is disk ``sd…`` at drive address (i, 0, s); a connected COM port is a ``<serial type='unix'>``
+whose socket QEMU creates. Our metadata element records the whole model.
 
 Reading back, the metadata defines the device set and the Hyper-V identity; the XML supplies
 what libvirt users may change with virsh: the domain type (the accelerator: kvm or qemu),
@@ -101,6 +103,39 @@ def _nics(devices: ET.Element, vs: VirtualSystem) -> None:
         _sub(iface, "alias", name=metadata.nic_alias(i))
 
 
+def _serials(devices: ET.Element, vs: VirtualSystem) -> None:
+    """COM 1 and COM 2: a connected port is a Unix socket QEMU listens on (``com_socket``); an
+    unconnected COM 1 stays a pty with the console on it (``virsh console``); an unconnected
+    COM 2 is absent."""
+    for port in range(2):
+        path = vs.com_socket(port)
+        if path:
+            serial = _sub(devices, "serial", type="unix")
+            _sub(serial, "source", mode="bind", path=path)
+        elif port == 0:
+            serial = _sub(devices, "serial", type="pty")
+        else:
+            continue
+        _sub(serial, "target", port=str(port))
+        if port == 0 and not path:
+            _sub(_sub(devices, "console", type="pty"), "target", type="serial", port="0")
+
+
+def _sysinfo(root: ET.Element, vs: VirtualSystem) -> bool:
+    """The SMBIOS tables QEMU gives the guest: the serial numbers of the system (type 1), the
+    base board (type 2) and the chassis (type 3); False when there are none. The system UUID
+    is the domain ``<uuid>``."""
+    serials = [(section, value) for section, value in (
+        ("system", vs.bios_serial), ("baseBoard", vs.baseboard_serial),
+        ("chassis", vs.chassis_serial)) if value]
+    if not serials:
+        return False
+    info = _sub(root, "sysinfo", type="smbios")
+    for section, value in serials:
+        _sub(_sub(info, section), "entry", value, name="serial")
+    return True
+
+
 def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None = None,
           owner: str = "") -> str:
     """The domain XML for ``vs`` (already validated; ``guid`` is its canonical form), owned by
@@ -116,8 +151,11 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
     _sub(root, "metadata").append(metadata.to_element(replace(vs, guid=guid), owner))
     _sub(root, "memory", str(vs.memory_mb), unit="MiB")
     _sub(root, "vcpu", str(vs.processors))
+    smbios = _sysinfo(root, vs)
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    if smbios:
+        _sub(os_el, "smbios", mode="sysinfo")
     for dev in boot_devices(vs.boot_order):
         _sub(os_el, "boot", dev=dev)
     features = _sub(root, "features")
@@ -134,8 +172,7 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
         if ctl.kind is ControllerKind.SCSI:
             _sub(devices, "controller", type="scsi", index=str(ctl.index), model="virtio-scsi")
     _nics(devices, vs)
-    _sub(devices, "serial", type="pty")
-    _sub(devices, "console", type="pty")
+    _serials(devices, vs)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
 

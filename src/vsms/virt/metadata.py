@@ -3,11 +3,10 @@
 It sits in the domain's ``<metadata>`` under our own namespace and records the complete model
 (every dev_id, the ElementName of the VM and of each device a client named, notes, creation
 time, boot order, data roots, lineage, the format and path of every image, each adapter's
-StaticMacAddress and VirtualSystemIdentifiers), so a ``VirtualSystem`` can be rebuilt from it
-alone, and the instance ID of the vsms that owns the domain (attribute ``instance``; see
-``vsms.virt.adopt``). Every value is an attribute: libvirt re-indents element content but keeps
-attribute values
-exactly.
+StaticMacAddress and VirtualSystemIdentifiers, the SMBIOS serial numbers, the serial ports'
+Connection), so a ``VirtualSystem`` can be rebuilt from it alone, and the instance ID of the
+vsms that owns the domain (attribute ``instance``; see ``vsms.virt.adopt``). Every value is an
+attribute: libvirt re-indents element content but keeps attribute values exactly.
 """
 
 from __future__ import annotations
@@ -76,7 +75,13 @@ def to_element(vs: VirtualSystem, owner: str = "") -> ET.Element:
         "processor-id": vs.processor_dev_id,
         "memory-mb": str(vs.memory_mb),
         "processors": str(vs.processors),
+        "bios-serial": vs.bios_serial,
+        "baseboard-serial": vs.baseboard_serial,
+        "chassis-serial": vs.chassis_serial,
     })
+    for i, conn in enumerate(vs.com_ports):
+        if conn:  # written only when connected
+            root.set(f"com{i + 1}", conn)
     for c in vs.controllers:
         ET.SubElement(root, f"{PREFIX}:controller", {"id": c.dev_id, "kind": c.kind.value,
                                           "index": str(c.index)})
@@ -159,6 +164,9 @@ def from_element(el: ET.Element) -> VirtualSystem:
         scope_of_residence=_get(el, "scope-of-residence"),
         imported_from=_get(el, "imported-from"),
         memory_dev_id=_get(el, "memory-id"), processor_dev_id=_get(el, "processor-id"),
+        bios_serial=el.get("bios-serial", ""), baseboard_serial=el.get("baseboard-serial", ""),
+        chassis_serial=el.get("chassis-serial", ""),
+        com_ports=[el.get("com1", ""), el.get("com2", "")],
         controllers=[Controller(_get(c, "id"), _enum(c, "kind", ControllerKind), _int(c, "index"))
                      for c in el.findall(_CONTROLLER)],
         drives=[Drive(_get(d, "id"), _enum(d, "kind", DriveKind), _get(d, "controller"),
