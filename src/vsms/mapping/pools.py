@@ -154,6 +154,10 @@ POOLS: tuple[Pool, ...] = (
          devices.SUB_SYNTHETIC_NIC, "Synthetic Ethernet Port Resource Pool", "Ports"),
     Pool(devices.SUB_EMULATED_NIC, _RT.ETHERNET_ADAPTER, names.EMULATED_NIC_SD,
          devices.SUB_EMULATED_NIC, "Emulated Ethernet Port Resource Pool", "Ports"),
+    # every VM has its COM 1 and COM 2 (modified, never added): the Default is a template to
+    # read, as for the IDE controllers
+    Pool(devices.SUB_SERIAL_PORT, _RT.SERIAL_PORT, names.RASD, devices.SUB_SERIAL_PORT,
+         "Serial Port Resource Pool", "Serial Ports"),
 )
 
 _BY_KEY = {p.key: p for p in POOLS}
