@@ -131,3 +131,12 @@ def test_http_level_refusals(ws: WsServer) -> None:
         assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
         assert time.monotonic() - started < 10
     still_serving(ws)
+
+
+def test_operation_timeout_passed_is_timed_out(ws: WsServer) -> None:
+    body = envelope(action="http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate",
+                    body="<wsen:Enumerate><wsman:OptimizeEnumeration/></wsen:Enumerate>")
+    body = body.replace("</s:Header>",
+                        "<wsman:OperationTimeout>PT0.000001S</wsman:OperationTimeout></s:Header>")
+    r = post(ws, body)
+    assert subcode(r) == "w:TimedOut" and wsman_code(r) == 2150858793

@@ -361,3 +361,32 @@ def test_options_are_accepted(ws: WsServer) -> None:
     opts.add_option("wmi:__MI_OPERATIONOPTIONS_SOMETHING", "x")
     got = ws.client().get(VSMS_URI, selector_set=vsms_selectors(ws), option_set=opts)
     assert got.find(f"{{{VSMS_URI}}}Msvm_VirtualSystemManagementService") is not None
+
+
+def test_https_listener_and_the_dmtf_uri(ws: WsServer) -> None:
+    from pypsrp.wsman import WSMan
+    port = ws.served.wsman_https_port
+    assert port is not None
+    w = WSMan("127.0.0.1", port=port, ssl=True, auth="basic", cert_validation=False,
+              username=ws.served.user, password=ws.served.password, operation_timeout=20)
+    got = w.get(VSMS_URI, selector_set=vsms_selectors(ws))
+    assert got.find(f"{{{VSMS_URI}}}Msvm_VirtualSystemManagementService") is not None
+    # a CIM_ class by its DMTF URI with __cimnamespace: the instances in their own classes
+    sel = SelectorSet()
+    sel.add_option("__cimnamespace", "root/virtualization")
+    enum = ET.Element(f"{{{WSEN}}}Enumerate")
+    ET.SubElement(enum, f"{{{WSMAN}}}OptimizeEnumeration")
+    ET.SubElement(enum, f"{{{WSMAN}}}MaxElements").text = "1000"
+    resp = w.enumerate("http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ComputerSystem",
+                       resource=enum, selector_set=sel)
+    items = resp.find("n:EnumerateResponse/w:Items", NS)
+    assert items is not None
+    want = cimxml(ws).EnumerateInstanceNames("CIM_ComputerSystem")
+    assert sorted(i.tag.split("}")[1] for i in items) == sorted(p.classname for p in want)
+
+
+def test_a_reader_may_read_but_not_delete(ws: WsServer) -> None:
+    r = ws.reader()
+    assert r.get(VSMS_URI, selector_set=vsms_selectors(ws)) is not None
+    err = fault_of(lambda: r.delete(VSMS_URI, selector_set=vsms_selectors(ws)))
+    assert err.code == 5 and "access denied" in str(err.reason).lower()

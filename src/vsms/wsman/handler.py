@@ -30,7 +30,7 @@ from vsms.wbem.protocol import Reply, error_reply
 from vsms.wbem.xmltree import XmlError, parse
 from vsms.wsman import invoke, ops, soap
 from vsms.wsman import names as n
-from vsms.wsman.soap import Fault, Request, q
+from vsms.wsman.soap import Fault, Request, q, timed_out
 from vsms.wsman.target import instance_path, resolve
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class WsmanHandler:
             box: list[str] = []
 
             def enum(r: Registry) -> str:
-                operation, content = ops.enumerate_(r, contexts, req, user)
+                operation, content = ops.enumerate_(r, contexts, req, user, started)
                 box.append(operation)
                 return content
             content = self._read(self._enum_role(req), principal, enum)
@@ -206,8 +206,7 @@ class WsmanHandler:
         else:
             return self._invoke(req, principal)
         if req.timeout is not None and time.monotonic() - started > req.timeout:
-            raise Fault("w:TimedOut", f"the {op} took longer than the OperationTimeout of "
-                        f"{req.timeout:g} s", soap.WSMAN_TIMED_OUT, sender=False)
+            raise timed_out(op, req.timeout)
         return content, action + "Response", op, self._classname(req)
 
     @staticmethod

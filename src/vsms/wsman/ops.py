@@ -12,6 +12,7 @@ and the DMTF association filter (AssociatedInstances / AssociationInstances).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -158,8 +159,9 @@ def renderer(registry: Registry, namespace: str, mode: str) -> Callable[[Any], s
 
 
 def enumerate_(registry: Registry, contexts: EnumerationContexts, req: Request,
-               owner: str | None) -> tuple[str, str]:
-    """(the intrinsic operation it amounts to, EnumerateResponse content)."""
+               owner: str | None, started: float | None = None) -> tuple[str, str]:
+    """(the intrinsic operation it amounts to, EnumerateResponse content); ``started``
+    (time.monotonic()) with the request's OperationTimeout: TimedOut before a context opens."""
     enum = req.body
     assert enum is not None
     mode_node = _child(enum, n.WSMAN, "EnumerationMode")
@@ -172,6 +174,9 @@ def enumerate_(registry: Registry, contexts: EnumerationContexts, req: Request,
                         f"EnumerateObjectAndEPR", soap.WSMAN_INTERNAL, soap.WBEM_E_NOT_SUPPORTED,
                         pywbem.CIM_ERR_NOT_SUPPORTED)
     ns, rows, operation = _rows(registry, req, enum)
+    if started is not None and req.timeout is not None and \
+            time.monotonic() - started > req.timeout:
+        raise soap.timed_out("Enumerate", req.timeout)
     optimized = _child(enum, n.WSMAN, "OptimizeEnumeration") is not None
     first = _count(_child(enum, n.WSMAN, "MaxElements"), "wsman:MaxElements", 1) \
         if optimized else 0

@@ -100,6 +100,11 @@ def from_cim(status: int, description: str) -> Fault:
                  sender=False)
 
 
+def timed_out(operation: str, seconds: float) -> Fault:
+    return Fault("w:TimedOut", f"the {operation} took longer than the OperationTimeout of "
+                 f"{seconds:g} s", WSMAN_TIMED_OUT, sender=False)
+
+
 # ---------------------------------------------------------------------- the request
 @dataclass
 class Request:
