@@ -12,7 +12,7 @@ import pytest
 import pywbem
 
 from tests.e2e import wbemflow
-from tests.wsman.conftest import NS, WsServer, text
+from tests.wsman.conftest import NS, WMI, WsServer, text
 from tests.wsman.test_operations import CS, VSMS_URI, cimxml, epr_element, invoke, prop
 from vsms.cim import names
 from vsms.cim.enums import EnabledState, JobState, ReturnCode
@@ -93,6 +93,19 @@ def test_define_export_import_over_wsman(ws: WsServer) -> None:
     assert len(found) == 2 and guid in found
     copy = next(r for n, r in found.items() if n != guid)
     assert copy["EnabledState"] == EnabledState.DISABLED
+
+    # an OUT embedded instance: a nested element typed in its own class's namespace
+    out = invoke(ws, "GetVirtualSystemImportSettingData",
+                 [("ImportDirectory", str(exports[1] / name))])
+    assert text(out.find(f"{P}ReturnValue")) == "0"
+    isd = out.find(f"{P}ImportSettingData")
+    assert isd is not None
+    typed = isd.get(f"{{{NS['xsi']}}}type") or ""
+    assert typed.startswith("q:") and typed.endswith("_Type")
+    own = WMI + typed[2:-len("_Type")]
+    assert isd and all(c.tag.startswith(f"{{{own}}}") for c in isd)
+    assert text(isd.find(f"{{{own}}}CreateCopy")) == "true"
+    assert text(isd.find(f"{{{own}}}Name")) == name
 
     # a second in-place import of the same directory: as over CIM-XML
     over_ws = ws_import(ws, exports[0] / name, True)
