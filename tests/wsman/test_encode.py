@@ -93,3 +93,26 @@ def test_resource_uris() -> None:
     assert n.resource(n.DMTF_PREFIX + "CIM_ComputerSystem") == \
         n.Resource(None, "CIM_ComputerSystem", dmtf=True)
     assert n.resource("http://example.org/x") is None
+
+
+def test_invoke_input_arrays_refs_nil_and_cdata() -> None:
+    from vsms.wbem.xmltree import parse as parse_xml
+    from vsms.wsman.invoke import read_call
+    uri = n.class_uri("root/virtualization", "Msvm_VirtualSystemManagementService")
+    body = (f'<p:M_INPUT xmlns:p="{uri}" xmlns:a="{n.WSA}" xmlns:w="{n.WSMAN}" '
+            f'xmlns:xsi="{n.XSI}"><p:List>a</p:List><p:List>b</p:List>'
+            f'<p:Emb><![CDATA[<INSTANCE CLASSNAME="X"></INSTANCE>]]></p:Emb>'
+            f'<p:Gone xsi:nil="true"/>'
+            f"<p:Ref><a:Address>{n.ANONYMOUS}</a:Address><a:ReferenceParameters>"
+            f"<w:ResourceURI>{n.class_uri('root/virtualization', 'Msvm_ComputerSystem')}"
+            f'</w:ResourceURI><w:SelectorSet><w:Selector Name="Name">G</w:Selector>'
+            f"</w:SelectorSet></a:ReferenceParameters></p:Ref></p:M_INPUT>")
+    call = read_call(parse_xml(body.encode(), namespaces=True), uri, "M", "root/virtualization",
+                     pywbem.CIMClassName("Msvm_VirtualSystemManagementService"))
+    got = {p.name: (p.kind, p.value) for p in call.params}
+    assert got["List"] == ("array", ["a", "b"])
+    assert got["Emb"] == ("value", '<INSTANCE CLASSNAME="X"></INSTANCE>')
+    assert got["Gone"] == ("null", None)
+    kind, ref = got["Ref"]
+    assert kind == "ref" and ref.classname == "Msvm_ComputerSystem"
+    assert ref.keybindings["Name"] == "G" and ref.namespace == "root/virtualization"
