@@ -140,3 +140,25 @@ def test_operation_timeout_passed_is_timed_out(ws: WsServer) -> None:
                         "<wsman:OperationTimeout>PT0.000001S</wsman:OperationTimeout></s:Header>")
     r = post(ws, body)
     assert subcode(r) == "w:TimedOut" and wsman_code(r) == 2150858793
+
+
+def test_a_reply_larger_than_max_envelope_size(ws: WsServer) -> None:
+    import pywbem
+
+    from tests.wsman.test_operations import invoke
+    from vsms.cim import names
+    for i in range(2):
+        gsd = pywbem.CIMInstance(names.VSGSD,
+                                 properties={"ElementName": f"big{i}-{ws.served.root.name}"})
+        invoke(ws, "DefineVirtualSystem", [("SystemSettingData", gsd.tocimxmlstr())])
+    body = ("<wsen:Enumerate><wsman:OptimizeEnumeration/><wsman:MaxElements>1000"
+            "</wsman:MaxElements><wsman:EnumerationMode>EnumerateObjectAndEPR"
+            "</wsman:EnumerationMode><wsman:Filter "
+            'Dialect="http://schemas.microsoft.com/wbem/wsman/1/WQL">'
+            "SELECT * FROM CIM_ResourceAllocationSettingData</wsman:Filter></wsen:Enumerate>")
+    action = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate"
+    big = post(ws, envelope(action=action, uri=WMI + "*", max_size=10_000_000, body=body))
+    assert big.status_code == 200 and len(big.content) > 8192, big.text[:500]
+    r = post(ws, envelope(action=action, uri=WMI + "*", max_size=8192, body=body))
+    assert subcode(r) == "w:EncodingLimit"
+    assert "MaxEnvelopeSize 8192" in r.text and "MaxElements" in r.text

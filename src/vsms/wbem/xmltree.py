@@ -99,7 +99,7 @@ class _Builder:
 
 def _refuse(what: str) -> Any:
     def handler(*_args: Any) -> None:
-        raise XmlError(f"{what} are not allowed in CIM-XML requests")
+        raise XmlError(f"{what} are not allowed in requests")
     return handler
 
 

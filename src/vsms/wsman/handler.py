@@ -122,6 +122,13 @@ class WsmanHandler:
         else:
             xml = soap.envelope(action, req.message_id, content)
         data = xml.encode("utf-8")
+        if req.max_envelope is not None and req.max_envelope < MIN_ENVELOPE:
+            return self._fault(Fault("w:EncodingLimit", f"MaxEnvelopeSize {req.max_envelope} "
+                                     f"is below the minimum of {MIN_ENVELOPE} bytes",
+                                     soap.WSMAN_ENCODING_LIMIT,
+                                     detail="http://schemas.dmtf.org/wbem/wsman/1/wsman/"
+                                            "faultDetail/MinimumEnvelopeLimit"),
+                               req, operation)
         if req.max_envelope is not None and len(data) > req.max_envelope:
             return self._fault(Fault("w:EncodingLimit", f"the reply ({len(data)} bytes) is "
                                      f"larger than MaxEnvelopeSize {req.max_envelope}; raise "
@@ -250,7 +257,6 @@ class WsmanHandler:
                         f"invoke a method", soap.WSMAN_ACTION_NOT_SUPPORTED,
                         soap.WBEM_E_NOT_SUPPORTED, pywbem.CIM_ERR_NOT_SUPPORTED)
         method = action[len(uri.rstrip("/")) + 1:]
-        registry = self.dispatcher.registry
         # the target is found as the caller sees the registry (scopes), like a Get
         found: list[tuple[str, pywbem.CIMClass, pywbem.CIMInstanceName | pywbem.CIMClassName]]
         found = []
@@ -277,5 +283,4 @@ class WsmanHandler:
             call, principal, render=lambda ran: invoke.output(ran, name, uri))
         if outcome.status:
             raise _Failed(outcome)
-        del registry
         return outcome.body, action + "Response", name, cls.classname
