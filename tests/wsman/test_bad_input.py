@@ -162,3 +162,22 @@ def test_a_reply_larger_than_max_envelope_size(ws: WsServer) -> None:
     r = post(ws, envelope(action=action, uri=WMI + "*", max_size=8192, body=body))
     assert subcode(r) == "w:EncodingLimit"
     assert "MaxEnvelopeSize 8192" in r.text and "MaxElements" in r.text
+
+
+def test_probing_the_v2_namespace_gets_the_wmi_invalid_namespace_code(ws: WsServer) -> None:
+    """What inventory tools test: MSFT_WmiError/error_Code 2150858778, and no data."""
+    v2 = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/virtualization/v2/"
+    for uri, body in ((v2 + "*", '<wsen:Enumerate><wsman:Filter Dialect="http://schemas.'
+                                 'microsoft.com/wbem/wsman/1/WQL">SELECT * FROM '
+                                 "Msvm_ComputerSystem</wsman:Filter></wsen:Enumerate>"),
+                      (v2 + "Msvm_ComputerSystem", "<wsen:Enumerate/>")):
+        r = post(ws, envelope(action="http://schemas.xmlsoap.org/ws/2004/09/enumeration/"
+                                     "Enumerate", uri=uri, body=body))
+        assert subcode(r) == "a:DestinationUnreachable"
+        assert wsman_code(r) == 2150858778
+        root = ET.fromstring(r.content)
+        code = root.find("s:Body/s:Fault/s:Detail/{http://schemas.microsoft.com/wbem/wsman/1/"
+                         "wmi/root/cimv2/MSFT_WmiError}MSFT_WmiError/{http://schemas.microsoft"
+                         ".com/wbem/wsman/1/wmi/root/cimv2/MSFT_WmiError}error_Code", NS)
+        assert text(code) == "2150858778"
+        assert "Msvm_ComputerSystem\"" not in r.text and "EnumerationContext" not in r.text
