@@ -5,6 +5,7 @@ clients test for."""
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 import xml.etree.ElementTree as ET
@@ -34,10 +35,11 @@ def cimxml(ws: WsServer) -> pywbem.WBEMConnection:
 
 
 def enumerate_all(ws: WsServer, uri: str, *, wql: str | None = None, mode: str | None = None,
-                  max_elements: int = 1) -> list[ET.Element]:
-    """Enumerate, then Pull until EndOfSequence; the items."""
+                  max_elements: int = 1, enum: ET.Element | None = None) -> list[ET.Element]:
+    """Enumerate (``enum``: the body, default built from wql and mode), then Pull until
+    EndOfSequence; the items."""
     w = ws.client()
-    enum = ET.Element(f"{{{WSEN}}}Enumerate")
+    enum = enum if enum is not None else ET.Element(f"{{{WSEN}}}Enumerate")
     if mode:
         ET.SubElement(enum, f"{{{WSMAN}}}EnumerationMode").text = mode
     if wql:
@@ -174,12 +176,15 @@ def test_selector_and_association_filters(ws: WsServer) -> None:
     ss = ET.SubElement(rp, f"{{{WSMAN}}}SelectorSet")
     for k, v in svc.keybindings.items():
         ET.SubElement(ss, f"{{{WSMAN}}}Selector", Name=k).text = str(v)
+    want = sorted(i.classname for i in conn.Associators(svc))
+    # plain, pulled one at a time with the resource URI of the Enumerate (names no namespace)
+    pulled = enumerate_all(ws, "http://schemas.dmtf.org/wbem/wscim/1/*", enum=copy.deepcopy(enum))
+    assert sorted(i.tag.split("}")[1] for i in pulled) == want
     ET.SubElement(enum, f"{{{WSMAN}}}OptimizeEnumeration")
     ET.SubElement(enum, f"{{{WSMAN}}}MaxElements").text = "1000"
     resp = w.enumerate("http://schemas.dmtf.org/wbem/wscim/1/*", resource=enum)
     items = resp.find("n:EnumerateResponse/w:Items", NS)
     assert items is not None
-    want = sorted(i.classname for i in conn.Associators(svc))
     assert sorted(i.tag.split("}")[1] for i in items) == want
     # the selector filter
     enum = ET.Element(f"{{{WSEN}}}Enumerate")

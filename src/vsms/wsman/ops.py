@@ -28,6 +28,10 @@ from vsms.wsman.soap import Fault, Request, q
 from vsms.wsman.target import epr_path, instance_path, resolve
 
 Row = tuple[pywbem.CIMInstance, Collection[str] | None]
+# WS-Man contexts are kept under one name, not the CIM namespace: a Pull names the resource URI
+# of its Enumerate, which need not name a namespace (the association filter's
+# http://schemas.dmtf.org/wbem/wscim/1/*); the owner check is the store's
+CONTEXTS = "wsman"
 _EMPTY = object()  # the one item of an enumeration with no result (its Pull ends it)
 MODES = {"enumerateepr": "epr", "enumerateobjectandepr": "objepr"}
 
@@ -183,7 +187,7 @@ def enumerate_(registry: Registry, contexts: EnumerationContexts, req: Request,
     items: list[Any] = list(rows) if rows else [_EMPTY]
     render = renderer(registry, ns, mode)
     try:
-        batch, key = contexts.open(ns, f"wsman-{mode}", items, render, first,
+        batch, key = contexts.open(CONTEXTS, f"wsman-{mode}", items, render, first,
                                    contexts.default_timeout, owner)
     except ContextLimit as exc:
         raise soap.from_cim(pywbem.CIM_ERR_SERVER_LIMITS_EXCEEDED, str(exc)) from None
@@ -216,14 +220,13 @@ def pull(registry: Registry, contexts: EnumerationContexts, req: Request,
          owner: str | None) -> str:
     body = req.body
     key = _context(body)
-    ns, _ = resolve(registry, req.resource_uri, req.selectors, wildcard=True)
     most = _count(_child(body, n.WSEN, "MaxElements"), "wsen:MaxElements", 1)
     maxtime = _child(body, n.WSEN, "MaxTime")
     if maxtime is not None:
         soap.duration(maxtime.text)  # a snapshot: every item is ready at once
     for mode in ("obj", "epr", "objepr"):
         try:
-            items, nxt, _ = contexts.pull(key, ns, f"wsman-{mode}", most, owner)
+            items, nxt, _ = contexts.pull(key, CONTEXTS, f"wsman-{mode}", most, owner)
             break
         except UnknownContext as exc:
             if exc.yields is None or not exc.yields.startswith("wsman-"):
@@ -238,9 +241,8 @@ def pull(registry: Registry, contexts: EnumerationContexts, req: Request,
 def release(registry: Registry, contexts: EnumerationContexts, req: Request,
             owner: str | None) -> str:
     key = _context(req.body)
-    ns, _ = resolve(registry, req.resource_uri, req.selectors, wildcard=True)
     try:
-        contexts.close(key, ns, owner)
+        contexts.close(key, CONTEXTS, owner)
     except UnknownContext as exc:
         raise _unknown(exc) from None
     return ""
