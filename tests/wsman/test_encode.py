@@ -93,6 +93,8 @@ def test_resource_uris() -> None:
     assert n.resource(n.DMTF_PREFIX + "CIM_ComputerSystem") == \
         n.Resource(None, "CIM_ComputerSystem", dmtf=True)
     assert n.resource("http://example.org/x") is None
+    assert n.resource("http://schemas.dell.com/wbem/wscim/1/cim-schema/2/Msvm_X") == \
+        n.Resource(None, "Msvm_X")
 
 
 def test_invoke_input_arrays_refs_nil_and_cdata() -> None:

@@ -5,7 +5,6 @@ clients test for."""
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 import xml.etree.ElementTree as ET
@@ -158,34 +157,61 @@ def test_wql_over_the_namespace_and_a_class(ws: WsServer) -> None:
     assert "CannotProcessFilter" in str(err.value.reason) or err.value.code
 
 
-def test_selector_and_association_filters(ws: WsServer) -> None:
-    conn = cimxml(ws)
-    svc = conn.EnumerateInstanceNames("Msvm_VirtualSystemManagementService")[0]
-    w = ws.client()
-    # the association filter: what the service is associated with (as CIM-XML Associators)
+def association_enum(vm: pywbem.CIMInstanceName, kind: str, **params: str) -> ET.Element:
+    """An Enumerate with the DMTF association filter on ``vm`` (``kind``: AssociatedInstances or
+    AssociationInstances; ``params``: AssociationClassName, ResultClassName, Role...)."""
     enum = ET.Element(f"{{{WSEN}}}Enumerate")
     filt = ET.SubElement(enum, f"{{{WSMAN}}}Filter", Dialect=(
         "http://schemas.dmtf.org/wbem/wsman/1/cimbinding/associationFilter"))
     b = "http://schemas.dmtf.org/wbem/wsman/1/cimbinding.xsd"
-    ai = ET.SubElement(filt, f"{{{b}}}AssociatedInstances")
+    ai = ET.SubElement(filt, f"{{{b}}}{kind}")
     obj = ET.SubElement(ai, f"{{{b}}}Object")
     ET.SubElement(obj, f"{{{NS['a']}}}Address").text = (
         "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous")
     rp = ET.SubElement(obj, f"{{{NS['a']}}}ReferenceParameters")
-    ET.SubElement(rp, f"{{{WSMAN}}}ResourceURI").text = VSMS_URI
+    ET.SubElement(rp, f"{{{WSMAN}}}ResourceURI").text = CS
     ss = ET.SubElement(rp, f"{{{WSMAN}}}SelectorSet")
-    for k, v in svc.keybindings.items():
+    for k, v in vm.keybindings.items():
         ET.SubElement(ss, f"{{{WSMAN}}}Selector", Name=k).text = str(v)
-    want = sorted(i.classname for i in conn.Associators(svc))
-    # plain, pulled one at a time with the resource URI of the Enumerate (names no namespace)
-    pulled = enumerate_all(ws, "http://schemas.dmtf.org/wbem/wscim/1/*", enum=copy.deepcopy(enum))
-    assert sorted(i.tag.split("}")[1] for i in pulled) == want
-    ET.SubElement(enum, f"{{{WSMAN}}}OptimizeEnumeration")
-    ET.SubElement(enum, f"{{{WSMAN}}}MaxElements").text = "1000"
-    resp = w.enumerate("http://schemas.dmtf.org/wbem/wscim/1/*", resource=enum)
-    items = resp.find("n:EnumerateResponse/w:Items", NS)
-    assert items is not None
-    assert sorted(i.tag.split("}")[1] for i in items) == want
+    for k, v in params.items():
+        ET.SubElement(ai, f"{{{b}}}{k}").text = v
+    return enum
+
+
+def test_selector_and_association_filters(ws: WsServer) -> None:
+    conn = cimxml(ws)
+    gsd = pywbem.CIMInstance(names.VSGSD,
+                             properties={"ElementName": f"assoc-{ws.served.root.name}"})
+    out = invoke(ws, "DefineVirtualSystem", [("SystemSettingData", gsd.tocimxmlstr())])
+    guid = next(sel.text for sel in out.iterfind(
+        f"{{{VSMS_URI}}}DefinedSystem/a:ReferenceParameters/w:SelectorSet/w:Selector", NS)
+        if sel.get("Name") == "Name")
+    vm = pywbem.CIMInstanceName("Msvm_ComputerSystem", {
+        "CreationClassName": "Msvm_ComputerSystem", "Name": guid},
+        namespace="root/virtualization")
+    w = ws.client()
+    anywhere = "http://schemas.dmtf.org/wbem/wscim/1/*"
+    cases = [("AssociatedInstances", {}, lambda: conn.Associators(vm)),
+             ("AssociatedInstances", {"AssociationClassName": "Msvm_SettingsDefineState",
+                                      "ResultClassName": "Msvm_VirtualSystemSettingData"},
+              lambda: conn.Associators(vm, AssocClass="Msvm_SettingsDefineState",
+                                       ResultClass="Msvm_VirtualSystemSettingData")),
+             ("AssociationInstances", {}, lambda: conn.References(vm)),
+             ("AssociationInstances", {"ResultClassName": "Msvm_SettingsDefineState"},
+              lambda: conn.References(vm, ResultClass="Msvm_SettingsDefineState"))]
+    for kind, params, cim in cases:
+        want = sorted(i.classname for i in cim())
+        assert want, (kind, params)
+        # plain, pulled one at a time with the Enumerate's resource URI (it names no namespace)
+        pulled = enumerate_all(ws, anywhere, enum=association_enum(vm, kind, **params))
+        assert sorted(i.tag.split("}")[1] for i in pulled) == want, (kind, params)
+        enum = association_enum(vm, kind, **params)
+        ET.SubElement(enum, f"{{{WSMAN}}}OptimizeEnumeration")
+        ET.SubElement(enum, f"{{{WSMAN}}}MaxElements").text = "1000"
+        items = w.enumerate(anywhere, resource=enum).find("n:EnumerateResponse/w:Items", NS)
+        assert items is not None
+        assert sorted(i.tag.split("}")[1] for i in items) == want, (kind, params)
+    svc = conn.EnumerateInstanceNames("Msvm_VirtualSystemManagementService")[0]
     # the selector filter
     enum = ET.Element(f"{{{WSEN}}}Enumerate")
     filt = ET.SubElement(enum, f"{{{WSMAN}}}Filter", Dialect=(

@@ -4,7 +4,8 @@ Resource URIs (MS-WSMV §3.1.4.1.1): the Microsoft form
 ``http://schemas.microsoft.com/wbem/wsman/1/wmi/<namespace with />/<Class>`` (``*`` for a WQL
 query over the namespace) and, for CIM_ classes, the DMTF form
 ``http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/<Class>`` with the namespace in the
-``__cimnamespace`` selector.
+``__cimnamespace`` selector; a vendor's ``http://<vendor>/wbem/wscim/1/cim-schema/2/<Class>``
+(as the wsl tools name non-CIM_ classes) likewise, for any class.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ ASSOCIATION_FILTER = "http://schemas.dmtf.org/wbem/wsman/1/cimbinding/associatio
 WMI_PREFIX = "http://schemas.microsoft.com/wbem/wsman/1/wmi/"
 DMTF_PREFIX = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/"
 WMI_ALIAS = "wmi/"  # the winrm tool's short form
+# a vendor's schema URI for a non-CIM_ class, http://<vendor>/wbem/wscim/1/cim-schema/2/<Class>
+# (what the wsl tools send for Msvm_ classes): served like the DMTF form, any class
+VENDOR_PATH = "/wbem/wscim/1/cim-schema/2/"
 CIMNAMESPACE = "__cimnamespace"
 
 
@@ -66,6 +70,9 @@ def resource(uri: str) -> Resource | None:
     if low.startswith(DMTF_PREFIX):
         cls = uri[len(DMTF_PREFIX):].strip("/")
         return Resource(None, cls, dmtf=True) if cls and "/" not in cls else None
+    if low.startswith("http://") and VENDOR_PATH in low:
+        cls = uri[low.index(VENDOR_PATH) + len(VENDOR_PATH):].strip("/")
+        return Resource(None, cls) if cls and "/" not in cls and cls != "*" else None
     return None
 
 

@@ -25,7 +25,7 @@ from vsms.wbem.xmltree import Node
 from vsms.wsman import encode, soap
 from vsms.wsman import names as n
 from vsms.wsman.soap import Fault, Request, q
-from vsms.wsman.target import epr_path, instance_path, resolve
+from vsms.wsman.target import epr_path, find_path, instance_path, keys_of, resolve
 
 Row = tuple[pywbem.CIMInstance, Collection[str] | None]
 # WS-Man contexts are kept under one name, not the CIM namespace: a Pull names the resource URI
@@ -127,7 +127,13 @@ def _associations(registry: Registry, req: Request, filt: Node) -> tuple[str, li
         node = _child(spec, n.CIMBINDING, local)
         return node.text.strip() or None if node is not None else None
 
-    registry.get_instance(ns, target)  # the object must exist
+    keys = {k.lower(): k for k in keys_of(cls)}
+    unknown = [k for k in target.keybindings if k.lower() not in keys]
+    if unknown:
+        raise _filter_fault(f"the association filter's object names {', '.join(unknown)}, "
+                            f"not keys of {cls.classname}")
+    target = find_path(registry, ns, cls, {keys[k.lower()]: v
+                                           for k, v in target.keybindings.items()})
     if refs:
         found = registry.references(ns, target, text("ResultClassName"), text("Role"))
         return ns, [(i, None) for i in found], "References"

@@ -107,6 +107,14 @@ def instance_path(registry: Registry, namespace: str, cls: pywbem.CIMClass,
     if not given:
         raise bad_selectors(f"no selectors: name the {cls.classname} by its keys "
                             f"({', '.join(keys.values())})")
+    return find_path(registry, namespace, cls, given)
+
+
+def find_path(registry: Registry, namespace: str, cls: pywbem.CIMClass,
+              given: dict[str, Any]) -> pywbem.CIMInstanceName:
+    """The one instance whose keys match ``given`` (declared key names; values compared
+    case-insensitively; some keys may be left out)."""
+    keys = {k.lower(): k for k in keys_of(cls)}
     path = pywbem.CIMInstanceName(cls.classname, given, namespace=namespace)
     if len(given) == len(keys):
         try:
@@ -127,8 +135,10 @@ def instance_path(registry: Registry, namespace: str, cls: pywbem.CIMClass,
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, str) and isinstance(b, str):
-        return a.lower() == b.lower()
+    if isinstance(a, str) or isinstance(b, str):  # a selector's text against a typed key
+        if isinstance(a, pywbem.CIMInstanceName) or isinstance(b, pywbem.CIMInstanceName):
+            return False
+        return str(a).lower() == str(b).lower()
     if isinstance(a, pywbem.CIMInstanceName) and isinstance(b, pywbem.CIMInstanceName):
         return a.classname.lower() == b.classname.lower() and all(
             _same(a.keybindings.get(k), v) for k, v in b.keybindings.items())
