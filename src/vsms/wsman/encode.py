@@ -56,7 +56,7 @@ def atom(v: Any) -> str:
 
 def selector_value(v: Any) -> str:
     if isinstance(v, pywbem.CIMInstanceName):
-        return f"<a:EndpointReference>{epr(v)}</a:EndpointReference>"
+        return f"{EPR_OPEN}{epr(v)}</a:EndpointReference>"
     if isinstance(v, bool):
         return "true" if v else "false"
     return esc(str(v))
@@ -71,9 +71,16 @@ def epr(path: pywbem.CIMInstanceName | pywbem.CIMClassName, namespace: str | Non
         sels = "".join(f'<w:Selector Name="{esc_attr(k)}">{selector_value(v)}</w:Selector>'
                        for k, v in path.keybindings.items())
     sels += f'<w:Selector Name="{n.CIMNAMESPACE}">{esc(ns)}</w:Selector>'
-    return (f"<a:Address>{n.ANONYMOUS}</a:Address><a:ReferenceParameters>"
-            f"<w:ResourceURI>{esc(n.class_uri(ns, path.classname))}</w:ResourceURI>"
-            f"<w:SelectorSet>{sels}</w:SelectorSet></a:ReferenceParameters>")
+    # each part declares its own prefixes (as WinRM writes them): clients that copy an EPR's
+    # parts into their next request as text (the wsl tools) keep them well-formed
+    return (f"<a:Address{_A}>{n.ANONYMOUS}</a:Address><a:ReferenceParameters{_A}>"
+            f"<w:ResourceURI{_W}>{esc(n.class_uri(ns, path.classname))}</w:ResourceURI>"
+            f"<w:SelectorSet{_W}>{sels}</w:SelectorSet></a:ReferenceParameters>")
+
+
+_A = f' xmlns:a="{n.WSA}"'
+_W = f' xmlns:w="{n.WSMAN}"'
+EPR_OPEN = f"<a:EndpointReference{_A}>"
 
 
 class Shapes:

@@ -159,10 +159,10 @@ def renderer(registry: Registry, namespace: str, mode: str) -> Callable[[Any], s
             return ""
         inst, keep = row
         if mode == "epr":
-            return f"<a:EndpointReference>{encode.epr(inst.path, namespace)}</a:EndpointReference>"
+            return f"{encode.EPR_OPEN}{encode.epr(inst.path, namespace)}</a:EndpointReference>"
         body = encode.instance(inst, namespace, cls_of(inst.classname), keep)
         if mode == "objepr":
-            return (f"<w:Item>{body}<a:EndpointReference>{encode.epr(inst.path, namespace)}"
+            return (f"<w:Item>{body}{encode.EPR_OPEN}{encode.epr(inst.path, namespace)}"
                     f"</a:EndpointReference></w:Item>")
         return body
     return render
