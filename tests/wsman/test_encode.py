@@ -118,3 +118,15 @@ def test_invoke_input_arrays_refs_nil_and_cdata() -> None:
     kind, ref = got["Ref"]
     assert kind == "ref" and ref.classname == "Msvm_ComputerSystem"
     assert ref.keybindings["Name"] == "G" and ref.namespace == "root/virtualization"
+
+
+def test_epr_parts_are_well_formed_on_their_own() -> None:
+    """Clients such as wslinvoke copy an EPR's parts as text into their next request."""
+    import re
+    path = pywbem.CIMInstanceName("T_X", {"Id": "a&b"}, namespace="root/test")
+    xml = encode.epr(path)
+    for part in re.findall(r"<a:Address.*?</a:Address>|<w:SelectorSet.*?</w:SelectorSet>|"
+                           r"<a:ReferenceParameters.*?</a:ReferenceParameters>", xml):
+        ET.fromstring(part)  # no unbound prefix
+    sels = ET.fromstring(re.findall(r"<w:SelectorSet.*?</w:SelectorSet>", xml)[0])
+    assert [s.text for s in sels] == ["a&b", "root/test"]
