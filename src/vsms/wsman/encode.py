@@ -144,12 +144,23 @@ def instance(inst: pywbem.CIMInstance, namespace: str, cls: pywbem.CIMClass | No
     values = inst.properties
     parts = [f'<p:{name} xmlns:p="{uri}" xsi:type="p:{name}_Type">']
     seen = set()
-    for pname, low, tag, close in props:
+    append = parts.append
+    # one pass over the instance's properties (a NocaseDict lookup per property costs more)
+    byname = {p.name.lower(): p.value for p in values.values()}
+    for _name, low, tag, close in props:
         if keep is not None and low not in keep:
             continue
         seen.add(low)
-        prop = values.get(pname)
-        parts.append(value_xml(tag, close, None if prop is None else prop.value))
+        v = byname.get(low)
+        t = type(v)
+        if v is None:  # the common cases inline (this loop is the enumeration's hot path)
+            append(f'{tag[:-1]} xsi:nil="true"/>')
+        elif t is str:
+            append(f"{tag}{esc(v)}{close}")
+        elif t is bool:
+            append(f"{tag}{'true' if v else 'false'}{close}")
+        else:
+            append(value_xml(tag, close, v))
     if len(seen) < len(values):
         for pname, prop in values.items():
             if pname.lower() not in seen and (keep is None or pname.lower() in keep):
