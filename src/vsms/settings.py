@@ -26,6 +26,9 @@ class Settings:
     listen: str = "127.0.0.1"
     http_port: int = 5988
     https_port: int = 5989
+    # WS-Management (POST /wsman) listeners; 0 disables one
+    wsman_http_port: int = 5985
+    wsman_https_port: int = 5986
     job_workers: int = 4
     job_retention_seconds: int = 300
     # HTTPS certificate and key (PEM); None = a self-signed pair made in state_dir on first start
@@ -97,8 +100,9 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "storage_roots":
         items = value.split(os.pathsep) if isinstance(value, str) else list(value)
         return tuple(Path(v) for v in items if v)
-    if name in ("http_port", "https_port", "job_workers", "job_retention_seconds",
-                "auth_max_failures", "audit_max_bytes", "audit_backups", *_LIMITS):
+    if name in ("http_port", "https_port", "wsman_http_port", "wsman_https_port", "job_workers",
+                "job_retention_seconds", "auth_max_failures", "audit_max_bytes", "audit_backups",
+                *_LIMITS):
         try:
             return int(value)
         except (TypeError, ValueError):

@@ -25,6 +25,7 @@ from pathlib import Path
 from tests.conftest import fresh_dir
 
 _READY = re.compile(r"vsms serving .* \(http port (\w+), https port (\w+)\)")
+_WSMAN = re.compile(r"\(wsman http port (\w+), wsman https port (\w+)\)")
 START_TIMEOUT = 60.0
 USER = "vsms-test"
 
@@ -38,6 +39,8 @@ class Served:
     root: Path
     stderr_path: Path
     password: str
+    wsman_http_port: int | None = None  # None: WS-Man off (the default here, see start())
+    wsman_https_port: int | None = None
 
     user = USER
 
@@ -76,8 +79,10 @@ def start(state_dir: Path, roots: Sequence[Path], uri: str, *extra: str,
     if test_user and not secret.exists():
         secret.write_text(add_user(state_dir))
     stderr_path = state_dir.parent / f"serve-{uuid.uuid4().hex[:6]}.err"
+    # WS-Man off unless a test turns it on (``extra`` comes later and wins): its default ports
+    # are fixed (5985/5986), which concurrent test servers would fight over
     args = ["--state-dir", str(state_dir), "--libvirt-uri", uri, "--http-port", "0",
-            "--https-port", "0"]
+            "--https-port", "0", "--wsman-http-port", "0", "--wsman-https-port", "0"]
     for root in roots:
         args += ["--storage-root", str(root)]
     with open(stderr_path, "wb") as err:
@@ -85,11 +90,14 @@ def start(state_dir: Path, roots: Sequence[Path], uri: str, *extra: str,
                                 stderr=err, env=env)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        m = _READY.search(stderr_path.read_text(errors="replace"))
+        text = stderr_path.read_text(errors="replace")
+        m = _READY.search(text)
         if m:
+            w = _WSMAN.search(text)
+            wsman = [int(p) if p.isdigit() else None for p in (w.groups() if w else ("", ""))]
             return Served(proc, int(m.group(1)), int(m.group(2)), state_dir,
                           Path(roots[0]), stderr_path,
-                          secret.read_text() if test_user else "")
+                          secret.read_text() if test_user else "", wsman[0], wsman[1])
         if proc.poll() is not None:
             raise AssertionError(f"vsms serve exited with {proc.returncode}: "
                                  f"{stderr_path.read_text(errors='replace')}")

@@ -1,4 +1,5 @@
-"""``vsms serve``: run the service (the Python API behind a CIM-XML server on HTTP and HTTPS).
+"""``vsms serve``: run the service (the Python API behind a CIM-XML server on HTTP and HTTPS,
+and WS-Management at ``POST /wsman`` on its own HTTP and HTTPS ports, 0 disabling one).
 
 Start-up: settings (defaults < ``--config`` TOML < ``VSMS_*`` environment < flags) → the state
 directory made private (umask 077 while start-up writes to it; existing files tightened, with a
@@ -46,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Run vsms: the Hyper-V root/virtualization API over CIM-XML. Every option "
                     "can also be set in the --config TOML file (same name, with _ for -) or as a "
                     "VSMS_* environment variable (VSMS_LISTEN, VSMS_HTTP_PORT, VSMS_HTTPS_PORT, "
+                    "VSMS_WSMAN_HTTP_PORT, VSMS_WSMAN_HTTPS_PORT, "
                     "VSMS_STATE_DIR, VSMS_STORAGE_ROOTS (':'-separated), VSMS_LIBVIRT_URI, "
                     "VSMS_TLS_CERT, VSMS_TLS_KEY, VSMS_HTTP_LISTEN, VSMS_AUTH, ...); flags win "
                     "over both. Users are managed with `vsms user`.")
@@ -53,6 +55,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--listen", metavar="ADDR", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, metavar="PORT", help="HTTP port (default 5988)")
     p.add_argument("--https-port", type=int, metavar="PORT", help="HTTPS port (default 5989)")
+    p.add_argument("--wsman-http-port", type=int, metavar="PORT",
+                   help="WS-Management (POST /wsman) HTTP port (default 5985; 0 disables)")
+    p.add_argument("--wsman-https-port", type=int, metavar="PORT",
+                   help="WS-Management (POST /wsman) HTTPS port (default 5986; 0 disables)")
     p.add_argument("--cert", type=Path, metavar="FILE",
                    help="HTTPS certificate (PEM); default: a self-signed one in the state dir")
     p.add_argument("--key", type=Path, metavar="FILE", help="private key of --cert (PEM)")
@@ -77,7 +83,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """The effective settings of ``vsms serve`` for these parsed arguments."""
     return load_settings(
         args.config, os.environ, listen=args.listen, http_port=args.http_port,
-        https_port=args.https_port, state_dir=args.state_dir,
+        https_port=args.https_port, wsman_http_port=args.wsman_http_port,
+        wsman_https_port=args.wsman_https_port, state_dir=args.state_dir,
         storage_roots=tuple(args.storage_root) if args.storage_root else None,
         libvirt_uri=args.libvirt_uri, tls_cert=args.cert, tls_key=args.key,
         http_listen=args.http_listen, auth=False if args.no_auth else None)
@@ -185,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
                 max_unauthenticated=settings.max_unauthenticated_connections,
                 login_timeout=settings.login_timeout_seconds,
                 max_buffered=settings.max_buffered_body_bytes,
+                wsman_http_port=settings.wsman_http_port or None,
+                wsman_https_port=settings.wsman_https_port or None,
                 contexts=EnumerationContexts(max_open=settings.pull_max_open,
                                              max_per_owner=settings.pull_max_per_user))
             server.start()
@@ -193,8 +202,10 @@ def run(args: argparse.Namespace) -> int:
             return _refuse(err)
         ports = server.ports
         log.info("vsms serving root/virtualization on %s (http port %s, https port %s), "
+                 "WS-Man at /wsman (wsman http port %s, wsman https port %s), "
                  "authentication %s, state %s, storage roots %s, libvirt %s", settings.listen,
-                 ports.get("http"), ports.get("https"), "on" if auth is not None else "OFF",
+                 ports.get("http"), ports.get("https"), ports.get("wsman-http", "off"),
+                 ports.get("wsman-https", "off"), "on" if auth is not None else "OFF",
                  settings.state_dir, ", ".join(str(r) for r in settings.storage_roots),
                  settings.libvirt_uri)
         while not stop.wait(0.5):

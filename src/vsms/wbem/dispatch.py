@@ -11,6 +11,10 @@ ReturnValue 32769 without reaching a provider. Then every operation of an authen
 runs on the registry as that caller sees it (``vsms.auth.scopes.ScopedRegistry``: per-VM
 scopes; a caller without scopes sees everything). With an audit log, every extrinsic call (denied,
 failed or not) is written to it, and the job a call started (4096) is watched until it ends.
+
+The same steps serve the WS-Management front end (``vsms.wsman``): :meth:`Dispatcher.read` runs a
+read as an intrinsic operation would be run (role, scoped view, errors to a CIM status), and
+:meth:`Dispatcher.extrinsic` takes a ``render`` for the method's result in another wire format.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class Outcome:
     description: str = ""
     classname: str | None = None
     count: int | None = None
+    ran: extrinsic.Ran | None = None  # an extrinsic call's result (ReturnValue, OUT values)
 
 
 class Dispatcher:
@@ -120,14 +125,29 @@ class Dispatcher:
         return self._guard(
             lambda: self._intrinsic(call, self._view(principal), principal), call.name)
 
-    def extrinsic(self, call: MethodCall, principal: Principal | None = None) -> Outcome:
+    def read(self, operation: str, principal: Principal | None,
+             run: Callable[[Registry], Outcome]) -> Outcome:
+        """Run a read (``operation``: the intrinsic operation it amounts to, for the role table)
+        on the registry as ``principal`` sees it; failures become the CIM status."""
+        if principal is not None and not policy.may_run(principal.role, operation):
+            return Outcome(status=pywbem.CIM_ERR_ACCESS_DENIED,
+                           description=f"access denied: {operation} needs the "
+                                       f"{policy.operation_role(operation).label} role")
+        return self._guard(lambda: run(self._view(principal)), operation)
+
+    def extrinsic(self, call: MethodCall, principal: Principal | None = None,
+                  render: Callable[[extrinsic.Ran], str] | None = None) -> Outcome:
+        """``render``: the reply content of the result (default: CIM-XML METHODRESPONSE)."""
+        def show(ran: extrinsic.Ran) -> str:
+            return render(ran) if render is not None else extrinsic.cimxml(ran, self.host)
+
         def run() -> Outcome:
             token = caller.set(principal.user if principal else "")  # the Owner of its jobs
             try:
-                body, classname = extrinsic.invoke(self._view(principal), self.host, call)
+                ran = extrinsic.run(self._view(principal), self.host, call)
             finally:
                 caller.reset(token)
-            return Outcome(body, classname=classname)
+            return Outcome(show(ran), classname=ran.classname, ran=ran)
 
         classname = call.target.classname
         allowed = principal is None or policy.may_call(principal.role, classname, call.name)
@@ -138,9 +158,9 @@ class Dispatcher:
             log.warning("%s (%s) from %s may not call %s.%s: ReturnValue %d",
                         principal.user or "-", principal.role.label, principal.source,
                         classname, call.name, ReturnCode.ACCESS_DENIED)
-            outcome = Outcome(f'<RETURNVALUE PARAMTYPE="uint32"><VALUE>'
-                              f"{int(ReturnCode.ACCESS_DENIED)}</VALUE></RETURNVALUE>",
-                              classname=classname)
+            denied = extrinsic.Ran(int(ReturnCode.ACCESS_DENIED), {}, None, classname,
+                                   call.namespace)
+            outcome = Outcome(show(denied), classname=classname, ran=denied)
         if self.audit is not None:
             self._audit(call, principal, allowed, outcome)
         return outcome
@@ -148,6 +168,10 @@ class Dispatcher:
     def _audit(self, call: MethodCall, principal: Principal | None, allowed: bool,
                outcome: Outcome) -> None:
         rv, job = _method_result(outcome.body) if not outcome.status else (None, None)
+        if outcome.ran is not None:
+            rv = outcome.ran.return_value
+            ref = next((v for k, v in outcome.ran.out.items() if k.lower() == "job"), None)
+            job = ref if isinstance(ref, pywbem.CIMInstanceName) else None
         who = {"user": principal.user if principal else "",
                "source": principal.source if principal else "",
                "class": call.target.classname, "method": call.name}

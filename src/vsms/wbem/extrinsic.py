@@ -12,6 +12,7 @@ left NULL are not written (sblim wbemcli crashes on an empty PARAMVALUE).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pywbem
@@ -152,8 +153,20 @@ def _complete(path: Any, ns: str, host: str) -> Any:
     return out
 
 
-def invoke(registry: Registry, host: str, call: MethodCall) -> tuple[str, str]:
-    """Run ``call``; returns (METHODRESPONSE content, declared class name for the log)."""
+@dataclass
+class Ran:
+    """What a method call gave, before any wire format: ReturnValue, OUT parameters (NULL ones
+    left out, references completed with namespace and host), the declaration, the namespace."""
+
+    return_value: int | None
+    out: dict[str, Any]
+    method: pywbem.CIMMethod | None
+    classname: str
+    namespace: str
+
+
+def run(registry: Registry, host: str, call: MethodCall) -> Ran:
+    """Run ``call`` (protocol-neutral: CIM-XML and WS-Management encode the result)."""
     ns, cls, meth = _method(registry, call)
     params = _in_params(call, cls, meth)
     target = call.target.copy()
@@ -165,11 +178,33 @@ def invoke(registry: Registry, host: str, call: MethodCall) -> tuple[str, str]:
                 "%s.%s failed with %d: %s", cls.classname, meth.name, int(err.code), err)
         rv, out = int(err.code), {"ErrorDescription": err.message}
     declared = {n.lower(): p for n, p in meth.parameters.items()}
-    rtype = meth.return_type or "uint32"
-    parts = [f'<RETURNVALUE PARAMTYPE="{rtype}">'
-             f'{"" if rv is None else encode.value(rv)}</RETURNVALUE>']
+    kept: dict[str, Any] = {}
     for name, value in (out or {}).items():
         if value is None:  # a NULL output is left out: sblim's parser crashes on an empty one
             continue
-        parts.append(_out_param(name, value, declared.get(name.lower()), ns, host))
-    return "".join(parts), cls.classname
+        decl = declared.get(name.lower())
+        if (decl is not None and decl.type == "reference") or isinstance(
+                value, (pywbem.CIMInstanceName, pywbem.CIMClassName)):
+            value = [None if r is None else _complete(r, ns, host) for r in value] \
+                if isinstance(value, list) else _complete(value, ns, host)
+        kept[decl.name if decl is not None else name] = value
+    return Ran(rv, kept, meth, cls.classname, ns)
+
+
+def invoke(registry: Registry, host: str, call: MethodCall) -> tuple[str, str]:
+    """Run ``call``; returns (METHODRESPONSE content, declared class name for the log)."""
+    ran = run(registry, host, call)
+    return cimxml(ran, host), ran.classname
+
+
+def cimxml(ran: Ran, host: str) -> str:
+    """The METHODRESPONSE content of ``ran``."""
+    meth = ran.method
+    declared = {n.lower(): p for n, p in meth.parameters.items()} if meth is not None else {}
+    rtype = meth.return_type if meth is not None and meth.return_type else "uint32"
+    rv = ran.return_value
+    parts = [f'<RETURNVALUE PARAMTYPE="{rtype}">'
+             f'{"" if rv is None else encode.value(rv)}</RETURNVALUE>']
+    for name, value in ran.out.items():
+        parts.append(_out_param(name, value, declared.get(name.lower()), ran.namespace, host))
+    return "".join(parts)

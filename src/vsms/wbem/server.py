@@ -1,6 +1,9 @@
-"""The HTTP layer: HTTP/1.1 (keep-alive) and HTTPS listeners in front of a protocol handler
-(today :class:`~vsms.wbem.protocol.CimXmlHandler`; the WS-Management front end is meant to sit
-on the same layer).
+"""The HTTP layer: HTTP/1.1 (keep-alive) and HTTPS listeners in front of a protocol handler:
+:class:`~vsms.wbem.protocol.CimXmlHandler` on the CIM-XML listeners, and
+:class:`~vsms.wsman.handler.WsmanHandler` (``POST /wsman``) on the WS-Management listeners
+(``wsman_http_port``, ``wsman_https_port``), which shares the CIM-XML handler's dispatcher (roles,
+scopes, audit, enumeration contexts). Every listener gets the same admission, authentication and
+limits; the handler is chosen by the listener a connection arrived on.
 
 One asyncio thread does all socket work (accept, TLS, reading with deadlines, writing); each
 authentication and each complete request runs on a bounded pool of worker threads, so idle
@@ -82,10 +85,16 @@ class WbemServer:
                  auth: Authenticator | None = None, audit: AuditLog | None = None,
                  http_listen: str | None = None, allow_remote_http: bool = False,
                  max_per_source: int = 64, max_unauthenticated: int | None = None,
-                 login_timeout: float = 5.0, max_buffered: int = 64 * MiB) -> None:
+                 login_timeout: float = 5.0, max_buffered: int = 64 * MiB,
+                 wsman_http_port: int | None = None,
+                 wsman_https_port: int | None = None) -> None:
         if https_port is not None and ssl_context is None:
             raise InvalidParameter("an HTTPS port needs an ssl_context with the server "
                                    "certificate; pass ssl_context or leave https_port unset")
+        if wsman_https_port is not None and ssl_context is None:
+            raise InvalidParameter("a WS-Man HTTPS port needs an ssl_context with the server "
+                                   "certificate; pass ssl_context or leave wsman_https_port "
+                                   "unset")
         if http_port is None and https_port is None:
             raise InvalidParameter("give an HTTP port, an HTTPS port, or both")
         self.listen = listen
@@ -94,6 +103,10 @@ class WbemServer:
         self.authenticated = auth is not None
         self.auth = auth
         self.handler = CimXmlHandler(registry, host_name, contexts, audit=audit)
+        self.wsman: Any = None
+        if wsman_http_port is not None or wsman_https_port is not None:
+            from vsms.wsman.handler import WsmanHandler
+            self.wsman = WsmanHandler(self.handler.dispatcher)
         self.workers = workers
         self.max_body, self.max_header = max_body, max_header
         if max_buffered < max_body:
@@ -110,7 +123,9 @@ class WbemServer:
         self._warned: dict[str, float] = {}
         self._wanted = [(s, a, p, c) for s, a, p, c in (
             ("http", self.http_listen, http_port, None),
-            ("https", listen, https_port, ssl_context)) if p is not None]
+            ("https", listen, https_port, ssl_context),
+            ("wsman-http", self.http_listen, wsman_http_port, None),
+            ("wsman-https", listen, wsman_https_port, ssl_context)) if p is not None]
         self._ports: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -121,7 +136,8 @@ class WbemServer:
 
     @property
     def ports(self) -> dict[str, int]:
-        """Bound ports by scheme ("http", "https"); empty before start()."""
+        """Bound ports by listener ("http", "https", "wsman-http", "wsman-https"); empty before
+        start()."""
         return dict(self._ports)
 
     # ------------------------------------------------------------------ life cycle
@@ -129,8 +145,8 @@ class WbemServer:
         if self._loop is not None:
             return
         check_listeners(
-            https_listen=next((a for s, a, _, _ in self._wanted if s == "https"), None),
-            http_listen=next((a for s, a, _, _ in self._wanted if s == "http"), None),
+            https_listen=next((a for s, a, _, _ in self._wanted if s.endswith("https")), None),
+            http_listen=next((a for s, a, _, _ in self._wanted if s.endswith("http")), None),
             authenticated=self.authenticated, allow_remote_http=self.allow_remote_http)
         self._closing = False
         fixed_mmap_threshold()  # large request buffers go back to the system when freed
@@ -193,16 +209,18 @@ class WbemServer:
     async def _bind(self) -> None:
         for scheme, address, port, ctx in self._wanted:
             try:  # TLS starts in _client, after the connection was admitted
+                handler = self.wsman if scheme.startswith("wsman") else self.handler
                 srv = await asyncio.start_server(
-                    functools.partial(self._client, ctx), address, port,
+                    functools.partial(self._client, ctx, handler), address, port,
                     limit=self.max_header, reuse_address=True)
             except OSError as exc:
                 await self._shutdown()
-                flag = "--http-port" if scheme == "http" else "--https-port"
+                flag = f"--{scheme}-port"
+                env = f"VSMS_{scheme.upper().replace('-', '_')}_PORT"
                 raise SystemNotAvailable(
                     f"cannot listen for {scheme.upper()} on {address} port {port}: "
                     f"{exc.strerror or exc}; another program may use that port: stop it, or "
-                    f"choose another port ({flag}, VSMS_{scheme.upper()}_PORT) or listen "
+                    f"choose another port ({flag}, {env}) or listen "
                     f"address (--listen)") from exc
             self._servers.append(srv)
             self._ports[scheme] = srv.sockets[0].getsockname()[1]
@@ -236,8 +254,8 @@ class WbemServer:
             await srv.wait_closed()
 
     # ------------------------------------------------------------------ connections
-    async def _client(self, tls: ssl.SSLContext | None, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _client(self, tls: ssl.SSLContext | None, handler: Any,
+                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
@@ -254,7 +272,7 @@ class WbemServer:
                 return
             while not self._closing:
                 try:
-                    if not await self._request(reader, writer, conn, source, client):
+                    if not await self._request(handler, reader, writer, conn, source, client):
                         return
                 except _Abort as abort:
                     if abort.reply is not None:
@@ -296,8 +314,8 @@ class WbemServer:
         finally:
             writer.transport.abort()
 
-    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       conn: Conn, source: str, client: str) -> bool:
+    async def _request(self, handler: Any, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter, conn: Conn, source: str, client: str) -> bool:
         """Read, authenticate and answer one request; False: close the connection."""
         conn.waiting = True
         request = await self._read(reader, conn)
@@ -311,7 +329,7 @@ class WbemServer:
         size, body = await self._body(reader, writer, headers, method)
         try:
             reply = await loop.run_in_executor(
-                self._pool, functools.partial(self.handler.handle, method, headers, body,
+                self._pool, functools.partial(handler.handle, method, headers, body,
                                               principal=principal, source=source))
         finally:
             body = b""
@@ -413,6 +431,7 @@ class WbemServer:
                 raise _Abort(error_reply(400, None, "malformed HTTP header line"))
             key = name.strip().lower()
             headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+        headers[":path"] = parts[1]  # a name no header line can give (the name ends at ":")
         return parts[0], parts[2], headers, started
 
     async def _body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

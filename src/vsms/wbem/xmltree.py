@@ -104,10 +104,13 @@ def _refuse(what: str) -> Any:
 
 
 def parse(data: bytes, *, max_depth: int = MAX_DEPTH, max_elements: int = MAX_ELEMENTS,
-          max_string: int = MAX_STRING) -> Node:
-    """Parse ``data`` into a Node tree; raises :class:`XmlError` with the reason."""
+          max_string: int = MAX_STRING, namespaces: bool = False) -> Node:
+    """Parse ``data`` into a Node tree; raises :class:`XmlError` with the reason.
+    ``namespaces``: element and attribute names become ``"<namespace URI> <local name>"``
+    (unqualified ones stay as they are), as WS-Management needs."""
     builder = _Builder(max_depth, max_elements, max_string)
-    p = expat.ParserCreate("utf-8")  # CIM-XML is UTF-8 whatever the XML declaration says
+    # CIM-XML is UTF-8 whatever the XML declaration says
+    p = expat.ParserCreate("utf-8", " " if namespaces else None)
     p.buffer_text = True
     p.ordered_attributes = False
     p.StartElementHandler = builder.start
