@@ -95,7 +95,7 @@ def test_data_file_declared_and_empty(served: tuple[Served, dict[str, str]]) -> 
     assert conn.EnumerateInstances("CIM_DataFile") == []
     assert conn.ExecQuery("WQL", "SELECT * FROM CIM_DataFile WHERE Name = 'c:\\\\boot.ini'") \
         == []
-    assert conn.ExecQuery("WQL", "SELECT Name FROM CIM_DataFile") == []
+    assert conn.ExecQuery("WQL", "SELECT Name, Version, Manufacturer FROM CIM_DataFile") == []
     with pytest.raises(pywbem.CIMError) as err:
         conn.GetInstance(pywbem.CIMInstanceName("CIM_DataFile", {"Name": "/etc/passwd"}))
     assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
