@@ -3,9 +3,11 @@ optimized enumeration, against a real ``vsms serve`` on qemu:///system."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import pywbem
-from wsmanclient.client import Client
+from wsmanclient.client import Client  # type: ignore[import-untyped]
 
 from tests.wsman.conftest import WsServer
 from tests.wsman_clients.conftest import WMI
@@ -20,7 +22,7 @@ def client(ws: WsServer) -> Client:
                   protocol="http")
 
 
-def names_in(resp, tag: str) -> list[str]:  # type: ignore[no-untyped-def]
+def names_in(resp: Any, tag: str) -> list[str]:
     return sorted(e.text for e in resp.iter(f"{{{WMI}root/virtualization/{tag}}}Name"))
 
 
