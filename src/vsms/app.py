@@ -20,6 +20,7 @@ from vsms.operations.paths import StorageRoots
 from vsms.operations.transitions import Transitions
 from vsms.operations.undo import undo_handlers
 from vsms.providers import build
+from vsms.providers.cimv2 import install_cimv2
 from vsms.providers.context import ServiceContext
 from vsms.providers.interop import install_interop
 from vsms.providers.registry import Registry
@@ -89,6 +90,7 @@ class Service:
         self.registry.add_namespace(names.NAMESPACE, schema.classes, schema.qualifiers)
         for provider in build.providers(self.context):
             self.registry.add_provider(names.NAMESPACE, provider)
+        install_cimv2(self.registry, hostname)  # the host's identity (Win32_*)
         install_interop(self.registry)
 
     def close(self, timeout: float = 30.0) -> None:

@@ -1,0 +1,415 @@
+"""Benchmark: the WS-Management front end in front of a real Service on libvirt (qemu:///system).
+
+Defines VMs (libvirt domains with our metadata, no disks; 1,000 by default) through the
+Service's own VirtHost, serves CIM-XML and WS-Man from one in-process server on 127.0.0.1, and
+prints, from the same run:
+
+* optimized WS-Man Enumerate of every Msvm_ComputerSystem (``wsman:OptimizeEnumeration``,
+  ``wsman:MaxElements`` 32000, so one response holds them all): the server's own time
+  (WsmanHandler.handle, request parsed to response body built) vs the CIM-XML server's own time
+  for EnumerateInstances of the same objects (target <= 1.2x);
+* end to end through pypsrp's ``WSMan.enumerate`` vs parsing the same response body alone with
+  ElementTree (and lxml when installed) (target <= 1.3x);
+* 32 concurrent WS-Man clients (pypsrp, separate processes) doing Get of the VMs in turn:
+  requests, latency, errors (target 0);
+* 1,000 enumeration contexts opened and abandoned (non-optimized Enumerate, never pulled) over
+  Msvm_ComputerSystem at the smallest size: the process's memory growth with a context store
+  sized to hold them all, and, with the server's default limits, how many are held and how
+  many refused (the store is bounded).
+
+Every VM it defines is removed at the end (also on Ctrl-C or SIGTERM). Not part of the tests
+(``tests/bench/test_bench_wsman_smoke.py`` runs it with tiny sizes).
+
+    .venv/bin/python bench/bench_wsman.py [--sizes 10,1000] [--clients 32] [--repeat 9]
+        [--duration 5] [--max-requests 2000] [--contexts 1000] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pywbem
+from pypsrp.exceptions import WSManFaultError
+from pypsrp.wsman import SelectorSet, WSMan
+
+from vsms.app import Service
+from vsms.cim import names
+from vsms.model.vm import VirtualSystem, default_controllers, new_guid
+from vsms.settings import Settings
+from vsms.wbem.contexts import EnumerationContexts
+from vsms.wbem.protocol import Reply
+from vsms.wbem.server import WbemServer
+
+CS = names.COMPUTER_SYSTEM
+URI = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/virtualization/" + CS
+WSEN = "http://schemas.xmlsoap.org/ws/2004/09/enumeration"
+WSMAN = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
+MAX_ENVELOPE = 16 * 1024 * 1024  # pypsrp's default (150 KiB) is too small for 1,000 VMs at once
+TARGETS = {"wsman_vs_cimxml_server": 1.2, "e2e_vs_parse": 1.3, "errors": 0}
+
+
+class Stop(Exception):
+    """SIGTERM: unwind so the VMs are removed."""
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Probe:
+    """Wraps one handler's ``handle``: its own time per request and the last body."""
+
+    def __init__(self, handler: Any) -> None:
+        self._inner = handler.handle
+        self._lock = threading.Lock()
+        self.times: list[float] = []
+        self.body = b""
+        setattr(handler, "handle", self._handle)  # noqa: B010 (instance attribute)
+
+    def _handle(self, method: str, headers: Any, body: bytes, **kw: Any) -> Reply:
+        start = time.perf_counter()
+        reply = self._inner(method, headers, body, **kw)
+        elapsed = time.perf_counter() - start
+        with self._lock:
+            self.times.append(elapsed)
+            self.body = reply.body
+        return reply
+
+    def last(self) -> tuple[float, bytes]:
+        with self._lock:
+            return self.times[-1], self.body
+
+
+def client(port: int, timeout: int = 300) -> WSMan:
+    return WSMan("127.0.0.1", port=port, ssl=False, auth="basic", encryption="never",
+                 username="bench", password="bench", operation_timeout=timeout - 10,
+                 read_timeout=timeout, max_envelope_size=MAX_ENVELOPE)
+
+
+def optimized_enumerate() -> ET.Element:
+    enum = ET.Element(f"{{{WSEN}}}Enumerate")
+    ET.SubElement(enum, f"{{{WSMAN}}}OptimizeEnumeration")
+    ET.SubElement(enum, f"{{{WSMAN}}}MaxElements").text = "32000"
+    return enum
+
+
+class Bench:
+    def __init__(self, service: Service, server: WbemServer, token: str, repeat: int) -> None:
+        self.service, self.server, self.token, self.repeat = service, server, token, repeat
+        self.port = server.ports["wsman-http"]
+        self.url = f"http://127.0.0.1:{server.ports['http']}"
+        self.conn = pywbem.WBEMConnection(self.url, default_namespace=names.NAMESPACE,
+                                          timeout=300)
+        self.ws = client(self.port)
+        self.cim_probe = Probe(server.handler)
+        self.ws_probe = Probe(server.wsman)
+        self.guids: list[str] = []
+
+    def grow(self, n: int) -> float:
+        start = time.perf_counter()
+        while len(self.guids) < n:
+            name = f"vsms-bench-{self.token}-{len(self.guids):04d}"
+            vs = VirtualSystem(guid=new_guid(), name=name, memory_mb=64,
+                               controllers=default_controllers())
+            self.guids.append(vs.guid)  # before define: removed even if define half-worked
+            self.service.host.define(vs)
+        return time.perf_counter() - start
+
+    def remove(self) -> None:
+        for guid in reversed(self.guids):
+            try:
+                self.service.host.undefine(guid)
+            except Exception as exc:  # keep removing the others
+                print(f"could not remove VM {guid}: {exc}", file=sys.stderr)
+        self.guids = []
+
+    def enumerate_ratios(self) -> dict[str, Any]:
+        """Each round, after a full collection: pypsrp's optimized enumerate (end to end and
+        the server's time), CIM-XML EnumerateInstances (the server's time), and the parse of
+        the WS-Man body alone. Ratios: medians of the rounds' own ratios."""
+        try:
+            from lxml import etree as lxml_etree
+        except ImportError:  # optional
+            lxml_etree = None
+        rounds: dict[str, list[float]] = {"e2e": [], "wsman_server": [], "cimxml_server": [],
+                                          "parse_et": [], "parse_lxml": []}
+        count = 0
+        size = 0
+        for round_no in range(self.repeat + 1):  # the first round warms up
+            gc.collect()
+            start = time.perf_counter()
+            resp = self.ws.enumerate(URI, resource=optimized_enumerate())
+            e2e = time.perf_counter() - start
+            ws_took, body = self.ws_probe.last()
+            items = resp.find(f".//{{{WSMAN}}}Items")
+            count = len(items) if items is not None else 0
+            assert resp.find(f".//{{{WSMAN}}}EndOfSequence") is not None, "not one response"
+            gc.collect()
+            self.conn.EnumerateInstances(CS)
+            cim_took = self.cim_probe.last()[0]
+            gc.collect()  # as before the end-to-end call: neither pays for the other's garbage
+            start = time.perf_counter()
+            ET.fromstring(body)
+            parse_et = time.perf_counter() - start
+            parse_lxml = float("nan")
+            if lxml_etree is not None:
+                start = time.perf_counter()
+                lxml_etree.fromstring(body)
+                parse_lxml = time.perf_counter() - start
+            size = len(body)
+            if round_no == 0:
+                continue
+            for key, value in (("e2e", e2e), ("wsman_server", ws_took),
+                               ("cimxml_server", cim_took), ("parse_et", parse_et),
+                               ("parse_lxml", parse_lxml)):
+                rounds[key].append(value)
+
+        def ratio(a: str, b: str) -> float:
+            return median([x / y for x, y in zip(rounds[a], rounds[b], strict=True)])
+        return {"objects": count, "body_bytes": size,
+                **{k: median(v) for k, v in rounds.items()},
+                "wsman_vs_cimxml_server": ratio("wsman_server", "cimxml_server"),
+                "e2e_vs_parse": ratio("e2e", "parse_et"),
+                "e2e_vs_parse_lxml": ratio("e2e", "parse_lxml") if lxml_etree else None,
+                "rounds": rounds}
+
+    def contexts(self, count: int) -> dict[str, Any]:
+        """Open ``count`` enumeration contexts and abandon them: memory with a store that
+        holds them all; then how many the server's default limits hold."""
+        enum = ET.Element(f"{{{WSEN}}}Enumerate")  # not optimized: only a context comes back
+        store = self.server.handler.dispatcher.contexts
+        saved = (store.max_open, store.max_per_owner)
+        gc.collect()
+        before = rss_kib()
+        opened = refused = 0
+        try:
+            store.max_open, store.max_per_owner = count + 1, count
+            for _ in range(count):
+                self.ws.enumerate(URI, resource=enum)
+                opened += 1
+            gc.collect()
+            grown = rss_kib() - before
+            held_all = len(store)
+        finally:
+            store.max_open, store.max_per_owner = saved
+        # drop them (as their expiry would) and try again with the default limits
+        store._open.clear()  # the benchmark's own reset
+        gc.collect()
+        samples: list[str] = []
+        for _ in range(count):
+            try:
+                self.ws.enumerate(URI, resource=enum)
+            except WSManFaultError as exc:
+                refused += 1
+                if len(samples) < 1:
+                    samples.append(str(exc)[:200])
+        held_default = len(store)
+        store._open.clear()
+        return {"count": count, "opened": opened, "held": held_all, "rss_growth_kib": grown,
+                "per_context_kib": grown / count if count else 0.0,
+                "items_per_context": len(self.guids) + 1,
+                "default_limit": saved[0], "held_with_defaults": held_default,
+                "refused_with_defaults": refused, "refusal": samples}
+
+
+def client_process(port: int, threads: int, guids: list[str], start_at: float,
+                   duration: float, max_requests: int) -> dict[str, Any]:
+    """One load process: ``threads`` pypsrp clients doing Get of the VMs in turn."""
+    lock = threading.Lock()
+    totals: dict[str, Any] = {"ok": 0, "errors": 0, "samples": [], "latencies": [], "end": 0.0}
+
+    def one(k: int) -> None:
+        w = client(port, timeout=120)
+        ok = errors = 0
+        samples: list[str] = []
+        lat: list[float] = []
+        time.sleep(max(0.0, start_at - time.time()))
+        stop = time.monotonic() + duration
+        i = k
+        while ok + errors < max_requests and time.monotonic() < stop:
+            sel = SelectorSet()
+            sel.add_option("CreationClassName", CS)
+            sel.add_option("Name", guids[i % len(guids)])
+            t0 = time.perf_counter()
+            try:
+                w.get(URI, selector_set=sel)
+                ok += 1
+                lat.append(time.perf_counter() - t0)
+            except Exception as exc:
+                errors += 1
+                if len(samples) < 3:
+                    samples.append(f"{type(exc).__name__}: {exc}")
+            i += threads
+        w.close()
+        with lock:
+            totals["ok"] += ok
+            totals["errors"] += errors
+            totals["samples"] += samples
+            totals["latencies"] += lat
+            totals["end"] = max(totals["end"], time.time())
+
+    workers = [threading.Thread(target=one, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(duration + 120)
+    return totals
+
+
+def load(bench: Bench, clients: int, duration: float, max_requests: int) -> dict[str, Any]:
+    procs = min(clients, max(1, os.cpu_count() or 1) * 2)
+    split = [clients // procs + (1 if p < clients % procs else 0) for p in range(procs)]
+    start_at = time.time() + 2.0 + 0.5 * procs
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=procs, mp_context=ctx) as pool:
+        futures = [pool.submit(client_process, bench.port, t, bench.guids, start_at, duration,
+                               max_requests)
+                   for t in split]
+        parts = [f.result(timeout=duration + 300) for f in futures]
+    ok = sum(p["ok"] for p in parts)
+    lat = sorted(x for p in parts for x in p["latencies"])
+    window = max(p["end"] for p in parts) - start_at
+    return {"clients": clients, "processes": procs, "requests": ok,
+            "errors": sum(p["errors"] for p in parts),
+            "error_samples": [s for p in parts for s in p["samples"]][:5],
+            "seconds": window, "per_second": ok / window if window > 0 else 0.0,
+            "p50": lat[len(lat) // 2] if lat else float("nan"),
+            "p99": lat[int(len(lat) * 0.99)] if lat else float("nan")}
+
+
+def verdicts(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    big = results["sizes"][-1]
+    most = max(results["load"], key=lambda r: r["clients"]) if results["load"] else None
+    ctx = results["contexts"]
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+    a, b = big["wsman_vs_cimxml_server"], big["e2e_vs_parse"]
+    out = [
+        ("wsman_vs_cimxml_server", "WS-Man server / CIM-XML server (target <= 1.2x)",
+         f"{a:.2f}x  {mark(a <= TARGETS['wsman_vs_cimxml_server'])}"),
+        ("e2e_vs_parse", "pypsrp end to end / ElementTree parse (target <= 1.3x)",
+         f"{b:.2f}x  {mark(b <= TARGETS['e2e_vs_parse'])}"),
+    ]
+    if most is not None:
+        out.append(("errors", f"errors under {most['clients']} WS-Man clients (target 0)",
+                    f"{most['errors']}  {mark(most['errors'] == 0)}"))
+    out.append(("contexts", f"contexts held with the default limits (bound "
+                f"{ctx['default_limit']})",
+                f"{ctx['held_with_defaults']}  "
+                f"{mark(ctx['held_with_defaults'] <= ctx['default_limit'])}"))
+    return out
+
+
+def report(results: dict[str, Any]) -> None:
+    print(f"\n{'VMs':>5} {'objects':>8} {'body':>10} {'pypsrp e2e':>11} {'WS-Man srv':>11} "
+          f"{'CIM-XML srv':>11} {'ET parse':>11} {'lxml parse':>11}")
+    for row in results["sizes"]:
+        print(f"{row['vms']:>5} {row['objects']:>8} {row['body_bytes']:>10} {ms(row['e2e']):>11} "
+              f"{ms(row['wsman_server']):>11} {ms(row['cimxml_server']):>11} "
+              f"{ms(row['parse_et']):>11} {ms(row['parse_lxml']):>11}")
+    print(f"\n{'clients':>7} {'requests':>9} {'req/s':>8} {'p50':>11} {'p99':>11} {'errors':>7}")
+    for r in results["load"]:
+        print(f"{r['clients']:>7} {r['requests']:>9} {r['per_second']:>8.0f} {ms(r['p50']):>11} "
+              f"{ms(r['p99']):>11} {r['errors']:>7}")
+        for s in r["error_samples"]:
+            print(f"        error: {s}")
+    c = results["contexts"]
+    print(f"\n{c['count']} enumeration contexts opened and abandoned "
+          f"({c['items_per_context']} Msvm_ComputerSystem each): memory +{c['rss_growth_kib']} KiB "
+          f"({c['per_context_kib']:.1f} KiB per context) with a store holding all {c['held']}; "
+          f"with the default limits {c['held_with_defaults']} held, "
+          f"{c['refused_with_defaults']} refused")
+    print(f"  (medians of {results['repeat']} rounds; ratios: medians of the rounds' ratios)")
+    for _key, label, value in results["verdicts"]:
+        print(f"  {label:<56} {value}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,1000")
+    parser.add_argument("--clients", default="32")
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load level")
+    parser.add_argument("--max-requests", type=int, default=2000, help="per client per level")
+    parser.add_argument("--contexts", type=int, default=1000)
+    parser.add_argument("--dir", default="/var/tmp", help="where the state directory goes")
+    parser.add_argument("--json", type=Path, help="also write the results there")
+    args = parser.parse_args()
+    sizes = sorted(int(x) for x in args.sizes.split(","))
+    clients = [int(x) for x in args.clients.split(",")]
+    if sizes[0] < 1 or args.repeat < 1 or min(clients) < 1 or args.contexts < 1:
+        parser.error("sizes, clients, --contexts and --repeat must be positive")
+
+    def on_term(_sig: int, _frame: FrameType | None) -> None:
+        raise Stop
+    signal.signal(signal.SIGTERM, on_term)
+    token = uuid.uuid4().hex[:8]
+    work = Path(tempfile.mkdtemp(prefix="vsms-bench-wsman-", dir=args.dir))
+    settings = Settings(state_dir=work / "state", storage_roots=(work / "storage",),
+                        libvirt_uri="qemu:///system")
+    results: dict[str, Any] = {"token": token, "repeat": args.repeat, "sizes": [], "load": []}
+    try:
+        with Service(settings) as service:
+            server = WbemServer(service.registry, http_port=0, workers=8, wsman_http_port=0,
+                                contexts=EnumerationContexts())
+            server.start()
+            bench = Bench(service, server, token, args.repeat)
+            try:
+                for i, n in enumerate(sizes):
+                    print(f"{n} VMs ...", flush=True)
+                    took = bench.grow(n)
+                    if i == 0:
+                        results["contexts"] = bench.contexts(args.contexts)
+                    results["sizes"].append({"vms": n, "define_s": took,
+                                             **bench.enumerate_ratios()})
+                for c in clients:
+                    print(f"{c} concurrent WS-Man clients ...", flush=True)
+                    results["load"].append(load(bench, c, args.duration, args.max_requests))
+            finally:
+                bench.conn.close()
+                bench.ws.close()
+                server.stop()
+                bench.remove()
+    except (KeyboardInterrupt, Stop):
+        print("interrupted; the VMs were removed", file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["verdicts"] = verdicts(results)
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
