@@ -27,7 +27,6 @@ import argparse
 import gc
 import json
 import multiprocessing
-import os
 import shutil
 import signal
 import statistics
@@ -43,6 +42,7 @@ from types import FrameType
 from typing import Any
 
 import pywbem
+from loadlib import drive, spread, summarize  # bench/loadlib.py, beside this script
 from pywbem._tupleparse import TupleParser
 from pywbem._tupletree import xml_to_tupletree_sax
 
@@ -218,47 +218,14 @@ def client_process(url: str, threads: int, uris: list[str], start_at: float, dur
     """One load process: ``threads`` pywbem clients doing GetInstance of the given VMs in turn
     from ``start_at`` (wall clock) for ``duration`` s or ``max_requests`` each."""
     paths = [pywbem.CIMInstanceName.from_wbem_uri(u) for u in uris]
-    lock = threading.Lock()
-    totals: dict[str, Any] = {"ok": 0, "errors": 0, "samples": [], "latencies": [], "end": 0.0}
-
-    def one(k: int) -> None:
-        conn = pywbem.WBEMConnection(url, default_namespace=names.NAMESPACE, timeout=60)
-        ok = errors = 0
-        samples: list[str] = []
-        lat: list[float] = []
-        time.sleep(max(0.0, start_at - time.time()))
-        stop = time.monotonic() + duration
-        i = k
-        while ok + errors < max_requests and time.monotonic() < stop:
-            t0 = time.perf_counter()
-            try:
-                conn.GetInstance(paths[i % len(paths)])
-                ok += 1
-                lat.append(time.perf_counter() - t0)
-            except Exception as exc:
-                errors += 1
-                if len(samples) < 3:
-                    samples.append(f"{type(exc).__name__}: {exc}")
-            i += threads
-        conn.close()
-        with lock:
-            totals["ok"] += ok
-            totals["errors"] += errors
-            totals["samples"] += samples
-            totals["latencies"] += lat
-            totals["end"] = max(totals["end"], time.time())
-
-    workers = [threading.Thread(target=one, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(duration + 120)
-    return totals
+    return drive(threads, start_at, duration, max_requests,
+                 lambda: pywbem.WBEMConnection(url, default_namespace=names.NAMESPACE, timeout=60),
+                 lambda conn, i: conn.GetInstance(paths[i % len(paths)]),
+                 lambda conn: conn.close())
 
 
 def load(bench: Bench, clients: int, duration: float, max_requests: int) -> dict[str, Any]:
-    procs = min(clients, max(1, os.cpu_count() or 1) * 2)
-    split = [clients // procs + (1 if p < clients % procs else 0) for p in range(procs)]
+    procs, split = spread(clients)
     uris = [bench.path(i).to_wbem_uri() for i in range(len(bench.guids))]
     start_at = time.time() + 2.0 + 0.5 * procs  # after every process has imported pywbem
     ctx = multiprocessing.get_context("spawn")
@@ -266,15 +233,7 @@ def load(bench: Bench, clients: int, duration: float, max_requests: int) -> dict
         futures = [pool.submit(client_process, bench.url, t, uris, start_at, duration,
                                max_requests) for t in split]
         parts = [f.result(timeout=duration + 300) for f in futures]
-    ok = sum(p["ok"] for p in parts)
-    lat = sorted(x for p in parts for x in p["latencies"])
-    window = max(p["end"] for p in parts) - start_at
-    return {"clients": clients, "processes": procs, "requests": ok,
-            "errors": sum(p["errors"] for p in parts),
-            "error_samples": [s for p in parts for s in p["samples"]][:5],
-            "seconds": window, "per_second": ok / window if window > 0 else 0.0,
-            "p50": lat[len(lat) // 2] if lat else float("nan"),
-            "p99": lat[int(len(lat) * 0.99)] if lat else float("nan")}
+    return summarize(parts, clients, procs, start_at)
 
 
 def report(results: dict[str, Any]) -> None:

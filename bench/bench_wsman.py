@@ -30,7 +30,6 @@ import argparse
 import gc
 import json
 import multiprocessing
-import os
 import shutil
 import signal
 import statistics
@@ -46,6 +45,7 @@ from types import FrameType
 from typing import Any
 
 import pywbem
+from loadlib import drive, spread, summarize  # bench/loadlib.py, beside this script
 from pypsrp.exceptions import WSManFaultError
 from pypsrp.wsman import SelectorSet, WSMan
 
@@ -243,50 +243,19 @@ class Bench:
 def client_process(port: int, threads: int, guids: list[str], start_at: float,
                    duration: float, max_requests: int) -> dict[str, Any]:
     """One load process: ``threads`` pypsrp clients doing Get of the VMs in turn."""
-    lock = threading.Lock()
-    totals: dict[str, Any] = {"ok": 0, "errors": 0, "samples": [], "latencies": [], "end": 0.0}
 
-    def one(k: int) -> None:
-        w = client(port, timeout=120)
-        ok = errors = 0
-        samples: list[str] = []
-        lat: list[float] = []
-        time.sleep(max(0.0, start_at - time.time()))
-        stop = time.monotonic() + duration
-        i = k
-        while ok + errors < max_requests and time.monotonic() < stop:
-            sel = SelectorSet()
-            sel.add_option("CreationClassName", CS)
-            sel.add_option("Name", guids[i % len(guids)])
-            t0 = time.perf_counter()
-            try:
-                w.get(URI, selector_set=sel)
-                ok += 1
-                lat.append(time.perf_counter() - t0)
-            except Exception as exc:
-                errors += 1
-                if len(samples) < 3:
-                    samples.append(f"{type(exc).__name__}: {exc}")
-            i += threads
-        w.close()
-        with lock:
-            totals["ok"] += ok
-            totals["errors"] += errors
-            totals["samples"] += samples
-            totals["latencies"] += lat
-            totals["end"] = max(totals["end"], time.time())
+    def get(w: WSMan, i: int) -> None:
+        sel = SelectorSet()
+        sel.add_option("CreationClassName", CS)
+        sel.add_option("Name", guids[i % len(guids)])
+        w.get(URI, selector_set=sel)
 
-    workers = [threading.Thread(target=one, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(duration + 120)
-    return totals
+    return drive(threads, start_at, duration, max_requests,
+                 lambda: client(port, timeout=120), get, lambda w: w.close())
 
 
 def load(bench: Bench, clients: int, duration: float, max_requests: int) -> dict[str, Any]:
-    procs = min(clients, max(1, os.cpu_count() or 1) * 2)
-    split = [clients // procs + (1 if p < clients % procs else 0) for p in range(procs)]
+    procs, split = spread(clients)
     start_at = time.time() + 2.0 + 0.5 * procs
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=procs, mp_context=ctx) as pool:
@@ -294,15 +263,7 @@ def load(bench: Bench, clients: int, duration: float, max_requests: int) -> dict
                                max_requests)
                    for t in split]
         parts = [f.result(timeout=duration + 300) for f in futures]
-    ok = sum(p["ok"] for p in parts)
-    lat = sorted(x for p in parts for x in p["latencies"])
-    window = max(p["end"] for p in parts) - start_at
-    return {"clients": clients, "processes": procs, "requests": ok,
-            "errors": sum(p["errors"] for p in parts),
-            "error_samples": [s for p in parts for s in p["samples"]][:5],
-            "seconds": window, "per_second": ok / window if window > 0 else 0.0,
-            "p50": lat[len(lat) // 2] if lat else float("nan"),
-            "p99": lat[int(len(lat) * 0.99)] if lat else float("nan")}
+    return summarize(parts, clients, procs, start_at)
 
 
 def verdicts(results: dict[str, Any]) -> list[tuple[str, str, str]]:
