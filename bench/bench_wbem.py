@@ -29,10 +29,8 @@ import json
 import multiprocessing
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,7 +40,15 @@ from types import FrameType
 from typing import Any
 
 import pywbem
-from loadlib import drive, spread, summarize  # bench/loadlib.py, beside this script
+from loadlib import (  # bench/loadlib.py, beside this script
+    Probe,
+    Stop,
+    drive,
+    median,
+    ms,
+    spread,
+    summarize,
+)
 from pywbem._tupleparse import TupleParser
 from pywbem._tupletree import xml_to_tupletree_sax
 
@@ -50,49 +56,12 @@ from vsms.app import Service
 from vsms.cim import names
 from vsms.model.vm import VirtualSystem, default_controllers, new_guid
 from vsms.settings import Settings
-from vsms.wbem.protocol import Reply
 from vsms.wbem.server import WbemServer
 
 REPO = Path(__file__).resolve().parents[1]
 LIBVIRT_SOCKET = "/run/libvirt/libvirt-sock"
 CS = names.COMPUTER_SYSTEM
 TARGETS = {"server_vs_tocimxml": 0.10, "e2e_vs_parse": 1.3, "errors_32": 0}
-
-
-class Stop(Exception):
-    """SIGTERM: unwind so the VMs are removed."""
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:8.1f} ms"
-
-
-class Probe:
-    """Wraps the server's CimXmlHandler.handle: its own time per request and the last body."""
-
-    def __init__(self, server: WbemServer) -> None:
-        self._inner = server.handler.handle
-        self._lock = threading.Lock()
-        self.times: list[float] = []
-        self.body = b""
-        setattr(server.handler, "handle", self._handle)  # noqa: B010 (instance attribute)
-
-    def _handle(self, method: str, headers: Any, body: bytes, **kw: Any) -> Reply:
-        start = time.perf_counter()
-        reply = self._inner(method, headers, body, **kw)
-        elapsed = time.perf_counter() - start
-        with self._lock:
-            self.times.append(elapsed)
-            self.body = reply.body
-        return reply
-
-    def last(self) -> tuple[float, bytes]:
-        with self._lock:
-            return self.times[-1], self.body
 
 
 class Bench:
@@ -103,7 +72,7 @@ class Bench:
         self.url = f"http://127.0.0.1:{server.ports['http']}"
         self.conn = pywbem.WBEMConnection(self.url, default_namespace=names.NAMESPACE,
                                           timeout=300)
-        self.probe = Probe(server)
+        self.probe = Probe(server.handler)
         self.guids: list[str] = []
 
     def name(self, i: int) -> str:

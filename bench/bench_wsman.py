@@ -32,10 +32,8 @@ import json
 import multiprocessing
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -45,7 +43,15 @@ from types import FrameType
 from typing import Any
 
 import pywbem
-from loadlib import drive, spread, summarize  # bench/loadlib.py, beside this script
+from loadlib import (  # bench/loadlib.py, beside this script
+    Probe,
+    Stop,
+    drive,
+    median,
+    ms,
+    spread,
+    summarize,
+)
 from pypsrp.exceptions import WSManFaultError
 from pypsrp.wsman import SelectorSet, WSMan
 
@@ -54,7 +60,6 @@ from vsms.cim import names
 from vsms.model.vm import VirtualSystem, default_controllers, new_guid
 from vsms.settings import Settings
 from vsms.wbem.contexts import EnumerationContexts
-from vsms.wbem.protocol import Reply
 from vsms.wbem.server import WbemServer
 
 CS = names.COMPUTER_SYSTEM
@@ -65,47 +70,11 @@ MAX_ENVELOPE = 16 * 1024 * 1024  # pypsrp's default (150 KiB) is too small for 1
 TARGETS = {"wsman_vs_cimxml_server": 1.2, "e2e_vs_parse": 1.3, "errors": 0}
 
 
-class Stop(Exception):
-    """SIGTERM: unwind so the VMs are removed."""
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:8.1f} ms"
-
-
 def rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-class Probe:
-    """Wraps one handler's ``handle``: its own time per request and the last body."""
-
-    def __init__(self, handler: Any) -> None:
-        self._inner = handler.handle
-        self._lock = threading.Lock()
-        self.times: list[float] = []
-        self.body = b""
-        setattr(handler, "handle", self._handle)  # noqa: B010 (instance attribute)
-
-    def _handle(self, method: str, headers: Any, body: bytes, **kw: Any) -> Reply:
-        start = time.perf_counter()
-        reply = self._inner(method, headers, body, **kw)
-        elapsed = time.perf_counter() - start
-        with self._lock:
-            self.times.append(elapsed)
-            self.body = reply.body
-        return reply
-
-    def last(self) -> tuple[float, bytes]:
-        with self._lock:
-            return self.times[-1], self.body
 
 
 def client(port: int, timeout: int = 300) -> WSMan:

@@ -1,4 +1,5 @@
-"""Concurrent-client load shared by the protocol benchmarks (bench_wbem.py, bench_wsman.py).
+"""What the protocol benchmarks (bench_wbem.py, bench_wsman.py) share: concurrent-client load,
+the probe that times a server handler, medians and their printing.
 
 A benchmark's module-level ``client_process`` (picklable, run in a spawned process) calls
 :func:`drive` with how to open one client and how to make request ``i`` with it; the parent
@@ -9,6 +10,7 @@ splits the clients over processes with :func:`spread` and sums the processes' to
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -76,3 +78,39 @@ def summarize(parts: list[dict[str, Any]], clients: int, procs: int,
             "seconds": window, "per_second": ok / window if window > 0 else 0.0,
             "p50": lat[len(lat) // 2] if lat else float("nan"),
             "p99": lat[int(len(lat) * 0.99)] if lat else float("nan")}
+
+
+class Stop(Exception):
+    """SIGTERM: unwind so the VMs are removed."""
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+class Probe:
+    """Wraps one server handler's ``handle``: its own time per request and the last body."""
+
+    def __init__(self, handler: Any) -> None:
+        self._inner = handler.handle
+        self._lock = threading.Lock()
+        self.times: list[float] = []
+        self.body = b""
+        setattr(handler, "handle", self._handle)  # noqa: B010 (instance attribute)
+
+    def _handle(self, method: str, headers: Any, body: bytes, **kw: Any) -> Any:
+        start = time.perf_counter()
+        reply = self._inner(method, headers, body, **kw)
+        elapsed = time.perf_counter() - start
+        with self._lock:
+            self.times.append(elapsed)
+            self.body = reply.body
+        return reply
+
+    def last(self) -> tuple[float, bytes]:
+        with self._lock:
+            return self.times[-1], self.body
