@@ -161,12 +161,17 @@ def test_large_bodies_are_not_buffered_before_credentials(server: served.Served,
         capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     anonymous, logged_in = json.loads(out.read_text())
-    assert anonymous["answers"] == {"HTTP/1.1 401 Unauthorized": 60}, anonymous
+    # every client is refused; the server closes a connection still sending its 16 MiB after a
+    # short drain, so once in a while the client's kernel sees the reset before it reads the 401
+    answers = anonymous["answers"]
+    assert set(answers) <= {"HTTP/1.1 401 Unauthorized", "ConnectionResetError"}, anonymous
+    assert answers.get("HTTP/1.1 401 Unauthorized", 0) >= 55, anonymous
     per_connection = 60 * 3 * MIB // 4  # asyncio's 256 KiB reads and 128 KiB stream buffers
     assert anonymous["rss_peak"] - anonymous["rss_before"] < 8 * MIB + per_connection, anonymous
     assert anonymous["rss_after"] - anonymous["rss_before"] < 32 * MIB, anonymous
     answers = logged_in["answers"]
-    assert set(answers) <= {"HTTP/1.1 400 Bad Request", "HTTP/1.1 503 Service Unavailable"}
+    assert set(answers) <= {"HTTP/1.1 400 Bad Request", "HTTP/1.1 503 Service Unavailable",
+                            "ConnectionResetError"}, answers
     assert answers.get("HTTP/1.1 400 Bad Request", 0) >= 4, answers  # bodies were read
     # the budget, two argon2 checks (19 MiB each) with the worker threads, and the 60
     # connections' buffers
