@@ -114,6 +114,12 @@ def rebase_unsafe(child: str, parent: str, parent_fmt: ImageFormat, *,
                                  f"parent of {child}: {err}")
 
 
+def mkfs_fat() -> str | None:
+    """The path of ``mkfs.fat`` (also looked for in /usr/sbin and /sbin), or None."""
+    return shutil.which(MKFS_FAT) or next(
+        (p for p in (f"/usr/sbin/{MKFS_FAT}", f"/sbin/{MKFS_FAT}") if os.access(p, os.X_OK)), None)
+
+
 def format_floppy(fd: int, label: str = "") -> bool:
     """Make the empty file open as ``fd`` a 1.44 MB diskette image: FAT12 formatted by
     ``mkfs.fat`` (dosfstools) when it is installed, else all zeros (unformatted, as a new
@@ -122,8 +128,7 @@ def format_floppy(fd: int, label: str = "") -> bool:
         os.ftruncate(fd, FLOPPY_SIZE)
     except OSError as exc:
         raise translate_oserror(exc, "size the new floppy disk image") from None
-    tool = shutil.which(MKFS_FAT) or next(
-        (p for p in (f"/usr/sbin/{MKFS_FAT}", f"/sbin/{MKFS_FAT}") if os.access(p, os.X_OK)), None)
+    tool = mkfs_fat()
     if tool is None:
         return False
     args = [tool, "-F", "12"] + (["-n", label[:11]] if label else []) + [f"/proc/self/fd/{fd}"]

@@ -223,9 +223,7 @@ class CompactDisk:
                                   progress=_percent(ctx, 5, 95), cancel=ctx.cancel_event,
                                   dst_name=str(self.src.path), pass_fds=fds)
 
-        before = self.src.info.file_size
         replace_in_place(ctx, self.roots, self.src, write)
-        ctx.status(f"compacted: {before} -> {os.stat(self.src.path).st_size} bytes")
 
 
 def prepare_compact(roots: StorageRoots, host: DiskHost, raw: str
@@ -311,15 +309,17 @@ class CreateFloppy:
 
     @property
     def description(self) -> str:
-        return f"Creating virtual floppy disk {self.path}"
+        how = ("FAT12 formatted by mkfs.fat" if imageops.mkfs_fat() else
+               "blank (all zeros): mkfs.fat (dosfstools) is not installed")
+        return f"Creating 1.44 MB virtual floppy disk {self.path}, {how}"
 
     def run(self, ctx: OpContext) -> None:
         ctx.set_result(Child=str(self.path))
-        done: list[bool] = []
-        vhd.write_new(ctx, self.roots, self.path,
-                      lambda fd: done.append(imageops.format_floppy(fd)))
-        ctx.status("formatted FAT12 (mkfs.fat)" if done and done[0] else
-                   "blank (zeroed): mkfs.fat (dosfstools) is not installed")
+        vhd.write_new(ctx, self.roots, self.path, _floppy)
+
+
+def _floppy(fd: int) -> None:
+    imageops.format_floppy(fd)
 
 
 def prepare_floppy(roots: StorageRoots, raw: str) -> tuple[CreateFloppy, Reservation]:
