@@ -52,7 +52,7 @@ def client(service: Service) -> LocalClient:
 @pytest.fixture
 def work(root: Path, request: pytest.FixtureRequest) -> Path:
     """A folder of this test's own inside the storage root."""
-    path = root / request.node.name[:40]
+    path: Path = root / str(request.node.name)[:40]
     path.mkdir(mode=0o755)
     return path
 
