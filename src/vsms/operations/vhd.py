@@ -129,29 +129,35 @@ def _publish(d: Dir, tmp: str, final: Path) -> None:
 
 def _make(ctx: OpContext, roots: StorageRoots, final: Path,
           create: Callable[[int], None]) -> None:
+    """``write_new`` with ``final`` reserved (``StorageRoots.targets``) while it runs."""
+    reservation = roots.targets.reserve([final], f"the creation of {final}")
+    try:
+        write_new(ctx, roots, final, create)
+    finally:
+        reservation.release()
+
+
+def write_new(ctx: OpContext, roots: StorageRoots, final: Path,
+              create: Callable[[int], None]) -> None:
     """Run ``create(fd)`` into a new file under a temporary name, created exclusively relative
     to a handle of the target folder, then publish it; rolled back on failure. Only the very
     inode the job created is ever removed, and the folder is never reached through a link."""
-    reservation = roots.targets.reserve([final], f"the creation of {final}")
-    try:
+    ctx.check_cancelled()
+    d, _ = anchor.open_parent(final, roots.roots)
+    with d:
+        tmp = _temp_name(final, ctx.job_id)
+        fd = files.create_file(ctx, d, tmp)
+        try:
+            ctx.progress(5)
+            create(fd)
+            ident = Identity.of(os.fstat(fd))
+        finally:
+            os.close(fd)
+        ctx.progress(90)
         ctx.check_cancelled()
-        d, _ = anchor.open_parent(final, roots.roots)
-        with d:
-            tmp = _temp_name(final, ctx.job_id)
-            fd = files.create_file(ctx, d, tmp)
-            try:
-                ctx.progress(5)
-                create(fd)
-                ident = Identity.of(os.fstat(fd))
-            finally:
-                os.close(fd)
-            ctx.progress(90)
-            ctx.check_cancelled()
-            ctx.add_undo(RemoveFile(d.path, final.name, ident.dev, ident.ino))
-            _publish(d, tmp, final)
-        ctx.check_cancelled()
-    finally:
-        reservation.release()
+        ctx.add_undo(RemoveFile(d.path, final.name, ident.dev, ident.ino))
+        _publish(d, tmp, final)
+    ctx.check_cancelled()
 
 
 # --------------------------------------------------------------------------- work objects
