@@ -28,6 +28,7 @@ from vsms.auth.users import UsersFile
 from vsms.cim import names
 from vsms.model.vm import VirtualSystem, default_controllers, new_guid
 from vsms.settings import Settings
+from vsms.wbem import encode as cimxml_encode
 from vsms.wbem.rendered import Rendered
 from vsms.wbem.server import WbemServer
 from vsms.wsman import encode
@@ -90,6 +91,13 @@ def test_a_kept_text_is_what_writing_it_afresh_gives() -> None:
     only = encode.instance(i, names.NAMESPACE, None, {"name"})
     assert only == encode.write_instance(i, names.NAMESPACE, None, {"name"})
     assert "ElementName" not in only and "<p:Name>B</p:Name>" in only
+    # the CIM-XML writer likewise, options included
+    text = cimxml_encode.instance(i, None, False, False)
+    assert cimxml_encode.instance(i, None, False, False) is text
+    assert text == cimxml_encode.write_instance(i, None, False, False)
+    origins = cimxml_encode.instance(i, None, {"name": "CIM_System"}, False)
+    assert origins == cimxml_encode.write_instance(i, None, {"name": "CIM_System"}, False)
+    assert 'CLASSORIGIN="CIM_System"' in origins and "CLASSORIGIN" not in text
 
 
 # ---------------------------------------------------------------------- qemu:///system
@@ -171,18 +179,29 @@ def test_an_enumeration_shows_every_change_at_once(live: Live) -> None:
     # a scoped user after the table is warm: still its scope's VM only
     mine = systems(alice)
     assert live.a in mine and live.c not in mine
-    # started behind the server's back: the next enumeration says so, for both users
+    conn = live.cimxml()
+
+    def cim_states() -> dict[str, int]:
+        return {str(i["Name"]): int(i["EnabledState"])
+                for i in conn.EnumerateInstances(names.COMPUTER_SYSTEM)}
+    assert cim_states()[live.a] == 3
+    hits = cimxml_encode.RENDERED.hits
+    assert cim_states()[live.a] == 3
+    assert cimxml_encode.RENDERED.hits - hits >= 2  # over CIM-XML too
+    # started behind the server's back: the next enumeration says so, for both users and
+    # both protocols
     dom = _domain(live.a)
     dom.create()
     try:
         assert systems(admin)[live.a]["EnabledState"] == "2"
         mine = systems(alice)
         assert mine[live.a]["EnabledState"] == "2" and live.c not in mine
+        assert cim_states()[live.a] == 2
     finally:
         dom.destroy()
     assert systems(admin)[live.a]["EnabledState"] == "3"
+    assert cim_states()[live.a] == 3
     # renamed through the management service: the new name at once
-    conn = live.cimxml()
     vm = pywbem.CIMInstanceName(names.COMPUTER_SYSTEM, {
         "CreationClassName": names.COMPUTER_SYSTEM, "Name": live.c})
     vssd = pywbem.CIMInstance(names.VSSD, properties={
@@ -192,5 +211,7 @@ def test_an_enumeration_shows_every_change_at_once(live: Live) -> None:
                                               SystemSettingData=vssd.tocimxmlstr()))
     after = systems(admin)
     assert after[live.c]["ElementName"] == f"renamed-{live.root.name}"
+    assert {str(i["ElementName"]) for i in conn.EnumerateInstances(names.COMPUTER_SYSTEM)
+            if i["Name"] == live.c} == {f"renamed-{live.root.name}"}
     assert after[live.a] == {**first[live.a], "TimeOfLastStateChange":
                              after[live.a]["TimeOfLastStateChange"]}

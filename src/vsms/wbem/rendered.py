@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable
 
 import pywbem
 
-SWEEP_FLOOR = 4096
+SWEEP_FLOOR = 512
 # references to an instance while the sweep looks at it when only the table holds it: the
 # entry tuple and getrefcount's own argument
 _ONLY_OURS = 2
