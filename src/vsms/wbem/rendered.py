@@ -3,9 +3,9 @@
 Providers that build an instance only when what it is made from changed (Msvm_ComputerSystem's
 ``InstanceMemo``: the same VM in the same state is the same ``CIMInstance`` object from one
 enumeration to the next) hand out shared, read-only instances. Writing such an instance as
-WS-Man or CIM-XML text costs more than everything else an enumeration does, and gives the same
-text every time; :class:`Rendered` keeps that text with the instance it was written from and
-gives it back while the very same object is asked for again with the same options.
+WS-Man or CIM-XML text was most of an enumeration's time, and gives the same text every time:
+:class:`Rendered` keeps that text with the instance it was written from and gives it back
+while the very same object is asked for again with the same options.
 
 Correctness rests on two things: an instance handed out by a provider is never changed
 afterwards (the providers' contract: a changed VM is a new instance), and an entry holds a
@@ -71,8 +71,3 @@ class Rendered:
 
     def __len__(self) -> int:
         return len(self._table)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._table.clear()
-            self._sweep_at = self._floor
