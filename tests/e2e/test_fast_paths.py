@@ -55,8 +55,8 @@ def test_writer_frames_change_nothing() -> None:
         for quals in (True, False):
             for keep in (None, {"elementname", "instanceid", "connection", "name"}):
                 for inst in insts * 2:
-                    plain = encode.instance(inst, keep, origins, quals)
-                    assert encode.instance(inst, keep, origins, quals, frames) == plain
+                    plain = encode.write_instance(inst, keep, origins, quals)
+                    assert encode.write_instance(inst, keep, origins, quals, frames) == plain
     assert frames
 
 

@@ -3,6 +3,8 @@
 Plain string building, several times faster than pywbem's DOM-based ``tocimxml()``, with the
 same element choices (a test parses both with pywbem's tuple parser and compares). Every
 element is written with an explicit end tag, never ``<X/>``: sblim's parser rejects those.
+The text of an instance that providers share between calls is kept and given back while the
+same object is written with the same options again (:class:`vsms.wbem.rendered.Rendered`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 import pywbem
+
+from vsms.wbem.rendered import Rendered
 
 _TEXT_SPECIAL = re.compile(r"[&<>\r]")
 _ATTR_SPECIAL = re.compile(r'[&<>\r"\n\t]')
@@ -165,8 +169,8 @@ def value_reference(path: pywbem.CIMInstanceName | pywbem.CIMClassName) -> str:
 
 # ---------------------------------------------------------------------- values
 def _embedded(v: Any) -> str:
-    if isinstance(v, pywbem.CIMInstance):
-        return esc(instance(v))
+    if isinstance(v, pywbem.CIMInstance):  # built for one answer: nothing to keep
+        return esc(write_instance(v))
     if isinstance(v, pywbem.CIMClass):  # a class embedded in a value (no provider does it)
         text: str = v.tocimxmlstr()
         return esc(text)
@@ -300,9 +304,23 @@ def _framed(inst: pywbem.CIMInstance, origins: bool, quals: bool, frames: Frames
             parts.append(f"{frame[0]}<VALUE>{atom(v)}</VALUE>{frame[1]}")
 
 
+RENDERED = Rendered()  # the CIM-XML text of shared instances
+
+
 def instance(inst: pywbem.CIMInstance, keep: Collection[str] | None = None,
              origins: Mapping[str, str] | bool = True, quals: bool = True,
              frames: Frames | None = None) -> str:
+    """What :func:`write_instance` gives; the kept text when this very object was written with
+    the same options before (:data:`RENDERED`)."""
+    options = (None if keep is None else frozenset(keep),
+               origins if isinstance(origins, bool) else tuple(sorted(origins.items())), quals)
+    return RENDERED.text(inst, options,
+                         lambda: write_instance(inst, keep, origins, quals, frames))
+
+
+def write_instance(inst: pywbem.CIMInstance, keep: Collection[str] | None = None,
+                   origins: Mapping[str, str] | bool = True, quals: bool = True,
+                   frames: Frames | None = None) -> str:
     """INSTANCE. ``keep``: lower-case property names to write (None = all). ``origins``: True
     writes each property's own CLASSORIGIN, False none, a mapping (lower-case name -> class)
     the mapped one. ``frames``: see :func:`prop` (one dict per response)."""

@@ -6,7 +6,9 @@ its properties in MOF order; NULL is ``xsi:nil="true"`` (a NULL array: one such 
 (xs:dateTime) and intervals ``<cim:Interval>`` (xs:duration), references EPRs, embedded
 instances nested elements typed in their own class's namespace. Strings are built directly;
 what each class needs (its URI, its properties in order with their tags) is computed once per
-class and cached. The prefixes ``a``, ``w``, ``xsi`` and ``cim`` are declared on the envelope.
+class and cached; so is the text of each instance that providers share between calls
+(:class:`vsms.wbem.rendered.Rendered`). The prefixes ``a``, ``w``, ``xsi`` and ``cim`` are
+declared on the envelope.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pywbem
 
 from vsms.wbem.encode import esc, esc_attr
+from vsms.wbem.rendered import Rendered
 from vsms.wsman import names as n
 
 
@@ -107,6 +110,7 @@ class Shapes:
 
 
 SHAPES = Shapes()
+RENDERED = Rendered()  # the WS-Man text of shared instances (vsms.wbem.rendered)
 
 
 def value_xml(tag: str, close: str, v: Any, prefix: str = "p") -> str:
@@ -138,7 +142,15 @@ def nested(tag: str, close: str, inst: pywbem.CIMInstance) -> str:
 def instance(inst: pywbem.CIMInstance, namespace: str, cls: pywbem.CIMClass | None,
              keep: Collection[str] | None = None) -> str:
     """One instance as the element ``<p:<Class>>`` (``keep``: lower-case property names to
-    write, None: all)."""
+    write, None: all). The text of a shared instance written before with the same options is
+    given back without writing it again (:data:`RENDERED`)."""
+    options = (namespace, cls is not None, None if keep is None else frozenset(keep))
+    return RENDERED.text(inst, options, lambda: write_instance(inst, namespace, cls, keep))
+
+
+def write_instance(inst: pywbem.CIMInstance, namespace: str, cls: pywbem.CIMClass | None,
+                   keep: Collection[str] | None = None) -> str:
+    """What :func:`instance` gives, always written afresh."""
     uri, props = SHAPES.of(namespace, cls, inst.classname)
     name = inst.classname
     values = inst.properties

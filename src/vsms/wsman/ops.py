@@ -41,7 +41,7 @@ def get(registry: Registry, req: Request) -> str:
     assert cls is not None
     path = instance_path(registry, ns, cls, req.selectors)
     inst = registry.get_instance(ns, path)
-    return encode.instance(inst, ns, registry.get_class(ns, inst.classname))
+    return encode.write_instance(inst, ns, registry.get_class(ns, inst.classname))
 
 
 def _child(node: Node | None, ns: str, local: str) -> Node | None:

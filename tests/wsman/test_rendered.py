@@ -1,0 +1,217 @@
+"""The text of shared instances is kept between enumerations (vsms.wbem.rendered), and never
+shows an old value: the table on its own, and over WS-Man on qemu:///system a repeated
+enumeration that is served from it, a VM changed behind the server's back (started and
+stopped through libvirt directly, renamed through ModifyVirtualSystem) showing at once, and a
+scoped user still seeing only its scope's VM after an administrator warmed the table."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+import pytest
+import pywbem
+from pypsrp.wsman import NAMESPACES, WSMan
+
+from tests.conftest import QEMU_URI, fresh_dir
+from tests.e2e import wbemflow
+from tests.wsman.conftest import NS, WMI, free_port
+from vsms.app import Service
+from vsms.auth.policy import Role
+from vsms.auth.setup import audit_from_settings, authenticator_from_settings
+from vsms.auth.users import UsersFile
+from vsms.cim import names
+from vsms.model.vm import VirtualSystem, default_controllers, new_guid
+from vsms.settings import Settings
+from vsms.wbem import encode as cimxml_encode
+from vsms.wbem.rendered import Rendered
+from vsms.wbem.server import WbemServer
+from vsms.wsman import encode
+
+PASSWORD = "rendered-pass-123"
+CS = WMI + "Msvm_ComputerSystem"
+
+
+def inst(name: str, state: int = 3) -> pywbem.CIMInstance:
+    return pywbem.CIMInstance(names.COMPUTER_SYSTEM, properties={
+        "Name": name, "ElementName": f"vm {name}", "EnabledState": pywbem.Uint16(state)})
+
+
+def test_the_same_object_only_is_given_its_kept_text() -> None:
+    table = Rendered()
+    written: list[str] = []
+
+    def write(i: pywbem.CIMInstance, tag: str) -> str:
+        written.append(tag)
+        return f"{i['ElementName']}/{i['EnabledState']}/{tag}"
+    a = inst("A")
+    assert table.text(a, ("ns", None), lambda: write(a, "1")) == "vm A/3/1"
+    assert table.text(a, ("ns", None), lambda: write(a, "2")) == "vm A/3/1"  # kept
+    # other options: written again (and kept in place of the first)
+    assert table.text(a, ("ns", frozenset({"name"})), lambda: write(a, "3")) == "vm A/3/3"
+    # an equal instance that is another object is written afresh, as is a changed one
+    same = inst("A")
+    assert table.text(same, ("ns", None), lambda: write(same, "4")) == "vm A/3/4"
+    moved = inst("A", 2)
+    assert table.text(moved, ("ns", None), lambda: write(moved, "5")) == "vm A/2/5"
+    assert written == ["1", "3", "4", "5"]
+    assert (table.hits, table.misses) == (1, 4)
+
+
+def test_the_table_drops_what_only_it_holds() -> None:
+    table = Rendered(floor=16)
+    kept = [inst(f"K{n}") for n in range(10)]
+    for i in kept:
+        table.text(i, None, lambda: "x")
+    for n in range(1000):  # instances built for one answer, then dropped by their provider
+        table.text(inst(f"F{n}"), None, lambda: "y")
+        assert len(table) <= 2 * 16 + 1
+    assert len(table) >= len(kept)
+    misses = table.misses
+    for i in kept:  # still alive elsewhere: still kept
+        assert table.text(i, None, lambda: "written again") == "x"
+    assert table.misses == misses
+    del kept
+    for n in range(40):
+        table.text(inst(f"G{n}"), None, lambda: "z")
+    assert len(table) <= 16 + 1
+
+
+def test_a_kept_text_is_what_writing_it_afresh_gives() -> None:
+    i = inst("B")
+    i["OperationalStatus"] = [pywbem.Uint16(2)]
+    first = encode.instance(i, names.NAMESPACE, None)
+    assert encode.instance(i, names.NAMESPACE, None) is first  # served from the table
+    assert first == encode.write_instance(i, names.NAMESPACE, None)
+    only = encode.instance(i, names.NAMESPACE, None, {"name"})
+    assert only == encode.write_instance(i, names.NAMESPACE, None, {"name"})
+    assert "ElementName" not in only and "<p:Name>B</p:Name>" in only
+    # the CIM-XML writer likewise, options included
+    text = cimxml_encode.instance(i, None, False, False)
+    assert cimxml_encode.instance(i, None, False, False) is text
+    assert text == cimxml_encode.write_instance(i, None, False, False)
+    origins = cimxml_encode.instance(i, None, {"name": "CIM_System"}, False)
+    assert origins == cimxml_encode.write_instance(i, None, {"name": "CIM_System"}, False)
+    assert 'CLASSORIGIN="CIM_System"' in origins and "CLASSORIGIN" not in text
+
+
+# ---------------------------------------------------------------------- qemu:///system
+@dataclass
+class Live:
+    server: WbemServer
+    service: Service
+    root: Path
+    a: str  # in scope t1
+    c: str  # in no scope
+
+    def client(self, user: str) -> WSMan:
+        return WSMan("127.0.0.1", port=self.server.ports["wsman-http"], ssl=False,
+                     auth="basic", encryption="never", username=user, password=PASSWORD)
+
+    def cimxml(self) -> pywbem.WBEMConnection:
+        return pywbem.WBEMConnection(f"http://127.0.0.1:{self.server.ports['http']}",
+                                     ("admin", PASSWORD), default_namespace=names.NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    root = fresh_dir()
+    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI)
+    users = UsersFile(settings.users_file)
+    users.add("admin", Role.ADMINISTRATOR, PASSWORD)
+    users.add("alice", Role.ADMINISTRATOR, PASSWORD, scope="t1")
+    service = Service(settings)
+    server = WbemServer(service.registry, http_port=0, workers=4,
+                        auth=authenticator_from_settings(settings),
+                        audit=audit_from_settings(settings), wsman_http_port=free_port())
+    server.start()
+    guids: list[str] = []
+    try:
+        for tag, scope in (("a", "t1"), ("c", "")):
+            vs = VirtualSystem(guid=new_guid(), name=f"wsrender-{tag}-{root.name}",
+                               memory_mb=64, controllers=default_controllers(),
+                               scope_of_residence=scope)
+            guids.append(vs.guid)
+            service.host.define(vs)
+        yield Live(server, service, root, guids[0], guids[1])
+    finally:
+        server.stop()
+        for guid in guids:
+            with contextlib.suppress(Exception):
+                _domain(guid).destroy()
+            with contextlib.suppress(Exception):
+                service.host.undefine(guid)
+        service.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _domain(guid: str) -> libvirt.virDomain:
+    return libvirt.open(QEMU_URI).lookupByUUIDString(guid)
+
+
+def systems(w: WSMan) -> dict[str, dict[str, str]]:
+    """Optimized Enumerate of every Msvm_ComputerSystem in one response: Name -> values."""
+    enum = ET.Element(f"{{{NAMESPACES['wsen']}}}Enumerate")
+    ET.SubElement(enum, f"{{{NAMESPACES['wsman']}}}OptimizeEnumeration")
+    ET.SubElement(enum, f"{{{NAMESPACES['wsman']}}}MaxElements").text = "32000"
+    resp = w.enumerate(CS, resource=enum).find("n:EnumerateResponse", NS)
+    assert resp is not None and resp.find("w:EndOfSequence", NS) is not None
+    items = resp.find("w:Items", NS)
+    assert items is not None
+    return {el.findtext(f"{{{CS}}}Name") or "": {c.tag.split("}")[1]: c.text or "" for c in el}
+            for el in items}
+
+
+@pytest.mark.qemu
+def test_an_enumeration_shows_every_change_at_once(live: Live) -> None:
+    admin, alice = live.client("admin"), live.client("alice")
+    first = systems(admin)
+    assert first[live.a]["EnabledState"] == "3" and live.c in first
+    hits = encode.RENDERED.hits
+    again = systems(admin)
+    assert again == first
+    assert encode.RENDERED.hits - hits >= 2  # both VMs' text came from the table
+    # a scoped user after the table is warm: still its scope's VM only
+    mine = systems(alice)
+    assert live.a in mine and live.c not in mine
+    conn = live.cimxml()
+
+    def cim_states() -> dict[str, int]:
+        return {str(i["Name"]): int(i["EnabledState"])
+                for i in conn.EnumerateInstances(names.COMPUTER_SYSTEM)}
+    assert cim_states()[live.a] == 3
+    hits = cimxml_encode.RENDERED.hits
+    assert cim_states()[live.a] == 3
+    assert cimxml_encode.RENDERED.hits - hits >= 2  # over CIM-XML too
+    # started behind the server's back: the next enumeration says so, for both users and
+    # both protocols
+    dom = _domain(live.a)
+    dom.create()
+    try:
+        assert systems(admin)[live.a]["EnabledState"] == "2"
+        mine = systems(alice)
+        assert mine[live.a]["EnabledState"] == "2" and live.c not in mine
+        assert cim_states()[live.a] == 2
+    finally:
+        dom.destroy()
+    assert systems(admin)[live.a]["EnabledState"] == "3"
+    assert cim_states()[live.a] == 3
+    # renamed through the management service: the new name at once
+    vm = pywbem.CIMInstanceName(names.COMPUTER_SYSTEM, {
+        "CreationClassName": names.COMPUTER_SYSTEM, "Name": live.c})
+    vssd = pywbem.CIMInstance(names.VSSD, properties={
+        "InstanceID": f"Microsoft:{live.c}", "ElementName": f"renamed-{live.root.name}"})
+    wbemflow.completed(conn, *wbemflow.invoke(conn, names.VSMS, "ModifyVirtualSystem",
+                                              ComputerSystem=vm,
+                                              SystemSettingData=vssd.tocimxmlstr()))
+    after = systems(admin)
+    assert after[live.c]["ElementName"] == f"renamed-{live.root.name}"
+    assert {str(i["ElementName"]) for i in conn.EnumerateInstances(names.COMPUTER_SYSTEM)
+            if i["Name"] == live.c} == {f"renamed-{live.root.name}"}
+    assert after[live.a] == {**first[live.a], "TimeOfLastStateChange":
+                             after[live.a]["TimeOfLastStateChange"]}
