@@ -1,9 +1,10 @@
-"""A console screenshot (PNG, what libvirt's QEMU driver returns with QEMU 7.1 and later, or
-binary PPM, what it returned before) → a thumbnail in the pixel format of the v1 API: raw RGB 5:6:5, 16 bits per pixel, little-endian (the low byte
-first: green's low three bits and blue, then red and green's high three bits), rows top to
-bottom, no header, no padding: ``width * height * 2`` bytes.
+"""A console screenshot → a thumbnail in the pixel format of the v1 API: raw RGB 5:6:5, 16
+bits per pixel, little-endian (the low byte first: green's low three bits and blue, then red
+and green's high three bits), rows top to bottom, no header, no padding: ``width * height * 2``
+bytes.
 
-PNG is decoded here with ``zlib`` (8-bit RGB or RGBA, not interlaced: what QEMU writes).
+libvirt's QEMU driver returns PNG (with QEMU 7.1 and later) or binary PPM (before). PNG is
+decoded here with ``zlib`` (8-bit RGB or RGBA, not interlaced: what QEMU writes).
 Scaling is nearest-neighbour to exactly the requested size (the aspect ratio is not kept, as
 Hyper-V does). Most per-pixel work runs in C (``bytes.translate``, slicing, big-integer
 arithmetic, ``itertools.accumulate``); only PNG rows filtered with Average or Paeth are undone
