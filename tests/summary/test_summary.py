@@ -262,11 +262,10 @@ def test_libvirt_calls_per_request_do_not_grow_with_the_vms(tmp_path: Path) -> N
         service.host.start(made[1])
         thirty = cost()
         assert ten[1] == 10 and thirty[1] == 30
-        # 2: the statistics and the saved states; a domain another test defines meanwhile is
-        # read once more (other engineers' tests share qemu:///system): a little noise, far
-        # below the 10 or 30 calls a per-VM call would cost
-        assert ten[0] >= 2 and thirty[0] >= 2
-        assert ten[0] <= 4 and thirty[0] <= 4
+        # 3: the states, the saved states, the statistics of the running VMs; a domain another
+        # test defines meanwhile is read once more (other engineers' tests share
+        # qemu:///system): a little noise, far below the 10 or 30 calls of a per-VM call
+        assert 3 <= ten[0] <= 5 and 3 <= thirty[0] <= 5
     finally:
         for guid in made:
             with contextlib.suppress(Exception):  # most are off

@@ -134,13 +134,16 @@ class VirtHost:
     def statistics(self, groups: int = 0, *, agent: bool = False
                    ) -> list[tuple[VirtualSystem, stats.DomainStats]]:
         """Every VM (sorted by GUID; shared models, read only) with its run-time statistics
-        (``groups``: ``stats.CPU`` | ``stats.BALLOON``), from two libvirt calls whatever the
-        number of VMs; ``agent`` adds one guest-agent call per running VM (vsms.virt.stats)."""
+        (``groups``: ``stats.CPU`` | ``stats.BALLOON``), from three libvirt calls whatever the
+        number of VMs (two without groups or running VMs); ``agent`` adds one guest-agent call
+        per running VM (vsms.virt.stats)."""
         def work(conn: Any) -> list[tuple[VirtualSystem, stats.DomainStats]]:
             since = self._cache.seq()
-            raw, saved = stats.read_all(conn, groups)
+            raw, saved = stats.read_all(conn)
             self._refresh(conn, [dom for dom, _ in raw], since)
-            return stats.combine(self._cache.shared(), raw, saved, stats.run_dir(self.uri),
+            shared = self._cache.shared()
+            running = stats.read_running(conn, raw, {g for g, _ in shared}, groups)
+            return stats.combine(shared, raw, running, saved, stats.run_dir(self.uri),
                                  agent=agent)
         return self._conn.run("read the statistics of the virtual machines", work)
 

@@ -1,8 +1,10 @@
 """Run-time statistics of every VM from one bulk libvirt call, and console screenshots.
 
-``read_all`` asks libvirt once for the statistics of every domain
-(``virConnectGetAllDomainStats`` with the groups the caller needs) plus once for the domains
-with a saved state; ``combine`` joins them with the cached models (``VirtHost.statistics``).
+``read_all`` asks libvirt once for the state of every domain (``virConnectGetAllDomainStats``)
+and once for the domains with a saved state, as the VM list does; ``read_running`` asks once
+more, for the statistics groups the caller needs (CPU time, memory) of this service's running
+VMs only (``virDomainListGetStats``: the host's other domains cost nothing); ``combine`` joins
+them with the cached models (``VirtHost.statistics``).
 What libvirt has no statistic for comes from elsewhere without another libvirt call: when a
 running VM's QEMU process started (its pid file in libvirt's run directory, then
 ``/proc/<pid>/stat``), which is the VM's uptime. Asking a guest agent (heartbeat, guest
@@ -37,6 +39,7 @@ CPU = libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
 BALLOON = libvirt.VIR_DOMAIN_STATS_BALLOON
 SCREENSHOT_MAX = 64 * 1024 * 1024  # bytes: far above any real console (4K x 3 bytes = 25 MiB)
 _RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_BLOCKED)
+_ACTIVE = (*_RUNNING, libvirt.VIR_DOMAIN_PMSUSPENDED)  # a QEMU process exists
 _NO_AGENT = (libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
              libvirt.VIR_ERR_OPERATION_UNSUPPORTED, libvirt.VIR_ERR_NO_SUPPORT,
              libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_AGENT_UNSYNCED,
@@ -64,20 +67,36 @@ class GuestFacts:
     os_name: str | None = None
 
 
-def read_all(conn: Any, groups: int) -> tuple[list[tuple[Any, dict[str, Any]]], set[str]]:
-    """(domain, statistics) of every domain, and the GUIDs of those with a saved state: two
-    libvirt calls whatever the number of domains."""
-    stats = conn.getAllDomainStats(groups | STATE, 0)
+def read_all(conn: Any) -> tuple[list[tuple[Any, dict[str, Any]]], set[str]]:
+    """(domain, state statistics) of every domain, and the GUIDs of those with a saved state:
+    two libvirt calls whatever the number of domains."""
+    stats = conn.getAllDomainStats(STATE, 0)
     saved = {d.UUIDString().upper() for d in
              conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)}
     return stats, saved
 
 
+def read_running(conn: Any, raw: list[tuple[Any, dict[str, Any]]], ours: set[str],
+                 groups: int) -> dict[str, dict[str, Any]]:
+    """GUID -> statistics ``groups`` of each of ``ours`` that runs: one libvirt call for all of
+    them (none when none runs or no group is asked), so the host's other domains cost
+    nothing."""
+    doms = [dom for dom, values in raw if values.get("state.state", 0) in _ACTIVE
+            and dom.UUIDString().upper() in ours]
+    if not groups or not doms:
+        return {}
+    # NOWAIT: what libvirt knows without asking QEMU (CPU time from cgroups, the current
+    # memory it tracks); a busy QEMU monitor would otherwise hold the call up
+    found = conn.domainListGetStats(doms, groups, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+    return {dom.UUIDString().upper(): values for dom, values in found}
+
+
 def combine(systems: Iterable[tuple[str, VirtualSystem]], raw: list[tuple[Any, dict[str, Any]]],
-            saved: set[str], run_dir: Path | None, *, agent: bool = False,
-            ) -> list[tuple[VirtualSystem, DomainStats]]:
-    """Each cached model (GUID, model) that libvirt listed, with its statistics. ``agent``: also
-    ask the guest agent of every running VM (one call each)."""
+            running: dict[str, dict[str, Any]], saved: set[str], run_dir: Path | None, *,
+            agent: bool = False) -> list[tuple[VirtualSystem, DomainStats]]:
+    """Each cached model (GUID, model) that libvirt listed, with its statistics (``running``:
+    those ``read_running`` gave). ``agent``: also ask the guest agent of every running VM (one
+    call each)."""
     now = time.monotonic()
     by_guid = {dom.UUIDString().upper(): (dom, values) for dom, values in raw}
     out = []
@@ -87,9 +106,10 @@ def combine(systems: Iterable[tuple[str, VirtualSystem]], raw: list[tuple[Any, d
             continue
         dom, values = found
         code = values.get("state.state", 0)
-        active = code in _RUNNING or code == libvirt.VIR_DOMAIN_PMSUSPENDED
-        cpu = values.get("cpu.time")
-        mem = values.get("balloon.current")
+        active = code in _ACTIVE
+        more = running.get(guid, {})
+        cpu = more.get("cpu.time")
+        mem = more.get("balloon.current")
         out.append((vs, DomainStats(
             state=steady_state(code, guid in saved), active=active,
             cpu_time_ns=int(cpu) if active and cpu is not None else None,
