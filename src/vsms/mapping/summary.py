@@ -61,6 +61,38 @@ def summary_instance(values: Mapping[str, Any]) -> pywbem.CIMInstance:
     return pywbem.CIMInstance(names.SUMMARY_INFORMATION, properties=props)
 
 
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, bytearray)) else value
+
+
+class SummaryMemo:
+    """The last Msvm_SummaryInformation built for each VM and the values it was built from
+    (thread-safe): building a pywbem instance costs far more than comparing its values, and a
+    VM that does not run gives the same values request after request. The instances returned
+    are shared between calls: treat them as read-only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: dict[str, tuple[tuple[Any, ...], pywbem.CIMInstance]] = {}
+
+    def instance(self, guid: str, values: Mapping[str, Any]) -> pywbem.CIMInstance:
+        key = tuple((name, _frozen(value)) for name, value in values.items())
+        with self._lock:
+            seen = self._built.get(guid)
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        inst = summary_instance(values)
+        with self._lock:
+            self._built[guid] = (key, inst)
+        return inst
+
+    def keep_only(self, guids: Iterable[str]) -> None:
+        keep = set(guids)
+        with self._lock:
+            for guid in [g for g in self._built if g not in keep]:
+                del self._built[guid]
+
+
 @dataclass
 class _Track:
     started: float | None  # process start (epoch s) the samples belong to

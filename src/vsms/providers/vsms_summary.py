@@ -36,7 +36,7 @@ from vsms.cim.enums import (
 from vsms.errors import InvalidParameter, NotFound, VsmsError
 from vsms.mapping import ids, thumbnail
 from vsms.mapping.jobs import job_instance
-from vsms.mapping.summary import LoadMeter, summary_instance
+from vsms.mapping.summary import LoadMeter, SummaryMemo
 from vsms.mapping.system import status_descriptions
 from vsms.model.vm import VirtualSystem
 from vsms.providers.base import CIMTarget, ServiceProvider, method
@@ -124,6 +124,10 @@ class SummaryMethods(ServiceProvider):
     def _run_clock(self) -> _RunClock:
         return _RunClock()
 
+    @functools.cached_property
+    def _summaries(self) -> SummaryMemo:
+        return SummaryMemo()
+
     def summary_snapshots(self, vs: VirtualSystem) -> list[pywbem.CIMInstance]:
         """Hook for snapshots (RequestedInformation 107): the Msvm_VirtualSystemSettingData of
         each snapshot of ``vs``. None exist until snapshots are served."""
@@ -174,7 +178,8 @@ class SummaryMethods(ServiceProvider):
                 values["AsynchronousTasks"] = jobs.get(guid, [])
             if size is not None and st.state in _RUNNING:
                 values["ThumbnailImage"] = self._thumbnail(guid, *size, quiet=True)
-            out.append(summary_instance(values))
+            out.append(self._summaries.instance(guid, values))
+        self._summaries.keep_only(rows)
         return int(ReturnCode.COMPLETED), {"SummaryInformation": out}
 
     def _values(self, want: set[SummaryItem], vs: VirtualSystem, st: DomainStats,
