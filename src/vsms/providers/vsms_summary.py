@@ -88,13 +88,14 @@ def _requested(raw: Any) -> list[SummaryItem]:
     return out
 
 
-def _targets(raw: Any) -> list[str] | None:
-    """The VM GUIDs SettingData names, in order (None: NULL, every VM)."""
+def _targets(raw: Any, name: str = "SettingData") -> list[str] | None:
+    """The VM GUIDs parameter ``name`` names, in order (None: NULL, every VM)."""
     if raw is None:
         return None
+    array = isinstance(raw, (list, tuple))
     out = []
-    for i, value in enumerate(raw if isinstance(raw, (list, tuple)) else [raw]):
-        where = f"SettingData[{i}]"
+    for i, value in enumerate(raw if array else [raw]):
+        where = f"{name}[{i}]" if array else name
         path = parse_path(value, where)
         if path.classname.lower() not in _SETTING_CLASSES:
             raise InvalidParameter(f"{where} must refer to an {names.VSSD}, not "
@@ -256,7 +257,7 @@ class SummaryMethods(ServiceProvider):
     @method("GetVirtualSystemThumbnailImage", _O,
             params=("TargetSystem", "WidthPixels", "HeightPixels"))
     def get_thumbnail_image(self, target: CIMTarget, params: Params) -> Result:
-        guids = _targets([param(params, "TargetSystem")])
+        guids = _targets(param(params, "TargetSystem"), "TargetSystem")
         assert guids is not None
         width = _dimension(params, "WidthPixels")
         height = _dimension(params, "HeightPixels")
