@@ -1,6 +1,6 @@
-"""One real Service on qemu:///system per module, served over CIM-XML and WS-Man on loopback,
-with two VMs of its own (no disks): "run" (running, 2 processors, in scope "red") and "off"
-(turned off, in scope "blue"). Everything is removed at the end."""
+"""One real Service on qemu:///system for the whole package (tests/summary), served over CIM-XML
+and WS-Man on loopback, with two VMs of its own (no disks): "run" (running, 2 processors, in
+scope "red") and "off" (turned off, in scope "blue"). Everything is removed at the end."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def u32(*values: int) -> list[pywbem.Uint32]:
     return [pywbem.Uint32(v) for v in values]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def rig() -> Iterator[Rig]:
     root = fresh_dir()
     service = Service(Settings(state_dir=root / "state", storage_roots=(root,),
