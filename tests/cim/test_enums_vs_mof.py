@@ -42,6 +42,8 @@ TABLE: list[tuple[type[IntEnum], str, str]] = [
     (enums.StorageJobType, f"{names.STORAGE_JOB}.Type", "same"),
     (enums.CopySnapshotConfiguration, f"{names.EXPORT_SD}.CopySnapshotConfiguration", "same"),
     (enums.ElementEffects, f"{names.AFFECTED_JOB_ELEMENT}.ElementEffects", "same"),
+    (enums.SummaryItem, f"{names.VSMS}.GetSummaryInformation(RequestedInformation)", "same"),
+    (enums.HeartbeatStatus, f"{names.SUMMARY_INFORMATION}.Heartbeat", "same"),
 ]
 
 # ReturnCode is the return value of every Msvm method that documents the 327xx codes.

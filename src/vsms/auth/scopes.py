@@ -43,6 +43,7 @@ from vsms.cim import names
 from vsms.cim.embedded import parse_instance
 from vsms.cim.enums import ReturnCode
 from vsms.mapping.checks import canonical_guid
+from vsms.providers.context import visible_vm
 from vsms.providers.registry import CIMTarget, Registry
 
 log = logging.getLogger("vsms.auth")
@@ -57,7 +58,8 @@ _SYSTEM_NAME = re.compile(r"ComputerSystem.*?Name\s*=\s*[\\\"']*\{?(" + _GUID + 
                           re.IGNORECASE | re.DOTALL)
 _SCOPE_PROPERTIES = ("scopeofresidence", "securityscope")
 #: methods a scoped user may call with its highest role although they name no VM or scope
-ANY_SCOPE = frozenset(("getvirtualsystemimportsettingdata", "formaterror"))
+ANY_SCOPE = frozenset(("getvirtualsystemimportsettingdata", "formaterror",
+                       "getsummaryinformation"))  # NULL SettingData: the visible VMs
 
 
 def role_in(principal: Principal, scope: str) -> Role | None:
@@ -185,7 +187,13 @@ class ScopedRegistry(Registry):
                         "ReturnValue %d", self.principal.user, self.principal.source,
                         target.classname, method, ReturnCode.ACCESS_DENIED)
             return int(ReturnCode.ACCESS_DENIED), {}
-        return self.base.invoke_method(namespace, target, method, params)
+        if not self.scoped:
+            return self.base.invoke_method(namespace, target, method, params)
+        token = visible_vm.set(lambda guid: self._vm_role(guid) is not None)
+        try:
+            return self.base.invoke_method(namespace, target, method, params)
+        finally:
+            visible_vm.reset(token)
 
     def _may_call(self, target: CIMTarget, method: str, params: Mapping[str, Any]) -> bool:
         need = policy.method_role(target.classname, method)

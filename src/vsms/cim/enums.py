@@ -217,3 +217,41 @@ class ElementEffects(IntEnum):
 
 VIRTUAL_SYSTEM_TYPE_HYPERV = 301
 """Msvm_VirtualSystemSettingData.VirtualSystemType for a Hyper-V virtual machine."""
+
+
+class SummaryItem(IntEnum):
+    """GetSummaryInformation RequestedInformation: the Msvm_SummaryInformation properties."""
+
+    NAME = 0
+    ELEMENT_NAME = 1
+    CREATION_TIME = 2
+    NOTES = 3
+    NUMBER_OF_PROCESSORS = 4
+    THUMBNAIL_SMALL = 5  # 80x60
+    THUMBNAIL_MEDIUM = 6  # 160x120
+    THUMBNAIL_LARGE = 7  # 320x240
+    ALLOCATED_GPU = 8
+    ENABLED_STATE = 100
+    PROCESSOR_LOAD = 101
+    PROCESSOR_LOAD_HISTORY = 102
+    MEMORY_USAGE = 103
+    HEARTBEAT = 104
+    UPTIME = 105
+    GUEST_OPERATING_SYSTEM = 106
+    SNAPSHOTS = 107
+    ASYNCHRONOUS_TASKS = 108
+    HEALTH_STATE = 109
+    OPERATIONAL_STATUS = 110
+    STATUS_DESCRIPTIONS = 111
+    MEMORY_AVAILABLE = 112
+    AVAILABLE_MEMORY_BUFFER = 113
+
+
+class HeartbeatStatus(IntEnum):
+    """Msvm_HeartbeatComponent.OperationalStatus[0], also Msvm_SummaryInformation.Heartbeat."""
+
+    OK = 2
+    DEGRADED = 3
+    NON_RECOVERABLE_ERROR = 7
+    NO_CONTACT = 12
+    LOST_COMMUNICATION = 13

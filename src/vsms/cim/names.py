@@ -34,3 +34,4 @@ HOSTED_SERVICE = "Msvm_HostedService"
 # fixed keys of the singleton services
 VSMS_NAME = "vmms"
 IMAGE_SERVICE_NAME = "vhdsvc"
+SUMMARY_INFORMATION = "Msvm_SummaryInformation"

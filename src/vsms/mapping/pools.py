@@ -40,7 +40,7 @@ import pywbem
 from vsms.cim import names
 from vsms.cim.enums import HealthState, OperationalStatus, ResourceType
 from vsms.errors import InvalidParameter
-from vsms.mapping import devices, ids
+from vsms.mapping import devices, ids, logical_devices
 from vsms.mapping.checks import MIN_MEMORY_MB, Limits
 from vsms.model.vm import (
     Controller,
@@ -376,6 +376,24 @@ def allocations(vs: VirtualSystem) -> list[pywbem.CIMInstance]:
         if pool is not None and rasd.path is not None:
             out.append(_association(RESOURCE_ALLOCATION_FROM_POOL,
                                     {"Antecedent": pool.path(), "Dependent": rasd.path}))
+    return out
+
+
+def element_allocations(vs: VirtualSystem) -> list[pywbem.CIMInstance]:
+    """Msvm_ElementAllocatedFromPool of each of the VM's logical devices that has a RASD: the
+    device and the primordial pool its RASD draws from."""
+    by_rasd: dict[str, Pool] = {}
+    for rasd in devices.device_instances(vs):
+        pool = pool_of_rasd(rasd)
+        if pool is not None and rasd.path is not None:
+            by_rasd[str(rasd.path.keybindings["InstanceID"]).upper()] = pool
+    out = []
+    for dev in logical_devices.devices(vs):
+        pool = by_rasd.get((dev.rasd or "").upper())
+        if pool is not None:
+            out.append(_association(ELEMENT_ALLOCATED_FROM_POOL, {
+                "Antecedent": pool.path(),
+                "Dependent": logical_devices.device_path(vs.guid, dev.classname, dev.device_id)}))
     return out
 
 

@@ -49,6 +49,12 @@ _STATUS_TEXT = {
 }
 
 
+def status_descriptions(operational: Sequence[int]) -> list[str]:
+    """StatusDescriptions for an OperationalStatus array ("" for a value without a text)."""
+    return [_STATUS_TEXT.get(OperationalStatus(v), "") if v in OperationalStatus._value2member_map_
+            else "" for v in operational]
+
+
 def _dt(value: datetime | None) -> pywbem.CIMDateTime | None:
     if value is None:
         return None
@@ -94,8 +100,7 @@ def computer_system(vs: VirtualSystem, state: EnabledState, requested: Requested
     exporting); ``on_time_ms`` and ``last_state_change`` are what the caller observed.
     """
     status = [pywbem.Uint16(v) for v in (operational or [OperationalStatus.OK])]
-    texts = [_STATUS_TEXT.get(OperationalStatus(v), "") if v in OperationalStatus._value2member_map_
-             else "" for v in status]
+    texts = status_descriptions(status)
     accel = accelerator_label(vs.accelerator)
     return _build(names.COMPUTER_SYSTEM,
                   {"CreationClassName": names.COMPUTER_SYSTEM, "Name": vs.guid}, {

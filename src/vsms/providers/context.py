@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -27,3 +28,9 @@ class ServiceContext:
 #: The user on whose behalf the current call runs ("" without authentication): set by the WBEM
 #: dispatcher around an extrinsic method, recorded as the Owner of the jobs it starts.
 caller: ContextVar[str] = ContextVar("vsms_caller", default="")
+
+#: Which VMs the caller may see (VM GUID -> visible), set by the scoped registry
+#: (``vsms.auth.scopes``) around each method a scoped user calls; None: every VM. A method that
+#: lists VMs on its own (GetSummaryInformation with NULL SettingData) shows only visible ones.
+visible_vm: ContextVar[Callable[[str], bool] | None] = ContextVar("vsms_visible_vm",
+                                                                   default=None)

@@ -6,15 +6,15 @@ CreateGoalSettings);
 ``PoolAssociationProvider`` serves Msvm_ElementCapabilities
 (pool ↔ capabilities), Msvm_SettingsDefineCapabilities (capabilities ↔ their Default, Minimum,
 Maximum and Increment settings), Msvm_HostedResourcePool (host ↔ pool) and
-Msvm_ResourceAllocationFromPool (pool ↔ each RASD of every VM). The defining settings
-themselves are Msvm_ResourceAllocationSettingData (and subclass) instances, served with the
-VMs' settings by ``providers.settings_data``. Msvm_ElementAllocatedFromPool is declared; it has
-no instances until the VMs' logical devices are served.
+Msvm_ResourceAllocationFromPool (pool ↔ each RASD of every VM) and
+Msvm_ElementAllocatedFromPool (pool ↔ each logical device of every VM that has a RASD: the
+pool of its RASD). The defining settings themselves are Msvm_ResourceAllocationSettingData (and
+subclass) instances, served with the VMs' settings by ``providers.settings_data``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pywbem
 
@@ -25,7 +25,9 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InvalidParameter, VsmsError
 from vsms.mapping import ids, pools
 from vsms.mapping.devices import SUB_MEMORY
+from vsms.mapping.logical_devices import system_of
 from vsms.mapping.pools import GoalReturn
+from vsms.model.vm import VirtualSystem
 from vsms.providers.base import CIMTarget, ServiceProvider, method
 from vsms.providers.common import (
     ERROR_DESCRIPTION,
@@ -115,25 +117,29 @@ class PoolAssociationProvider(ServiceProvider):
         return []
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
-        if classname.lower() == pools.RESOURCE_ALLOCATION_FROM_POOL.lower():
-            return [a for vs in self.ctx.host.shared_systems() for a in pools.allocations(vs)]
+        per_vm = _PER_VM.get(classname.lower())
+        if per_vm is not None:
+            return [a for vs in self.ctx.host.shared_systems() for a in per_vm(vs)]
         return self._host_level(classname, pools.POOLS)
 
     def references_to(self, classname: str, target: pywbem.CIMInstanceName
                       ) -> Iterable[pywbem.CIMInstance]:
         """Only what concerns ``target``: the one pool it names or belongs to, or the one VM
         whose settings it is (a pool's allocations: every VM)."""
-        if classname.lower() != pools.RESOURCE_ALLOCATION_FROM_POOL.lower():
+        per_vm = _PER_VM.get(classname.lower())
+        if per_vm is None:
             pool = self._pool_of(target)
             return self._host_level(classname, [pool] if pool else pools.POOLS)
         if self._pool_of(target) is not None:
             return self.enumerate(classname)
-        try:
-            guid = ids.guid_of(key(target, "InstanceID"))
-        except InvalidParameter:
-            return []
+        guid = system_of(target)  # a logical device (or the VM)
+        if guid is None:
+            try:
+                guid = ids.guid_of(key(target, "InstanceID"))  # a RASD
+            except InvalidParameter:
+                return []
         vs = self.ctx.host.get_system(guid)
-        return pools.allocations(vs) if vs is not None else []
+        return per_vm(vs) if vs is not None else []
 
     @staticmethod
     def _pool_of(target: pywbem.CIMInstanceName) -> pools.Pool | None:
@@ -151,3 +157,10 @@ class PoolAssociationProvider(ServiceProvider):
         refs = [r for r in path.keybindings.values() if isinstance(r, pywbem.CIMInstanceName)]
         found = self.references_to(path.classname, refs[-1]) if refs else []
         return next((i for i in found if i.path is not None and same_path(i.path, path)), None)
+
+
+#: the associations of each VM's settings (RASD) and devices with their pools
+_PER_VM: dict[str, Callable[[VirtualSystem], list[pywbem.CIMInstance]]] = {
+    pools.RESOURCE_ALLOCATION_FROM_POOL.lower(): pools.allocations,
+    pools.ELEMENT_ALLOCATED_FROM_POOL.lower(): pools.element_allocations,
+}

@@ -5,7 +5,8 @@ notes; ``<sysinfo type='smbios'>`` the SMBIOS serial numbers (``<os><smbios mode
 machine ``pc`` (i440fx, which has IDE); IDE controller c slot s is disk ``hd{a+2c+s}`` at
 drive address (0, c, s); SCSI controller i is a virtio-scsi controller with index i whose slot s
 is disk ``sd…`` at drive address (i, 0, s); a connected COM port is a ``<serial type='unix'>``
-whose socket QEMU creates. Our metadata element records the whole model.
+whose socket QEMU creates; one emulated VGA display (no graphics listener: libvirt's
+screenshot reads it). Our metadata element records the whole model.
 
 Reading back, the metadata defines the device set and the Hyper-V identity; the XML supplies
 what libvirt users may change with virsh: the domain type (the accelerator: kvm or qemu),
@@ -173,6 +174,8 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
             _sub(devices, "controller", type="scsi", index=str(ctl.index), model="virtio-scsi")
     _nics(devices, vs)
     _serials(devices, vs)
+    # the emulated display (Msvm_VideoHead): what the console and thumbnails show
+    _sub(_sub(devices, "video"), "model", type="vga")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
 

@@ -19,7 +19,7 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound
 from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
-from vsms.virt import caps, domxml
+from vsms.virt import caps, domxml, stats
 from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
@@ -130,6 +130,28 @@ class VirtHost:
             return [(vs, steady_state(raw[guid], guid in saved))
                     for guid, vs in self._cache.shared() if guid in raw]
         return self._conn.run("list the virtual machines and their states", work)
+
+    def statistics(self, groups: int = 0, *, agent: bool = False
+                   ) -> list[tuple[VirtualSystem, stats.DomainStats]]:
+        """Every VM (sorted by GUID; shared models, read only) with its run-time statistics
+        (``groups``: ``stats.CPU`` | ``stats.BALLOON``), from three libvirt calls whatever the
+        number of VMs (two without groups or running VMs); ``agent`` adds one guest-agent call
+        per running VM (vsms.virt.stats)."""
+        def work(conn: Any) -> list[tuple[VirtualSystem, stats.DomainStats]]:
+            since = self._cache.seq()
+            raw, saved = stats.read_all(conn)
+            self._refresh(conn, [dom for dom, _ in raw], since)
+            shared = self._cache.shared()
+            running = stats.read_running(conn, raw, {g for g, _ in shared}, groups)
+            return stats.combine(shared, raw, running, saved, stats.run_dir(self.uri),
+                                 agent=agent)
+        return self._conn.run("read the statistics of the virtual machines", work)
+
+    def screenshot(self, guid: str) -> tuple[str, bytes]:
+        """(MIME type, image) of the screen of a running VM; InvalidState when it is off."""
+        shot: tuple[str, bytes] = self._act(guid, "take a picture of the screen of",
+                                            stats.screenshot)
+        return shot
 
     def state(self, guid: str) -> EnabledState:
         """Steady EnabledState of one VM; NotFound when there is no such VM."""
