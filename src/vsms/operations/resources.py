@@ -29,6 +29,7 @@ from vsms.model.vm import DriveKind, ImageFormat
 from vsms.operations.modify import ReplaceSystem, check_defineable, load_system, require_off
 from vsms.operations.paths import StorageRoots
 from vsms.operations.serial import socket_checker
+from vsms.operations.switchports import port_resolver
 from vsms.virt.host import VirtHost
 
 DISK_FORMATS = (ImageFormat.VHD, ImageFormat.VHDX, ImageFormat.QCOW2)
@@ -89,7 +90,8 @@ def image_checker(roots: StorageRoots, host: VirtHost, guid: str) -> ImageChecke
 
 def resource_env(roots: StorageRoots, host: VirtHost, guid: str) -> ResourceEnv:
     return ResourceEnv(check_image=image_checker(roots, host, guid), macs_in_use=host.macs_in_use(),
-                       check_socket=socket_checker(roots))
+                       check_socket=socket_checker(roots),
+                       resolve_port=port_resolver(host, guid))
 
 
 @dataclass
