@@ -148,7 +148,7 @@ class Networks:
                 raise _error(exc, what) from None
         return self._conn.run(what, work)
 
-    def list(self) -> list[Switch]:
+    def switches(self) -> list[Switch]:
         """Every libvirt network as a switch, sorted by ElementName."""
         def work(conn: Any) -> list[Switch]:
             out = []
@@ -165,7 +165,7 @@ class Networks:
     def get(self, switch_id: str) -> Switch | None:
         """The switch whose Name is ``switch_id`` (case-insensitive), or None."""
         want = switch_id.casefold()
-        return next((s for s in self.list() if s.id.casefold() == want), None)
+        return next((s for s in self.switches() if s.id.casefold() == want), None)
 
     def by_network(self, network: str) -> Switch | None:
         def work(conn: Any) -> Switch | None:
