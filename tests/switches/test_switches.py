@@ -10,8 +10,8 @@ import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 
-import pywbem
 import pytest
+import pywbem
 
 from tests.e2e import wbemflow
 from tests.switches.conftest import Net, domain_xml, guid_of, net_xml, virsh
