@@ -26,6 +26,7 @@ from vsms.mapping.resources import (
     remove_resource,
 )
 from vsms.model.vm import DriveKind, ImageFormat
+from vsms.operations import switching
 from vsms.operations.modify import ReplaceSystem, check_defineable, load_system, require_off
 from vsms.operations.paths import StorageRoots
 from vsms.operations.serial import socket_checker
@@ -123,6 +124,11 @@ def prepare_modify_resources(host: VirtHost, roots: StorageRoots, guid: str,
     if not rasds:
         raise InvalidParameter("ResourceSettingData is empty: pass the changed resource "
                                "allocation setting data instances")
+    if host.state(guid) in switching.LIVE:  # only adapters' connections may change
+        new = copy.deepcopy(old)
+        env = resource_env(roots, host, guid)
+        changed = [modify_resource(new, rasd, env) for rasd in rasds]
+        return ResourceChange(switching.prepare_live(host, old, new), changed)
     require_off(host, old, "change devices")
     new = copy.deepcopy(old)
     env = resource_env(roots, host, guid)

@@ -27,6 +27,7 @@ from vsms.operations.switchports import port_user
 from vsms.operations.undo import OpContext
 from vsms.virt import hostnet
 from vsms.virt.host import VirtHost
+from vsms.virt.networks import host_link_local
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class SwitchOps:
                 if sw.made_here and not sw.active:
                     log.info("starting virtual switch '%s' (%s)", sw.friendly, sw.id)
                     self.nets.save(sw)
+                elif sw.active:
+                    host_link_local(sw)
             on_switch = {sw.internal.name for sw in switches if sw.internal is not None}
             with self.ports_file.lock:
                 held = self.ports_file.load()

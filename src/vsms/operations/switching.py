@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass, field
 
 from vsms.cim.enums import EnabledState
 from vsms.errors import InvalidParameter, InvalidState, VsmsError
 from vsms.model.vm import VirtualSystem
-from vsms.operations.modify import describe_state, load_system
+from vsms.operations.modify import ReplaceSystem, describe_state, load_system
+from vsms.operations.undo import OpContext
 from vsms.virt import domxml, metadata
 from vsms.virt.host import VirtHost
 
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 Link = tuple[str, str, str]  # (libvirt network, port Name, switch Name); all "" = unconnected
 UNCONNECTED: Link = ("", "", "")
-_LIVE = (EnabledState.ENABLED, EnabledState.PAUSED)
+LIVE = (EnabledState.ENABLED, EnabledState.PAUSED)
 
 
 def nic_index(vs: VirtualSystem, dev_id: str) -> int:
@@ -56,7 +58,7 @@ def plan(host: VirtHost, vs: VirtualSystem, index: int, link: Link) -> tuple[Vir
     nic.switch, nic.port, nic.switch_id = link
     if state is EnabledState.DISABLED:
         return new, None
-    if state not in _LIVE:
+    if state not in LIVE:
         raise InvalidState(f"cannot change the connection of a network adapter of '{vs.name}' "
                            f"({vs.guid}): it is {describe_state(state)}; turn it off or start it")
     live = _live_network(host, vs, index)
@@ -98,3 +100,45 @@ def set_link(host: VirtHost, guid: str, dev_id: str, link: Link) -> VirtualSyste
     new, live_xml = plan(host, vs, index, link)
     apply(host, vs, new, live_xml)
     return new
+
+
+def only_connections_differ(old: VirtualSystem, new: VirtualSystem) -> bool:
+    """True when ``new`` is ``old`` with nothing but adapters' connections changed."""
+    strip = copy.deepcopy(new)
+    if len(strip.nics) != len(old.nics):
+        return False
+    for a, b in zip(strip.nics, old.nics, strict=True):
+        a.switch, a.port, a.switch_id = b.switch, b.port, b.switch_id
+        if a.identifiers == [f"{{{a.dev_id}}}"] and not b.identifiers:  # the default, spelt out
+            a.identifiers = []
+    return strip == old
+
+
+@dataclass
+class LiveReconnect(ReplaceSystem):
+    """ModifyVirtualSystemResources of a running VM that only moves adapters between switches:
+    the definition is replaced (undo: the old one), then each moved adapter changes live."""
+
+    live: list[str] = field(default_factory=list)  # the <interface> of each moved adapter
+
+    def run(self, ctx: OpContext) -> None:
+        super().run(ctx)
+        for xml in self.live:
+            self.host.networks.update_live(self.new.guid, xml)
+
+
+def prepare_live(host: VirtHost, old: VirtualSystem, new: VirtualSystem) -> LiveReconnect:
+    """Plan the live part of a resource change to a running VM, or refuse it (InvalidState)
+    unless it only changes adapters' connections."""
+    if not only_connections_differ(old, new):
+        raise InvalidState(
+            f"cannot change devices of '{old.name}' ({old.guid}): it is "
+            f"{describe_state(host.state(old.guid))}; turn it off first (RequestStateChange 3); "
+            "only the Connection of network adapters may change while it runs")
+    live = []
+    for i, (a, b) in enumerate(zip(old.nics, new.nics, strict=True)):
+        if (a.switch, a.port, a.switch_id) != (b.switch, b.port, b.switch_id):
+            _, xml = plan(host, old, i, (b.switch, b.port, b.switch_id))
+            if xml is not None:
+                live.append(xml)
+    return LiveReconnect(host, old, new, host.check(new), live)

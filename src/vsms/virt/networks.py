@@ -21,11 +21,19 @@ import threading
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import libvirt
 
-from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound, NotSupported
+from vsms.errors import (
+    InUse,
+    InvalidParameter,
+    InvalidState,
+    NotFound,
+    NotSupported,
+    OperationFailed,
+)
 from vsms.model.switch import HostPort, Port, Switch
 from vsms.virt.connection import Connection
 
@@ -123,6 +131,20 @@ def parse(xml: str, active: bool) -> Switch:
                   forward=forward, addresses=addresses)
 
 
+def host_link_local(sw: Switch, proc: Path = Path("/proc/sys/net/ipv6/conf")) -> None:
+    """Give an active switch with an internal port its IPv6 link-local address: libvirt turns
+    IPv6 off on a bridge without IPv6 addresses, so vsms turns it on again after each start (the
+    kernel adds the fe80:: address once the bridge has a port up). Needs root."""
+    if sw.internal is None or sw.external or not sw.bridge:
+        return
+    try:
+        (proc / sw.bridge / "disable_ipv6").write_text("0")
+    except OSError as exc:
+        raise OperationFailed(f"cannot enable IPv6 on bridge {sw.bridge} of switch "
+                              f"'{sw.friendly}' ({exc}): the internal port needs vsms to run "
+                              "as root") from None
+
+
 def _error(exc: libvirt.libvirtError, what: str) -> Exception:
     code = exc.get_error_code()
     if code in (libvirt.VIR_ERR_NO_NETWORK,):
@@ -183,7 +205,11 @@ class Networks:
         """Define the network of ``sw`` (its record inside), start it, autostart it."""
         def work(conn: Any) -> Switch:
             net = conn.networkDefineXML(build_xml(sw))
-            net.create()
+            try:
+                net.create()
+            except libvirt.libvirtError:
+                net.undefine()  # no record without its network started
+                raise
             net.setAutostart(1)
             return parse(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), True)
         made: Switch = self._run(f"create virtual switch '{sw.friendly}'", work)
@@ -210,6 +236,7 @@ class Networks:
                 net.create()
             return parse(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), True)
         saved: Switch = self._run(f"update virtual switch '{sw.friendly}'", work)
+        host_link_local(saved)
         return saved
 
     def delete(self, sw: Switch) -> None:
