@@ -18,6 +18,7 @@ import pywbem
 from tests.conftest import QEMU_URI, fresh_dir
 from tests.e2e import wbemflow
 from tests.e2e.conftest import Served, remove_vms
+from tests.wsman.conftest import free_port
 from vsms.app import Service
 from vsms.cim import names
 from vsms.mapping import switch_paths as sp
@@ -90,7 +91,8 @@ def net() -> Iterator[Net]:
     root = fresh_dir()
     settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI)
     service = Service(settings)
-    server = WbemServer(service.registry, listen="127.0.0.1", http_port=0, workers=4)
+    server = WbemServer(service.registry, listen="127.0.0.1", http_port=0, workers=4,
+                        wsman_http_port=free_port())
     server.start()
     served = Served(service, server, root)
     conn = served.connect()
