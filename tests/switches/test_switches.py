@@ -19,6 +19,7 @@ from vsms.app import Service
 from vsms.cim import names
 from vsms.cim.enums import ReturnCode
 from vsms.mapping import switch_paths as sp
+from vsms.virt import networks
 
 pytestmark = pytest.mark.qemu
 
@@ -155,3 +156,17 @@ def test_network_defined_with_virsh_is_a_switch(net: Net, tmp_path: pytest.TempP
     assert net.conn.GetInstance(port)["SystemName"] == uuid_text
     net.ok("DeleteSwitch", VirtualSwitch=sw.path)
     assert name not in virsh("net-list", "--all", "--name").split()
+
+
+def test_a_network_that_cannot_start_is_not_left_behind(net: Net,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # injected failure: the bridge name of an existing interface, which libvirt accepts in
+    # the definition but cannot create when it starts the network
+    monkeypatch.setattr(networks, "new_bridge_name", lambda: "lo")
+    name = str(uuid.uuid4()).upper()
+    net.switches.append(name)
+    rv, out = net.call("CreateSwitch", Name=name, FriendlyName=f"fail-{net.token}")
+    assert rv != ReturnCode.COMPLETED, out
+    assert "libvirt" in out["ErrorDescription"]
+    assert name not in virsh("net-list", "--all", "--name").split()
+    assert [s for s in net.conn.EnumerateInstances(sp.SWITCH) if s["Name"] == name] == []

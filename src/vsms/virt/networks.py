@@ -145,6 +145,25 @@ def host_link_local(sw: Switch, proc: Path = Path("/proc/sys/net/ipv6/conf")) ->
                               "as root") from None
 
 
+# The libvirt steps that change a network, one function each (the crash-safety tests put kill
+# points around them: vsms.testing.killpoints).
+
+def define_network(conn: Any, xml: str) -> Any:
+    return conn.networkDefineXML(xml)
+
+
+def start_network(net: Any) -> None:
+    net.create()
+
+
+def stop_network(net: Any) -> None:
+    net.destroy()
+
+
+def undefine_network(net: Any) -> None:
+    net.undefine()
+
+
 def _error(exc: libvirt.libvirtError, what: str) -> Exception:
     code = exc.get_error_code()
     if code in (libvirt.VIR_ERR_NO_NETWORK,):
@@ -204,11 +223,11 @@ class Networks:
     def create(self, sw: Switch) -> Switch:
         """Define the network of ``sw`` (its record inside), start it, autostart it."""
         def work(conn: Any) -> Switch:
-            net = conn.networkDefineXML(build_xml(sw))
+            net = define_network(conn, build_xml(sw))
             try:
-                net.create()
+                start_network(net)
             except libvirt.libvirtError:
-                net.undefine()  # no record without its network started
+                undefine_network(net)  # no record without its network started
                 raise
             net.setAutostart(1)
             return parse(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), True)
@@ -229,11 +248,11 @@ class Networks:
                 xml = build_xml(sw)
             else:
                 xml = with_metadata(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), sw)
-            net = conn.networkDefineXML(xml)
+            net = define_network(conn, xml)
             if rebuild and active:
-                net.destroy()
+                stop_network(net)
             if rebuild or not active:
-                net.create()
+                start_network(net)
             return parse(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE), True)
         saved: Switch = self._run(f"update virtual switch '{sw.friendly}'", work)
         host_link_local(saved)
@@ -244,8 +263,8 @@ class Networks:
         def work(conn: Any) -> None:
             net = conn.networkLookupByName(sw.network)
             if net.isActive():
-                net.destroy()
-            net.undefine()
+                stop_network(net)
+            undefine_network(net)
         self._run(f"delete virtual switch '{sw.friendly}'", work)
 
     def users(self, network: str) -> list[tuple[str, bool]]:
