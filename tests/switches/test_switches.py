@@ -9,6 +9,7 @@ import json
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import pywbem
@@ -17,7 +18,8 @@ from tests.e2e import wbemflow
 from tests.switches.conftest import Net, domain_xml, guid_of, net_xml, virsh
 from vsms.app import Service
 from vsms.cim import names
-from vsms.cim.enums import ReturnCode
+from vsms.cim.embedded import parse_instance
+from vsms.cim.enums import JobState, ReturnCode
 from vsms.mapping import switch_paths as sp
 from vsms.virt import networks
 
@@ -170,3 +172,91 @@ def test_a_network_that_cannot_start_is_not_left_behind(net: Net,
     assert "libvirt" in out["ErrorDescription"]
     assert name not in virsh("net-list", "--all", "--name").split()
     assert [s for s in net.conn.EnumerateInstances(sp.SWITCH) if s["Name"] == name] == []
+
+
+def _import(net: Net, directory: Path, targets: list[str] | None = None
+            ) -> tuple[pywbem.CIMInstance, str]:
+    """Import in place with a new ID (ImportVirtualSystemEx when ``targets`` maps switches);
+    the finished job and the imported VM's GUID."""
+    conn = net.conn
+    if targets is None:
+        job = wbemflow.run_job(conn, names.VSMS, "ImportVirtualSystem",
+                               ImportDirectory=str(directory), GenerateNewID=True)
+    else:
+        isd = _with_target(_preview(net, directory), targets)
+        job = wbemflow.run_job(conn, names.VSMS, "ImportVirtualSystemEx",
+                               ImportDirectory=str(directory),
+                               ImportSettingData=isd.tocimxmlstr())
+    assert job["JobState"] == JobState.COMPLETED, job["ErrorDescription"]
+    (vm,) = wbemflow.affected_vms(conn, job)
+    net.served.guids.add(str(vm["Name"]).upper())
+    return job, str(vm["Name"])
+
+
+def _preview(net: Net, directory: Path) -> pywbem.CIMInstance:
+    rv, out = wbemflow.invoke(net.conn, names.VSMS, "GetVirtualSystemImportSettingData",
+                              ImportDirectory=str(directory))
+    assert rv == 0, out
+    isd = out["ImportSettingData"]
+    return isd if isinstance(isd, pywbem.CIMInstance) else parse_instance(isd)
+
+
+def test_export_records_switches_and_import_finds_them(net: Net) -> None:
+    conn = net.conn
+    root = net.served.root
+    p_switch, p_name = net.create_switch("exp-P")
+    q_switch, q_name = net.create_switch("exp-Q")
+    p_friendly, q_friendly = f"exp-P-{net.token}", f"exp-Q-{net.token}"
+    on_p, on_q = net.vm("on-p"), net.vm("on-q")
+    net.add_nic(on_p, net.create_port(p_switch, "ep"))
+    q_port = net.create_port(q_switch, "eq")
+    net.add_nic(on_q, q_port)
+    wbemflow.export(conn, on_p, root / "exp-p")
+    for d in ("exp-q1", "exp-q2"):
+        wbemflow.export(conn, on_q, root / d)
+    p_dir = next((root / "exp-p").iterdir())
+    q1, q2 = (next((root / d).iterdir()) for d in ("exp-q1", "exp-q2"))
+    # config.xml records the adapter's switch by ID and name
+    adapter = ET.parse(p_dir / "config.xml").getroot().find("network-adapters/adapter")
+    assert adapter is not None
+    assert (adapter.get("switch-id"), adapter.get("switch-name")) == (p_name, p_friendly)
+    preview = _preview(net, p_dir)
+    assert (preview["SourceNetworkConnections"], preview["TargetNetworkConnections"]) == (
+        [p_friendly], [p_friendly])
+
+    # the same switch (by ID) here: the copy's adapter is on P, on a new port
+    _, guid = _import(net, p_dir)
+    (iface,) = ET.fromstring(domain_xml(guid)).findall("devices/interface")
+    assert iface.find("source").get("network") == p_name  # type: ignore[union-attr]
+    ports = conn.Associators(p_switch, AssocClass=sp.HOSTED_ACCESS_POINT)
+    assert len(ports) == 2
+    connected = [conn.Associators(p.path, AssocClass=sp.ACTIVE_CONNECTION) for p in ports]
+    assert sorted(str(e[0].path["SystemName"]).upper() for e in connected) == sorted(
+        [guid.upper(), guid_of(on_p).upper()])
+
+    # switch Q deleted: GetVirtualSystemImportSettingData reports it missing, an import leaves
+    # the adapter disconnected and its job says so; TargetNetworkConnections maps it to P
+    wbemflow.run_job(conn, names.VSMS, "DestroyVirtualSystem", ComputerSystem=on_q)
+    net.ok("DeleteSwitch", VirtualSwitch=q_switch)
+    preview = _preview(net, q1)
+    assert (preview["SourceNetworkConnections"], preview["TargetNetworkConnections"]) == (
+        [q_friendly], [""])
+    job, guid = _import(net, q1)
+    assert f"switch '{q_friendly}' ({q_name}) does not exist here" in job["Description"]
+    (iface,) = ET.fromstring(domain_xml(guid)).findall("devices/interface")
+    assert iface.get("type") == "user"
+    rv, out = wbemflow.invoke(conn, names.VSMS, "ImportVirtualSystemEx",
+                              ImportDirectory=str(q2), ImportSettingData=_with_target(
+                                  _preview(net, q2), ["no such switch"]).tocimxmlstr())
+    assert rv == ReturnCode.JOB_STARTED
+    failed = wbemflow.wait_job(conn, out["Job"])
+    assert failed["JobState"] == JobState.EXCEPTION
+    assert "no virtual switch here" in failed["ErrorDescription"]
+    _, guid = _import(net, q2, [p_friendly])
+    (iface,) = ET.fromstring(domain_xml(guid)).findall("devices/interface")
+    assert iface.find("source").get("network") == p_name  # type: ignore[union-attr]
+
+
+def _with_target(isd: pywbem.CIMInstance, targets: list[str]) -> pywbem.CIMInstance:
+    isd["TargetNetworkConnections"] = targets
+    return isd

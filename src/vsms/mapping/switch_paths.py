@@ -3,11 +3,13 @@ building here: ``mapping.switches`` does that; this module is what ``mapping.dev
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pywbem
 
 from vsms.cim import names
+from vsms.errors import InvalidParameter
 from vsms.model.vm import NetworkAdapter
 
 SERVICE = "Msvm_VirtualSwitchManagementService"
@@ -96,3 +98,22 @@ def parse_port_path(path: pywbem.CIMInstanceName) -> tuple[str, str]:
 
 def endpoint_key(path: pywbem.CIMInstanceName, name: str) -> str:
     return _key(path, name)
+
+
+_KEY = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def is_port_text(text: str) -> bool:
+    """Does this Connection text name an Msvm_SwitchPort (WBEM URI or WMI path)?"""
+    return "msvm_switchport" in text.lower()
+
+
+def port_keys(text: str) -> tuple[str, str]:
+    """(switch Name, port Name) of an Msvm_SwitchPort path given as text."""
+    keys = {k.lower(): v.replace('\\"', '"').replace("\\\\", "\\")
+            for k, v in _KEY.findall(text)}
+    switch_id, port = keys.get("systemname", ""), keys.get("name", "")
+    if not switch_id or not port:
+        raise InvalidParameter(f"{text!r} is not the path of an Msvm_SwitchPort: it needs the "
+                               "keys SystemName (the switch) and Name (the port)")
+    return switch_id, port
