@@ -20,6 +20,7 @@ from vsms.app import Service
 from vsms.cim import names
 from vsms.cim.embedded import parse_instance
 from vsms.cim.enums import JobState, ReturnCode
+from vsms.cli.main import main as cli_main
 from vsms.mapping import switch_paths as sp
 from vsms.virt import networks
 
@@ -40,7 +41,7 @@ def nic_rasds(net: Net, vm: pywbem.CIMInstanceName) -> list[pywbem.CIMInstance]:
     return [r for r in wbemflow.settings_of(net.conn, vm) if int(r["ResourceType"]) == 10]
 
 
-def test_private_switch_ports_and_adapters(net: Net) -> None:
+def test_private_switch_ports_and_adapters(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
     conn = net.conn
     switch, name = net.create_switch("P")
     sw = conn.GetInstance(switch)
@@ -80,6 +81,10 @@ def test_private_switch_ports_and_adapters(net: Net) -> None:
     assert [(i.get("type"), i.find("source").get("network"),  # type: ignore[union-attr]
              i.find("model").get("type")) for i in ifs] == [  # type: ignore[union-attr]
         ("network", name, "virtio"), ("network", name, "e1000")]
+    # `vsms vm show` names the switch
+    assert cli_main(["--url", net.served.url, "vm", "show", guid]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count(f"switch P-{net.token}") == 2, shown
     conns = sorted(r["Connection"][0] for r in nic_rasds(net, vm))
     assert conns == sorted(str(sp.port_path(p["SystemName"], p["Name"]).to_wbem_uri())
                            for p in (p1, p2))
