@@ -23,12 +23,20 @@ from vsms.cim import names
 from vsms.cim.schema import load_schema
 from vsms.mapping import switch_paths as sp
 from vsms.mapping import switches as sm
-from vsms.mapping.logical_devices import Link, from_class
+from vsms.mapping.logical_devices import EMULATED_PORT, SYNTHETIC_PORT, Link, from_class
 from vsms.model.switch import Switch
+from vsms.model.vm import VirtualSystem
 from vsms.operations.switches import SwitchOps
 from vsms.providers.base import ServiceProvider
 from vsms.providers.context import ServiceContext
 from vsms.virt import hostnet
+
+_VM_PORTS = {SYNTHETIC_PORT.lower(), EMULATED_PORT.lower(), "cim_logicaldevice",
+             "cim_logicalport"}
+_SWITCH_SIDE = {c.lower() for c in sp.CLASSES} | {
+    "cim_lanendpoint", "cim_protocolendpoint", "cim_serviceaccesspoint", "cim_switchport",
+    "cim_ethernetport", "cim_vlanendpoint", "cim_vlanendpointsettingdata", "cim_system",
+    "cim_computersystem"}
 
 
 class _Base(ServiceProvider):
@@ -105,9 +113,12 @@ class SwitchAssociationProvider(_Base):
     classnames = sp.ASSOCIATIONS
 
     def links(self) -> list[Link]:
+        return (self.switch_links() + self.vm_links(self.ctx.host.shared_systems())
+                + self.host_links())
+
+    def switch_links(self) -> list[Link]:
         out: list[Link] = []
-        switches = self.ctx.host.networks.switches()
-        for sw in switches:
+        for sw in self.ctx.host.networks.switches():
             for port in sw.ports:
                 pp = sp.port_path(sw.id, port.name)
                 vlan = sp.vlan_path(sw.id, port.name)
@@ -119,7 +130,11 @@ class SwitchAssociationProvider(_Base):
                     "SettingData": sp.vlan_settings_path(sw.id, port.name)},
                     {"IsDefault": pywbem.Uint16(1), "IsCurrent": pywbem.Uint16(1),
                      "IsNext": pywbem.Uint16(1)}))
-        for vs in self.ctx.host.shared_systems():
+        return out
+
+    def vm_links(self, systems: Iterable[VirtualSystem]) -> list[Link]:
+        out: list[Link] = []
+        for vs in systems:
             for n in vs.nics:
                 endpoint = sp.vm_endpoint_path(vs.guid, n.dev_id)
                 out.append(Link(sp.DEVICE_SAP, {"Antecedent": sm.nic_device_path(vs, n),
@@ -128,6 +143,10 @@ class SwitchAssociationProvider(_Base):
                     out.append(Link(sp.ACTIVE_CONNECTION, {
                         "Antecedent": sp.port_path(n.switch_id, n.port), "Dependent": endpoint},
                         {"TrafficType": pywbem.Uint16(2), "IsUnidirectional": False}))
+        return out
+
+    def host_links(self) -> list[Link]:
+        out: list[Link] = []
         for classname, dev, _, on in self.host_ports():
             endpoint = sp.host_endpoint_path(self.ctx.hostname, dev)
             out.append(Link(sp.GLOBAL_SAP, {
@@ -140,9 +159,24 @@ class SwitchAssociationProvider(_Base):
                     {"TrafficType": pywbem.Uint16(2), "IsUnidirectional": False}))
         return out
 
-    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
+    def _instances(self, classname: str, links: list[Link]) -> list[pywbem.CIMInstance]:
         want = classname.lower()
         cls = self.cls(want)
         return [from_class(cls, pywbem.CIMInstanceName(cls.classname, keybindings=link.refs,
                                                        namespace=names.NAMESPACE), link.values)
-                for link in self.links() if link.classname.lower() == want]
+                for link in links if link.classname.lower() == want]
+
+    def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
+        return self._instances(classname, self.links())
+
+    def references_to(self, classname: str, target: pywbem.CIMInstanceName
+                      ) -> Iterable[pywbem.CIMInstance]:
+        """A VM's device or LAN endpoint: that VM's links only; a switch class: every link;
+        anything else (a VM, its settings): none."""
+        cls = target.classname.lower()
+        if cls == sp.VM_ENDPOINT.lower() or cls in _VM_PORTS:
+            vs = self.ctx.host.get_system(sp.endpoint_key(target, "SystemName"))
+            return self._instances(classname, self.vm_links([vs] if vs is not None else []))
+        if cls in _SWITCH_SIDE:
+            return self.enumerate(classname)
+        return []
