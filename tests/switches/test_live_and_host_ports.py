@@ -17,7 +17,7 @@ import pywbem
 
 from tests.e2e import wbemflow
 from tests.switches.conftest import Net, domain_xml, guid_of, net_xml, virsh
-from vsms.cim.enums import ReturnCode
+from vsms.cim.enums import JobState, ReturnCode
 from vsms.mapping import switch_paths as sp
 
 pytestmark = pytest.mark.qemu
@@ -148,6 +148,23 @@ def test_external_switch_on_a_dummy_interface(net: Net, dummy: str) -> None:
     assert ET.fromstring(net_xml(name)).find("forward") is None
     net.ok("UnbindExternalEthernetPort", ExternalEthernetPort=ext.path)
     assert _external(net, dummy)["IsBound"] is False
+    # SetupSwitch / TeardownSwitch do the same as jobs, with an internal port
+    ext_port, int_port = net.create_port(switch, "sx"), net.create_port(switch, "si")
+    job = wbemflow.run_job(net.conn, sp.SERVICE, "SetupSwitch", ExternalSwitchPort=ext_port,
+                           InternalSwitchPort=int_port, ExternalEthernetPort=ext.path,
+                           InternalEthernetPortName=f"setup-{net.token}",
+                           InternalEthernetPortFriendlyName="setup")
+    assert job["JobState"] == JobState.COMPLETED, job["ErrorDescription"]
+    sw = net.served.service.host.networks.get(name)
+    assert sw is not None and sw.external == dummy and sw.internal is not None
+    assert _external(net, dummy)["IsBound"] is True
+    internal = sp.host_port_path(sp.INTERNAL_PORT, str(ext.path["SystemName"]),
+                                 sp.internal_device_id(f"setup-{net.token}"))
+    job = wbemflow.run_job(net.conn, sp.SERVICE, "TeardownSwitch",
+                           ExternalEthernetPort=ext.path, InternalEthernetPort=internal)
+    assert job["JobState"] == JobState.COMPLETED, job["ErrorDescription"]
+    assert _external(net, dummy)["IsBound"] is False
+    assert ET.fromstring(net_xml(name)).find("forward") is None
     net.ok("DeleteSwitch", VirtualSwitch=switch)
 
 
