@@ -23,7 +23,7 @@ from vsms.mapping import switch_paths as sp
 from vsms.mapping.resources import new_mac
 from vsms.model.switch import HostPort, Port, Switch
 from vsms.operations import switching
-from vsms.operations.switchports import port_user
+from vsms.operations.switchports import compact, full, port_user
 from vsms.operations.undo import OpContext
 from vsms.virt import hostnet
 from vsms.virt.host import VirtHost
@@ -169,17 +169,22 @@ class SwitchOps:
                     ) -> tuple[Switch, Port]:
         name = check_text(name, "Name", "")
         with self.nets.lock:
-            sw = self.switch(switch_id)
-            for s in self.nets.switches():
-                if s.port(name) is not None:
+            switches = self.nets.switches()
+            sw = next((s for s in switches if s.id.casefold() == switch_id.casefold()), None)
+            if sw is None:
+                sw = self.switch(switch_id)  # NotFound
+            systems = self.host.shared_systems()
+            for s in switches:
+                if full(s, systems).port(name) is not None:
                     raise InUse(f"a switch port named {name!r} already exists (on "
                                 f"'{s.friendly}'): port names are unique on the host")
             port = Port(name, check_text(friendly, "FriendlyName", name), scope)
-            return self.nets.save(replace(sw, ports=(*sw.ports, port))), port
+            return self.nets.save(compact(replace(sw, ports=(*sw.ports, port)), systems)), port
 
     def _port(self, switch_id: str, name: str) -> tuple[Switch, Port]:
+        """The switch's record and the port (in the record or held by an adapter)."""
         sw = self.switch(switch_id)
-        port = sw.port(name)
+        port = full(sw, self.host.shared_systems()).port(name)
         if port is None:
             raise NotFound(f"virtual switch '{sw.friendly}' has no port {name!r}: pass the "
                            "path of an existing Msvm_SwitchPort")
@@ -204,7 +209,8 @@ class SwitchOps:
             if user:
                 raise InUse(f"switch port {port.name} is connected to {user}: disconnect it "
                             "first (DisconnectSwitchPort)")
-            self.nets.save(replace(sw, ports=tuple(p for p in sw.ports if p is not port)))
+            self.nets.save(compact(replace(sw, ports=tuple(
+                p for p in sw.ports if p.name != port.name)), self.host.shared_systems()))
 
     # -- connections ---------------------------------------------------------------------
 
@@ -296,6 +302,8 @@ class SwitchOps:
             if found is None:
                 raise InvalidState(f"switch port {p.name} of '{sw.friendly}' is not connected")
             vs, i = found
+            if sw.port(p.name) is None:  # back into the switch's record first
+                self.nets.save(replace(sw, ports=(*sw.ports, p)))
             switching.set_link(self.host, vs.guid, vs.nics[i].dev_id, switching.UNCONNECTED)
 
     # -- host-side ports ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ def find_port(host: VirtHost, switch_id: str, port: str) -> Switch:
     if sw is None:
         raise InvalidParameter(f"virtual switch {switch_id} does not exist: create it "
                                "(CreateSwitch) or name an existing Msvm_VirtualSwitch")
-    if sw.port(port) is None:
+    if full(sw, host.shared_systems()).port(port) is None:
         raise InvalidParameter(f"virtual switch '{sw.friendly}' has no port {port}: create "
                                "it first (CreateSwitchPort)")
     return sw
@@ -151,3 +151,28 @@ def import_network_preview(switches: list[Switch], vs: VirtualSystem,
         source.append(name)
         target.append(sw.friendly if sw is not None else "")
     return {"source_network_connections": source, "target_network_connections": target}
+
+
+# A switch's record lists its ports until an adapter connects to one; from then on the VM's
+# definition records that port (NetworkAdapter.port / switch_id), and the switch's record drops
+# it at its next write, so the record stays small however many VMs use the switch (the per-VM
+# cost of CreateSwitchPort stays flat). A switch's ports are the union of both.
+
+def held_ports(systems: list[VirtualSystem], switch_id: str) -> list[Port]:
+    """The ports of ``switch_id`` that adapters of ``systems`` are connected to."""
+    want = switch_id.casefold()
+    return [Port(n.port, f"{vs.name} network adapter") for vs in systems for n in vs.nics
+            if n.port and n.switch_id.casefold() == want]
+
+
+def full(sw: Switch, systems: list[VirtualSystem]) -> Switch:
+    """``sw`` with every port: those of its record and those adapters hold."""
+    known = {p.name.casefold() for p in sw.ports}
+    extra = [p for p in held_ports(systems, sw.id) if p.name.casefold() not in known]
+    return replace(sw, ports=(*sw.ports, *extra)) if extra else sw
+
+
+def compact(sw: Switch, systems: list[VirtualSystem]) -> Switch:
+    """``sw``'s record without the ports adapters hold (their VMs record them)."""
+    held = {p.name.casefold() for p in held_ports(systems, sw.id)}
+    return replace(sw, ports=tuple(p for p in sw.ports if p.name.casefold() not in held))

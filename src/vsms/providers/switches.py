@@ -27,6 +27,7 @@ from vsms.mapping.logical_devices import EMULATED_PORT, SYNTHETIC_PORT, Link, fr
 from vsms.model.switch import Switch
 from vsms.model.vm import VirtualSystem
 from vsms.operations.switches import SwitchOps
+from vsms.operations.switchports import full
 from vsms.providers.base import ServiceProvider
 from vsms.providers.context import ServiceContext
 from vsms.virt import hostnet
@@ -91,8 +92,9 @@ class SwitchProvider(_Base):
         cls = self.cls(want)
         if want in (sp.SWITCH.lower(), sp.PORT.lower(), sp.VLAN_ENDPOINT.lower(),
                     sp.VLAN_SETTINGS.lower()):
+            systems = self.ctx.host.shared_systems()
             return [i for sw in self.ctx.host.networks.switches()
-                    for i in self._switch_items(want, sw)]
+                    for i in self._switch_items(want, full(sw, systems))]
         if want == sp.VM_ENDPOINT.lower():
             return [sm.vm_endpoint_instance(cls, vs, n, bool(n.switch))
                     for vs in self.ctx.host.shared_systems() for n in vs.nics]
@@ -118,8 +120,9 @@ class SwitchAssociationProvider(_Base):
 
     def switch_links(self) -> list[Link]:
         out: list[Link] = []
+        systems = self.ctx.host.shared_systems()
         for sw in self.ctx.host.networks.switches():
-            for port in sw.ports:
+            for port in full(sw, systems).ports:
                 pp = sp.port_path(sw.id, port.name)
                 vlan = sp.vlan_path(sw.id, port.name)
                 out.append(Link(sp.HOSTED_ACCESS_POINT, {"Antecedent": sp.switch_path(sw.id),

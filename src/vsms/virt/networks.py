@@ -215,8 +215,12 @@ class Networks:
         return result
 
     def get(self, switch_id: str) -> Switch | None:
-        """The switch whose Name is ``switch_id`` (case-insensitive), or None."""
+        """The switch whose Name is ``switch_id`` (case-insensitive), or None. A switch vsms
+        made has the network name = its Name: that one network is read first."""
         want = switch_id.casefold()
+        direct = self.by_network(switch_id) if "/" not in switch_id else None
+        if direct is not None and direct.id.casefold() == want:
+            return direct
         return next((s for s in self.switches() if s.id.casefold() == want), None)
 
     def by_network(self, network: str) -> Switch | None:
