@@ -22,55 +22,54 @@ import pytest
 
 from tests.conftest import QEMU_URI, fresh_dir
 from tests.switches.conftest import virsh
+from tests.switches.killswitch import PORT
 from vsms.app import Service
+from vsms.operations.switchports import full
 from vsms.settings import Settings
 
 pytestmark = pytest.mark.qemu
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_child(scenario: str, work: Path, kill_at: int, switch: str
-              ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def start_child(scenario: str, work: Path, kill_at: int, switch: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "tests.switches.killswitch", scenario, str(work), str(kill_at),
-         QEMU_URI, switch], cwd=REPO, capture_output=True, text=True, timeout=120,
+         QEMU_URI, switch], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
 
 
-def check(scenario: str, work: Path, switch: str) -> list[str]:
-    """The invariants, seen by a restarted service; problems as text."""
+def check(service: Service, scenario: str, work: Path, switch: str) -> list[str]:
+    """The invariants, seen by a restarted ``service`` (on the state of the ``connect`` child
+    when there is one: its VM belongs to that instance); problems as text."""
     problems = []
-    service = Service(Settings(state_dir=work / "state", storage_roots=(work,),
-                               libvirt_uri=QEMU_URI))
-    try:
-        names_now = virsh("net-list", "--all", "--name").split()
-        sw = service.host.networks.get(switch)
-        if switch in names_now:
-            if sw is None or not sw.made_here:
-                problems.append(f"network {switch} without its record")
-            elif not sw.active:
-                problems.append(f"switch {switch} not started after the restart")
-        elif sw is not None:
-            problems.append(f"record of {switch} without its network")
-        if scenario == "create" and sw is not None and sw.friendly != f"kill {switch}":
-            problems.append(f"switch {switch} has a damaged record: {sw}")
-        if scenario == "delete" and sw is not None and len(sw.ports) != 1:
-            problems.append(f"switch {switch} kept without its port: {sw.ports}")
-        if scenario == "connect" and (work / "vm").exists():
-            guid = (work / "vm").read_text()
-            vs = service.host.get_system(guid)
-            if vs is None:
-                problems.append(f"VM {guid} is gone")
-            else:
-                (iface,) = ET.fromstring(virsh("dumpxml", "--inactive", guid)).findall(
-                    "devices/interface")
-                on = iface.get("type") == "network"
-                nic = vs.nics[0]
-                if on != bool(nic.port) or (on and (nic.switch != switch or nic.switch_id
-                                                    != switch)):
-                    problems.append(f"adapter half connected: {iface.get('type')} / {nic}")
-    finally:
-        service.close()
+    names_now = virsh("net-list", "--all", "--name").split()
+    sw = service.host.networks.get(switch)
+    if switch in names_now:
+        if sw is None or not sw.made_here:
+            problems.append(f"network {switch} without its record")
+        elif not sw.active:
+            problems.append(f"switch {switch} not started after the restart")
+    elif sw is not None:
+        problems.append(f"record of {switch} without its network")
+    if scenario == "create" and sw is not None and sw.friendly != f"kill {switch}":
+        problems.append(f"switch {switch} has a damaged record: {sw}")
+    if scenario == "delete" and sw is not None and len(sw.ports) != 1:
+        problems.append(f"switch {switch} kept without its port: {sw.ports}")
+    if scenario == "connect" and (work / "vm").exists():
+        guid = (work / "vm").read_text()
+        vs = service.host.get_system(guid)
+        if vs is None or sw is None:
+            problems.append(f"VM {guid} or switch {switch} is gone")
+        else:
+            (iface,) = ET.fromstring(virsh("dumpxml", "--inactive", guid)).findall(
+                "devices/interface")
+            on = iface.get("type") == "network"
+            nic = vs.nics[0]
+            if on != bool(nic.port) or (on and (nic.switch != switch or nic.switch_id
+                                                != switch)):
+                problems.append(f"adapter half connected: {iface.get('type')} / {nic}")
+            if full(sw, [vs]).port(f"{PORT}-{switch}") is None:
+                problems.append(f"the port of {switch} is lost: {sw.ports} / {nic}")
     return problems
 
 
@@ -83,38 +82,54 @@ def cleanup(work: Path, switch: str) -> None:
 
 
 DEFAULT_POINTS = {"create": 2, "delete": 2, "connect": 2}
+SCENARIOS = ("create", "delete", "connect")
 
 
 def points(scenario: str, base: Path) -> list[int]:
     if os.environ.get("VSMS_KILLPOINTS", "").strip().lower() != "all":
         return [DEFAULT_POINTS[scenario]]
     switch = str(uuid.uuid4()).upper()
-    work = base / "count"
+    work = base / f"count-{scenario}"
     work.mkdir()
     try:
-        done = run_child(scenario, work, 0, switch)
+        child = start_child(scenario, work, 0, switch)
+        out, err = child.communicate(timeout=180)
     finally:
         cleanup(work, switch)
-    assert done.returncode == 0 and done.stdout.startswith("DONE"), done.stderr
-    return list(range(1, int(done.stdout.split()[1]) + 1))
+    assert child.returncode == 0 and out.startswith("DONE"), err
+    return list(range(1, int(out.split()[1]) + 1))
 
 
-@pytest.mark.parametrize("scenario", ["create", "delete", "connect"])
-def test_kill_points_leave_old_or_new_state(scenario: str) -> None:
+def test_kill_points_leave_old_or_new_state() -> None:
+    """Each round kills one child per scenario (run side by side), then one restarted service
+    checks them all."""
     base = fresh_dir()
     try:
-        for kill_at in points(scenario, base):
-            switch = str(uuid.uuid4()).upper()
-            work = base / f"k{kill_at}"
-            work.mkdir()
+        todo = {s: points(s, base) for s in SCENARIOS}
+        for round_ in range(max(len(v) for v in todo.values())):
+            runs = {s: (base / f"{s}-{todo[s][round_]}", str(uuid.uuid4()).upper(),
+                        todo[s][round_]) for s in SCENARIOS if round_ < len(todo[s])}
             try:
-                child = run_child(scenario, work, kill_at, switch)
-                assert child.returncode == -9, (kill_at, child.stdout, child.stderr)
-                problems = check(scenario, work, switch)
-                hits = (work / "hits.log").read_text()
-                assert not problems, (kill_at, hits, problems)
-                assert "\t" in hits  # the child died at a kill point of the operation
+                children = {}
+                for s, (work, switch, kill_at) in runs.items():
+                    work.mkdir()
+                    children[s] = start_child(s, work, kill_at, switch)
+                for s, child in children.items():
+                    out, err = child.communicate(timeout=180)
+                    assert child.returncode == -9, (s, runs[s][2], out, err)
+                    assert "\t" in (runs[s][0] / "hits.log").read_text()
+                state = runs.get("connect", next(iter(runs.values())))[0] / "state"
+                service = Service(Settings(state_dir=state, storage_roots=(base,),
+                                           libvirt_uri=QEMU_URI))
+                try:
+                    for s, (work, switch, kill_at) in runs.items():
+                        problems = check(service, s, work, switch)
+                        assert not problems, (s, kill_at, (work / "hits.log").read_text(),
+                                              problems)
+                finally:
+                    service.close()
             finally:
-                cleanup(work, switch)
+                for work, switch, _ in runs.values():
+                    cleanup(work, switch)
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
