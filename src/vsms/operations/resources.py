@@ -18,6 +18,7 @@ import pywbem
 from vsms.disks.qemuimg import probe_format
 from vsms.errors import InUse, InvalidParameter
 from vsms.mapping import ids
+from vsms.mapping.devices import Kind, classify
 from vsms.mapping.resources import (
     ImageChecker,
     ResourceEnv,
@@ -124,7 +125,8 @@ def prepare_modify_resources(host: VirtHost, roots: StorageRoots, guid: str,
     if not rasds:
         raise InvalidParameter("ResourceSettingData is empty: pass the changed resource "
                                "allocation setting data instances")
-    if host.state(guid) in switching.LIVE:  # only adapters' connections may change
+    if host.state(guid) in switching.LIVE and all(  # only adapters' connections may change
+            classify(r) in (Kind.SYNTHETIC_NIC, Kind.EMULATED_NIC) for r in rasds):
         new = copy.deepcopy(old)
         env = resource_env(roots, host, guid)
         changed = [modify_resource(new, rasd, env) for rasd in rasds]

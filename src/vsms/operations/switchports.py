@@ -14,13 +14,15 @@ from vsms.model.vm import VirtualSystem, new_guid
 from vsms.virt.host import VirtHost
 
 
-def find_port(host: VirtHost, switch_id: str, port: str) -> Switch:
-    """The switch holding ``port``; InvalidParameter naming what does not exist."""
+def find_port(host: VirtHost, switch_id: str, port: str,
+              systems: list[VirtualSystem] | None = None) -> Switch:
+    """The switch holding ``port`` (``systems``: the VMs, when the caller has them);
+    InvalidParameter naming what does not exist."""
     sw = host.networks.get(switch_id)
     if sw is None:
         raise InvalidParameter(f"virtual switch {switch_id} does not exist: create it "
                                "(CreateSwitch) or name an existing Msvm_VirtualSwitch")
-    if full(sw, host.shared_systems()).port(port) is None:
+    if full(sw, host.shared_systems() if systems is None else systems).port(port) is None:
         raise InvalidParameter(f"virtual switch '{sw.friendly}' has no port {port}: create "
                                "it first (CreateSwitchPort)")
     return sw
@@ -41,9 +43,9 @@ def port_resolver(host: VirtHost, guid: str) -> Callable[[str], tuple[str, str, 
     """The ``ResourceEnv.resolve_port`` of a change to VM ``guid``."""
     def resolve(text: str) -> tuple[str, str, str]:
         switch_id, port = port_keys(text)
-        sw = find_port(host, switch_id, port)
-        found = port_user([v for v in host.shared_systems()
-                           if v.guid.upper() != guid.upper()], sw.id, port)
+        systems = host.shared_systems()  # one listing for both checks
+        sw = find_port(host, switch_id, port, systems)
+        found = port_user([v for v in systems if v.guid.upper() != guid.upper()], sw.id, port)
         if found is not None:
             raise InUse(f"switch port {port} of '{sw.friendly}' is already connected to "
                         f"virtual machine '{found[0].name}' ({found[0].guid}): create "
