@@ -173,7 +173,7 @@ class SwitchOps:
             sw = next((s for s in switches if s.id.casefold() == switch_id.casefold()), None)
             if sw is None:
                 sw = self.switch(switch_id)  # NotFound
-            systems = self.host.shared_systems()
+            systems = self.host.cached_systems()
             for s in switches:
                 if full(s, systems).port(name) is not None:
                     raise InUse(f"a switch port named {name!r} already exists (on "

@@ -43,7 +43,7 @@ def port_resolver(host: VirtHost, guid: str) -> Callable[[str], tuple[str, str, 
     """The ``ResourceEnv.resolve_port`` of a change to VM ``guid``."""
     def resolve(text: str) -> tuple[str, str, str]:
         switch_id, port = port_keys(text)
-        systems = host.shared_systems()  # one listing for both checks
+        systems = host.cached_systems()  # no listing of every domain: this runs on each define
         sw = find_port(host, switch_id, port, systems)
         found = port_user([v for v in systems if v.guid.upper() != guid.upper()], sw.id, port)
         if found is not None:

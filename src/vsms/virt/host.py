@@ -87,6 +87,14 @@ class VirtHost:
             return [vs for _, vs in self._cache.shared()]
         return self._conn.run("list the virtual machines", work)
 
+    def cached_systems(self) -> list[VirtualSystem]:
+        """``shared_systems()`` from the event-kept cache, without listing every domain (as
+        ``macs_in_use`` does): for checks that run on every define (switch ports in use)."""
+        def work(conn: Any) -> list[VirtualSystem]:
+            self._refresh(conn, None)
+            return [vs for _, vs in self._cache.shared()]
+        return self._conn.run("list the virtual machines", work)
+
     def get_system(self, guid: str) -> VirtualSystem | None:
         """The VM with this GUID, or None when there is none (or the domain is not ours)."""
         g = checks.canonical_guid(guid)
