@@ -23,7 +23,7 @@ from vsms.mapping import switch_paths as sp
 from vsms.mapping.resources import new_mac
 from vsms.model.switch import HostPort, Port, Switch
 from vsms.operations import switching
-from vsms.operations.switchports import compact, full, port_user
+from vsms.operations.switchports import Held, compact, full, port_user
 from vsms.operations.undo import OpContext
 from vsms.virt import hostnet
 from vsms.virt.host import VirtHost
@@ -173,9 +173,9 @@ class SwitchOps:
             sw = next((s for s in switches if s.id.casefold() == switch_id.casefold()), None)
             if sw is None:
                 sw = self.switch(switch_id)  # NotFound
-            systems = self.host.cached_systems()
+            systems = Held(self.host.cached_systems())
             for s in switches:
-                if full(s, systems).port(name) is not None:
+                if s.port(name) is not None or name.casefold() in systems.names(s.id):
                     raise InUse(f"a switch port named {name!r} already exists (on "
                                 f"'{s.friendly}'): port names are unique on the host")
             port = Port(name, check_text(friendly, "FriendlyName", name), scope)

@@ -3,7 +3,7 @@ path, WBEM URI or WMI form) to the libvirt network, port and switch it names."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from vsms.errors import InUse, InvalidParameter
@@ -22,7 +22,8 @@ def find_port(host: VirtHost, switch_id: str, port: str,
     if sw is None:
         raise InvalidParameter(f"virtual switch {switch_id} does not exist: create it "
                                "(CreateSwitch) or name an existing Msvm_VirtualSwitch")
-    if full(sw, host.shared_systems() if systems is None else systems).port(port) is None:
+    if sw.port(port) is None and port.casefold() not in Held(
+            host.shared_systems() if systems is None else systems).names(sw.id):
         raise InvalidParameter(f"virtual switch '{sw.friendly}' has no port {port}: create "
                                "it first (CreateSwitchPort)")
     return sw
@@ -160,21 +161,40 @@ def import_network_preview(switches: list[Switch], vs: VirtualSystem,
 # it at its next write, so the record stays small however many VMs use the switch (the per-VM
 # cost of CreateSwitchPort stays flat). A switch's ports are the union of both.
 
-def held_ports(systems: list[VirtualSystem], switch_id: str) -> list[Port]:
-    """The ports of ``switch_id`` that adapters of ``systems`` are connected to."""
-    want = switch_id.casefold()
-    return [Port(n.port, f"{vs.name} network adapter") for vs in systems for n in vs.nics
-            if n.port and n.switch_id.casefold() == want]
+class Held:
+    """The ports adapters of some VMs hold, indexed once (switch Name -> port Name -> VM)."""
+
+    def __init__(self, systems: Iterable[VirtualSystem]) -> None:
+        self.by_switch: dict[str, dict[str, VirtualSystem]] = {}
+        for vs in systems:
+            for n in vs.nics:
+                if n.port and n.switch_id:
+                    self.by_switch.setdefault(n.switch_id.casefold(), {})[n.port.casefold()] = vs
+
+    def ports(self, switch_id: str) -> list[Port]:
+        held = self.by_switch.get(switch_id.casefold(), {})
+        out = []
+        for vs in held.values():
+            out += [Port(n.port, f"{vs.name} network adapter") for n in vs.nics
+                    if n.port and n.switch_id.casefold() == switch_id.casefold()]
+        return out
+
+    def names(self, switch_id: str) -> set[str]:
+        return set(self.by_switch.get(switch_id.casefold(), {}))
 
 
-def full(sw: Switch, systems: list[VirtualSystem]) -> Switch:
+def _held(systems: Held | Iterable[VirtualSystem]) -> Held:
+    return systems if isinstance(systems, Held) else Held(systems)
+
+
+def full(sw: Switch, systems: Held | Iterable[VirtualSystem]) -> Switch:
     """``sw`` with every port: those of its record and those adapters hold."""
     known = {p.name.casefold() for p in sw.ports}
-    extra = [p for p in held_ports(systems, sw.id) if p.name.casefold() not in known]
+    extra = [p for p in _held(systems).ports(sw.id) if p.name.casefold() not in known]
     return replace(sw, ports=(*sw.ports, *extra)) if extra else sw
 
 
-def compact(sw: Switch, systems: list[VirtualSystem]) -> Switch:
+def compact(sw: Switch, systems: Held | Iterable[VirtualSystem]) -> Switch:
     """``sw``'s record without the ports adapters hold (their VMs record them)."""
-    held = {p.name.casefold() for p in held_ports(systems, sw.id)}
+    held = _held(systems).names(sw.id)
     return replace(sw, ports=tuple(p for p in sw.ports if p.name.casefold() not in held))
