@@ -15,14 +15,14 @@ from vsms.virt.host import VirtHost
 
 
 def find_port(host: VirtHost, switch_id: str, port: str,
-              systems: list[VirtualSystem] | None = None) -> Switch:
+              systems: Held | list[VirtualSystem] | None = None) -> Switch:
     """The switch holding ``port`` (``systems``: the VMs, when the caller has them);
     InvalidParameter naming what does not exist."""
     sw = host.networks.get(switch_id)
     if sw is None:
         raise InvalidParameter(f"virtual switch {switch_id} does not exist: create it "
                                "(CreateSwitch) or name an existing Msvm_VirtualSwitch")
-    if sw.port(port) is None and port.casefold() not in Held(
+    if sw.port(port) is None and port.casefold() not in _held(
             host.shared_systems() if systems is None else systems).names(sw.id):
         raise InvalidParameter(f"virtual switch '{sw.friendly}' has no port {port}: create "
                                "it first (CreateSwitchPort)")
@@ -44,13 +44,14 @@ def port_resolver(host: VirtHost, guid: str) -> Callable[[str], tuple[str, str, 
     """The ``ResourceEnv.resolve_port`` of a change to VM ``guid``."""
     def resolve(text: str) -> tuple[str, str, str]:
         switch_id, port = port_keys(text)
-        systems = host.cached_systems()  # no listing of every domain: this runs on each define
-        sw = find_port(host, switch_id, port, systems)
-        found = port_user([v for v in systems if v.guid.upper() != guid.upper()], sw.id, port)
-        if found is not None:
+        # the VMs from the event-kept cache, indexed once: this runs on every define
+        held = Held(host.cached_systems())
+        sw = find_port(host, switch_id, port, held)
+        user = held.user(sw.id, port)
+        if user is not None and user.guid.upper() != guid.upper():
             raise InUse(f"switch port {port} of '{sw.friendly}' is already connected to "
-                        f"virtual machine '{found[0].name}' ({found[0].guid}): create "
-                        "another port (CreateSwitchPort)")
+                        f"virtual machine '{user.name}' ({user.guid}): create another port "
+                        "(CreateSwitchPort)")
         return sw.network, port, sw.id
     return resolve
 
@@ -181,6 +182,9 @@ class Held:
 
     def names(self, switch_id: str) -> set[str]:
         return set(self.by_switch.get(switch_id.casefold(), {}))
+
+    def user(self, switch_id: str, port: str) -> VirtualSystem | None:
+        return self.by_switch.get(switch_id.casefold(), {}).get(port.casefold())
 
 
 def _held(systems: Held | Iterable[VirtualSystem]) -> Held:
