@@ -54,11 +54,12 @@ def one_vm(rig: Rig, switches: pywbem.CIMInstanceName, vsms: pywbem.CIMInstanceN
     """CreateSwitchPort, then DefineVirtualSystem with an adapter on it: seconds of each
     (``switch`` None: the baseline, an unconnected adapter and no port)."""
     started = time.perf_counter()
-    port = None
+    port: pywbem.CIMInstanceName | None = None
     if switch is not None:
-        port = call(rig, switches, "CreateSwitchPort", VirtualSwitch=switch,
+        made = call(rig, switches, "CreateSwitchPort", VirtualSwitch=switch,
                     Name=str(uuid.uuid4()), FriendlyName=f"vm{i}")["CreatedSwitchPort"]
-        assert isinstance(port, pywbem.CIMInstanceName)
+        assert isinstance(made, pywbem.CIMInstanceName)
+        port = made
     ported = time.perf_counter()
     gsd = pywbem.CIMInstance(names.VSGSD, properties={"ElementName": f"bench-{rig.token}-{i}"})
     nic = pywbem.CIMInstance(names.SYNTHETIC_NIC_SD, properties={
