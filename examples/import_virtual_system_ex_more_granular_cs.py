@@ -7,10 +7,9 @@ importDirectory/Temp.vhd, its network adapter connected to the switch
 "Switch_For_Import_Export_Sample", which it first tries to create. Exit status 0 as the
 original's void Main, 1 when it dies of an unhandled error.
 
-Deviation: vsms serves no Msvm_VirtualSwitchManagementService (a switch is a libvirt network),
-so CreateSwitch fails; the original would then dereference a null switch and crash. This port
-prints the original's failure message and carries on with the switch name, as the VBScript
-sample does.
+Deviation: when CreateSwitch fails (the switch exists already: 32774) the original would
+dereference a null switch and crash; this port prints the original's failure message and
+carries on with the switch name, as the VBScript sample does.
 """
 
 from __future__ import annotations

@@ -7,9 +7,8 @@ named "NewSampleVM-WithFixups", its (first) disk copied to importDirectoryName/T
 network adapter connected to that switch. Appends its report to
 .\\ImportVirtualSystemEx-MoreGranular.log; exit status 0 when the import succeeded, 1 otherwise.
 
-Deviation: the original looks the switch service up at start and stops with a run-time error
-when there is none; vsms serves no Msvm_VirtualSwitchManagementService (a switch is a libvirt
-network), so this port lets CreateSwitch fail with its own message and goes on.
+Deviation: the original stops with a run-time error when CreateSwitch fails (the switch exists
+already, 32774, on a second run); this port logs the failure and goes on.
 """
 
 from __future__ import annotations

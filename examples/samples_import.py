@@ -95,9 +95,9 @@ def create_switch(conn: pywbem.WBEMConnection, name: str, friendly_name: str,
                   learnable_addresses: int) -> tuple[pywbem.CIMInstanceName | None, str]:
     """Msvm_VirtualSwitchManagementService.CreateSwitch as the import samples call it.
 
-    Returns (the new switch's path or None, why it failed). vsms connects network adapters to
-    libvirt networks and serves no switch service, so there this fails with the CIM error
-    of the missing class."""
+    Returns (the new switch's path or None, why it failed: the ReturnValue, or the CIM error
+    of a server without the switch service). On vsms the switch is an isolated libvirt network;
+    a second call with the same Name fails with 32774."""
     try:
         services = conn.EnumerateInstanceNames("Msvm_VirtualSwitchManagementService")
         if not services:

@@ -71,6 +71,9 @@ class Settings:
     # --- tenancy (docs/security.md): libvirt domains no vsms instance owns that this one
     # adopts at start (names or UUIDs; each adoption is audited)
     adopt_domains: tuple[str, ...] = ()
+    # --- virtual switches (docs/switches.md): allow binding a switch to the interface that
+    # carries the host's default route or management address (it takes the host off the net)
+    switch_allow_management_interface: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -118,7 +121,7 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
-_BOOLS = ("auth", "auth_pam", "allow_remote_http")
+_BOOLS = ("auth", "auth_pam", "allow_remote_http", "switch_allow_management_interface")
 _LIMITS = ("max_connections", "max_connections_per_source", "max_unauthenticated_connections",
            "max_buffered_body_bytes", "pull_max_open", "pull_max_per_user")
 

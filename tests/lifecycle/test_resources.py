@@ -135,9 +135,11 @@ def test_add_refusals_name_the_resource_and_the_problem(env: ResourceEnv, vm: Vi
             rasd(names.SYNTHETIC_NIC_SD, Address="00-15-5D-XX"), env)
     refused(InvalidParameter, "already used by another network adapter", add_resource, vm,
             rasd(names.SYNTHETIC_NIC_SD, Address="00155D010203"), env)
-    refused(InvalidParameter, "not a virtual switch name", add_resource, vm,
+    refused(NotSupported, "switch ports cannot be connected here", add_resource, vm,
             rasd(names.SYNTHETIC_NIC_SD, Connection=['\\\\H\\root:Msvm_SwitchPort.Name="x"']),
             env)
+    refused(InvalidParameter, "nor a network name", add_resource, vm,
+            rasd(names.SYNTHETIC_NIC_SD, Connection=['a"b']), env)
 
 
 def test_scsi_controllers_are_limited_to_four(env: ResourceEnv) -> None:

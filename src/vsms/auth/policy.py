@@ -101,6 +101,18 @@ METHODS: dict[str, dict[str, Role]] = {
     # read-only, like GetSummaryInformation
     "Msvm_ProcessorPool": {"CalculatePossibleReserve": _O},
     "Msvm_AllocationCapabilities": {"CreateGoalSettings": _O},
+    # virtual switches (issue 14): every change to the host's networking is the administrator's
+    "Msvm_VirtualSwitchManagementService": {
+        **_SERVICE, "BindExternalEthernetPort": _A, "ConnectSwitchPort": _A,
+        "CreateInternalEthernetPort": _A, "CreateInternalEthernetPortDynamicMac": _A,
+        "CreateSwitch": _A, "CreateSwitchPort": _A, "DeleteInternalEthernetPort": _A,
+        "DeleteSwitch": _A, "DeleteSwitchPort": _A, "DisconnectSwitchPort": _A,
+        "SetupSwitch": _A, "TeardownSwitch": _A, "UnbindExternalEthernetPort": _A},
+    "Msvm_VirtualSwitch": {"RequestStateChange": _A, "SetPowerState": _A},
+    **{cls: {"RequestStateChange": _A} for cls in (
+        "CIM_ServiceAccessPoint", "CIM_ProtocolEndpoint", "CIM_LANEndpoint", "CIM_SwitchPort",
+        "CIM_VLANEndpoint", "Msvm_SwitchPort", "Msvm_SwitchLANEndpoint", "Msvm_VmLANEndpoint",
+        "Msvm_VLANEndpoint")},
 }
 
 _BY_LOWER = {cls.lower(): {m.lower(): r for m, r in methods.items()}

@@ -228,6 +228,10 @@ def _subjects(path: pywbem.CIMInstanceName) -> tuple[set[str], set[str]]:
     vms: set[str] = set()
     jobs: set[str] = set()
     cls = path.classname.lower()
+    # a switch port or VLAN endpoint: its SystemName is the switch's GUID, no VM (switches are
+    # host-wide, docs/switches.md)
+    on_switch = any(k.lower() == "systemcreationclassname" and str(v).lower()
+                    == "msvm_virtualswitch" for k, v in path.keybindings.items())
     for k, v in path.keybindings.items():
         if isinstance(v, pywbem.CIMInstanceName):
             more_vms, more_jobs = _subjects(v)
@@ -241,7 +245,8 @@ def _subjects(path: pywbem.CIMInstanceName) -> tuple[set[str], set[str]]:
             m = _SETTING_ID.match(text.strip())             # "Microsoft:<VM GUID>\\BIOS"
             if m:
                 vms.add(m.group(1).upper())
-        elif (key == "name" and cls in _SYSTEM_CLASSES) or key == "systemname":
+        elif (key == "name" and cls in _SYSTEM_CLASSES) or (key == "systemname"
+                                                            and not on_switch):
             # a VM, or a device of one (SystemName: the VM GUID; the host's name is no GUID)
             guid = canonical_guid(text)
             if guid is not None:

@@ -21,6 +21,8 @@ from vsms.cim.enums import RequestedState, ResourceType
 from vsms.cli import adopt
 from vsms.cli.output import Output
 from vsms.cli.session import CliError, Session, job_summary, vm_summary
+from vsms.errors import InvalidParameter
+from vsms.mapping.switch_paths import is_port_text, port_keys, switch_path
 from vsms.mapping.system import ACCELERATOR_INFO
 
 SUB_DISK_DRIVE = "Microsoft Synthetic Disk Drive"
@@ -141,10 +143,27 @@ def describe(vm: pywbem.CIMInstance, vssd: pywbem.CIMInstance,
     return facts
 
 
+def switch_names(s: Session, adapters: list[dict[str, Any]]) -> None:
+    """An adapter on a switch port shows the switch's ElementName (its ``switch``) and the
+    port's path (``port``); a bare network name stays as it is."""
+    for n in adapters:
+        text = str(n["switch"] or "")
+        n["port"] = ""
+        if not is_port_text(text):
+            continue
+        n["port"] = text
+        try:
+            switch_id, _ = port_keys(text)
+            n["switch"] = str(s.conn.GetInstance(switch_path(switch_id))["ElementName"])
+        except (InvalidParameter, pywbem.Error):
+            n["switch"] = f"{text} (switch not found)"
+
+
 def cmd_show(args: argparse.Namespace, s: Session, out: Output) -> int:
     vm = s.vm(args.name)
     vssd, parts = s.settings(vm)
     f = describe(vm, vssd, parts)
+    switch_names(s, f["network_adapters"])
     lines = [f"Name:        {f['name']}", f"ID:          {f['id']}", f"State:       {f['state']}",
              f"Memory:      {f['memory_mb']} MB", f"Processors:  {f['processors']}",
              f"Accelerator: {_ACCEL_TEXT.get(f['accelerator'], f['accelerator'] or '?')}"]

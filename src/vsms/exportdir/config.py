@@ -13,6 +13,9 @@
       <file>Virtual Hard Disks/…</file>      (absent when storage was not copied)
     </disk>
   </virtual-hard-disks>
+  <network-adapters>                       (optional: the connected adapters' switches)
+    <adapter device-id="…" switch-id="…" switch-name="…"/>
+  </network-adapters>
 </vsms-export>
 ```
 """
@@ -34,6 +37,7 @@ from vsms.exportdir.layout import (
     XML_MAX_ELEMENTS,
     ExportConfig,
     ExportedDisk,
+    ExportedNic,
     is_guid,
     q,
 )
@@ -44,7 +48,7 @@ ROOT = "vsms-export"
 _FIX = f"restore {CONFIG} from the original export or export the virtual machine again"
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SINGLE = ("virtual-machine", "exported-at", "source-host", "vsms-version", "contents",
-           "virtual-hard-disks")
+           "virtual-hard-disks", "network-adapters")
 _BOOL = {"true": True, "false": False}
 
 
@@ -105,6 +109,10 @@ def config_problems(cfg: ExportConfig) -> list[str]:
         elif disk.file and disk.file in seen_files:
             problems.append(f"names the file {q(disk.file)} for more than one disk")
         seen_files.add(disk.file)
+    for nic in cfg.nics:
+        texts += [nic.dev_id, nic.switch_id, nic.switch_name]
+        if not nic.dev_id or not (nic.switch_id or nic.switch_name):
+            problems.append("has a network adapter without a device id or a switch")
     if any(_XML_ILLEGAL.search(t) for t in texts):
         problems.append("holds a control character that XML cannot carry")
     return problems
@@ -127,6 +135,11 @@ def config_to_xml(cfg: ExportConfig) -> bytes:
         ET.SubElement(el, "original-path").text = d.original_path
         if d.file:
             ET.SubElement(el, "file").text = d.file
+    if cfg.nics:
+        adapters = ET.SubElement(root, "network-adapters")
+        for n in cfg.nics:
+            ET.SubElement(adapters, "adapter", {"device-id": n.dev_id, "switch-id": n.switch_id,
+                                                "switch-name": n.switch_name})
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     # ElementTree leaves a carriage return in text as is, and parsers turn it into a line feed
@@ -228,8 +241,15 @@ class _Reader:
                 disk = self.disk(node)
                 if disk is not None:
                     disks.append(disk)
+        nics: list[ExportedNic] = []
+        for adapters in safexml.children(root, "network-adapters"):  # optional
+            self.check_names(adapters, ("adapter",), single=False)
+            for node in safexml.children(adapters, "adapter"):
+                attrs = node[1]
+                nics.append(ExportedNic(attrs.get("device-id", ""), attrs.get("switch-id", ""),
+                                        attrs.get("switch-name", "")))
         cfg = ExportConfig(guid.upper() if is_guid(guid) else guid, name, exported_at, storage,
-                           runtime, disks, host, version_text)
+                           runtime, disks, host, version_text, nics)
         self.problems += [_bad(c) for c in config_problems(cfg)]
         return cfg
 

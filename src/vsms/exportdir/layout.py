@@ -82,6 +82,17 @@ class ExportedDisk:
 
 
 @dataclass(frozen=True)
+class ExportedNic:
+    """The switch one network adapter of the exported VM was connected to (issue 14): its
+    Name (a GUID for vsms switches) and ElementName, so an import finds the same switch by ID,
+    else by name."""
+
+    dev_id: str
+    switch_id: str
+    switch_name: str
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """What config.xml records about one export."""
 
@@ -93,6 +104,7 @@ class ExportConfig:
     disks: list[ExportedDisk] = field(default_factory=list)
     source_host: str = ""
     vsms_version: str = ""
+    nics: list[ExportedNic] = field(default_factory=list)  # connected adapters only
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class OpContext(Protocol):
 
     def status(self, text: str) -> None: ...
 
+    def describe(self, text: str) -> None: ...
+
     def check_cancelled(self) -> None: ...
 
     def set_result(self, **values: Any) -> None: ...
@@ -92,6 +94,15 @@ class JobContext:
         with self._lock:
             if text != self.record.job_status:
                 self.record.job_status = text
+                self._dirty = True
+                self._write_if_due()
+
+    def describe(self, text: str) -> None:
+        """Replace the job's Description (what the job found it must tell, e.g. an import's
+        adapter left disconnected); written with the next progress write."""
+        with self._lock:
+            if text != self.record.description:
+                self.record.description = text
                 self._dirty = True
                 self._write_if_due()
 

@@ -19,6 +19,7 @@ from vsms.cim import names
 from vsms.cim.enums import ResourceType
 from vsms.errors import InvalidParameter, NotSupported
 from vsms.mapping import ids
+from vsms.mapping.switch_paths import connection_text
 from vsms.model.vm import (
     COM_PORT_IDS,
     Controller,
@@ -296,7 +297,8 @@ def _media(vs: VirtualSystem, m: Media) -> pywbem.CIMInstance:
 def _nic(vs: VirtualSystem, n: NetworkAdapter) -> pywbem.CIMInstance:
     common: dict[str, Any] = {
         "caption": "Ethernet Port", "rtype": ResourceType.ETHERNET_ADAPTER, "units": "Ports",
-        "connection": [n.switch] if n.switch else None, "address": ids.address_from_mac(n.mac),
+        "connection": [c] if (c := connection_text(n)) else None,
+        "address": ids.address_from_mac(n.mac),
         "Reservation": pywbem.Uint64(1), "Limit": pywbem.Uint64(1), "Weight": pywbem.Uint32(0),
         "StaticMacAddress": n.static_mac,
     }

@@ -54,6 +54,9 @@ class ImportPreview:
     current_resource_paths: list[str] = field(default_factory=list)
     source_resource_paths: list[str] = field(default_factory=list)
     source_network_connections: list[str] = field(default_factory=list)
+    # per adapter: the ElementName of the switch here it would be connected to, "" when its
+    # switch does not exist here (what the client should map); None: not reported
+    target_network_connections: list[str] | None = None
 
 
 def _prop(inst: pywbem.CIMInstance, name: str) -> Any:
@@ -167,7 +170,7 @@ def import_setting_data(preview: ImportPreview, instance_guid: str) -> pywbem.CI
         ("SourceResourcePaths", list(preview.source_resource_paths), "string[]"),
         ("TargetResourcePaths", None, "string[]"),
         ("SourceNetworkConnections", list(preview.source_network_connections), "string[]"),
-        ("TargetNetworkConnections", None, "string[]"),
+        ("TargetNetworkConnections", preview.target_network_connections, "string[]"),
     ]))
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pywbem
 
-from vsms.errors import InvalidParameter, NotSupported
+from vsms.errors import InUse, InvalidParameter, NotSupported
 from vsms.mapping import ids
 from vsms.mapping.checks import slots
 from vsms.mapping.devices import Kind, blank, classify, device_instances, label, prop
@@ -54,6 +54,9 @@ class ResourceEnv:
     aliases: dict[str, str] = field(default_factory=dict)
     # the check of a serial port's socket path (resolved path or a VsmsError); None: no ports
     check_socket: Callable[[str], str] | None = None
+    # an adapter's Connection naming an Msvm_SwitchPort -> (libvirt network, port Name, switch
+    # Name), or a VsmsError (no such switch or port, port taken); None: no switches here
+    resolve_port: Callable[[str], tuple[str, str, str]] | None = None
 
 
 def _int(rasd: pywbem.CIMInstance, name: str) -> int | None:
@@ -190,19 +193,36 @@ def _com_port(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv, por
         env.check_socket(vs.com_socket(port))
 
 
-def _switch(rasd: pywbem.CIMInstance, current: str | None) -> str | None:
+def _link(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv,
+          nic: NetworkAdapter | None) -> tuple[str, str, str]:
+    """(libvirt network, switch port, switch Name) an adapter's Connection names: the path of
+    an Msvm_SwitchPort (resolved by ``env.resolve_port``), the bare name of a libvirt network,
+    or nothing (not connected). NULL keeps the current connection."""
+    current = (nic.switch, nic.port, nic.switch_id) if nic is not None else ("", "", "")
     conn = prop(rasd, "Connection")
     if conn is None:
         return current
     value = conn[0] if isinstance(conn, list) and conn else ("" if isinstance(conn, list)
                                                              else conn)
     if not isinstance(value, str):
-        raise InvalidParameter(f"{label(rasd)}: Connection must name a virtual switch")
+        raise InvalidParameter(f"{label(rasd)}: Connection must name a virtual switch port")
+    if not value.strip():
+        return ("", "", "")
+    if "msvm_switchport" in value.lower():
+        if env.resolve_port is None:
+            raise NotSupported(f"{label(rasd)}: switch ports cannot be connected here")
+        link = env.resolve_port(value.strip())
+        for other in vs.nics:
+            if other is not nic and (other.switch_id, other.port) == (link[2], link[1]):
+                raise InUse(f"{label(rasd)}: switch port {link[1]} is already connected to "
+                            f"network adapter {other.dev_id} of this virtual machine")
+        return link
     if _BAD_SWITCH.search(value):
         raise InvalidParameter(f"{label(rasd)}: Connection {value!r} is not a virtual switch "
-                               "name: give the name of a libvirt network, or nothing to leave "
-                               "the adapter unconnected")
-    return value.strip()
+                               "port path nor a network name: give the path of an "
+                               "Msvm_SwitchPort (CreateSwitchPort), or nothing to leave the "
+                               "adapter unconnected")
+    return (value.strip(), "", "")
 
 
 def new_mac(taken: set[str]) -> str:
@@ -365,10 +385,11 @@ def add_resource(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv, 
         path, fmt = _check_image(vs, rasd, kind, drive, env)
         vs.media.append(Media(dev, drive.dev_id, path, fmt))
     else:
-        switch = _switch(rasd, "") or ""
+        network, port, switch_id = _link(vs, rasd, env, None)
         mac, static = _mac(vs, rasd, env, None)
-        vs.nics.append(NetworkAdapter(dev, mac, switch, synthetic=kind is Kind.SYNTHETIC_NIC,
-                                      static_mac=static, identifiers=_identifiers(rasd, [])))
+        vs.nics.append(NetworkAdapter(dev, mac, network, synthetic=kind is Kind.SYNTHETIC_NIC,
+                                      static_mac=static, identifiers=_identifiers(rasd, []),
+                                      port=port, switch_id=switch_id))
     _element_name(vs, rasd, dev)
     _check_kept(vs, rasd, kind, dev)
     iid = prop(rasd, "InstanceID")
@@ -452,7 +473,7 @@ def _modify(vs: VirtualSystem, rasd: pywbem.CIMInstance, env: ResourceEnv, kind:
         if kind is not (Kind.SYNTHETIC_NIC if nic.synthetic else Kind.EMULATED_NIC):
             raise mismatch
         nic.mac, nic.static_mac = _mac(vs, rasd, env, nic)
-        nic.switch = _switch(rasd, nic.switch) or ""
+        nic.switch, nic.port, nic.switch_id = _link(vs, rasd, env, nic)
         nic.identifiers = _identifiers(rasd, nic.identifiers)
     else:
         raise InvalidParameter(f"{label(rasd)}: '{vs.name}' has no device {dev}")

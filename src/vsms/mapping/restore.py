@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
 import pywbem
 
-from vsms.errors import VsmsError
+from vsms.errors import InvalidParameter, VsmsError
 from vsms.mapping import ids
 from vsms.mapping.devices import Kind, blank, classify, device_instances, label, prop
+from vsms.mapping.switch_paths import is_port_text, port_keys
 from vsms.model.vm import (
     COM_PORT_IDS,
     Controller,
@@ -89,13 +91,19 @@ def _one(vs: VirtualSystem, inst: pywbem.CIMInstance, formats: Mapping[str, Imag
         vs.com_ports[port] = str(value or "")
     else:
         conn = prop(inst, "Connection") or []
-        switch = conn[0] if isinstance(conn, list) and conn and conn[0] else ""
+        switch = str(conn[0]) if isinstance(conn, list) and conn and conn[0] else ""
+        switch_id = port_name = ""
+        if is_port_text(switch):  # a switch port: the importer finds the switch (issue 14)
+            with contextlib.suppress(InvalidParameter):
+                switch_id, port_name = port_keys(switch)
+            switch = ""
         given = prop(inst, "VirtualSystemIdentifiers") or []
         vs.nics.append(NetworkAdapter(dev, ids.mac_from_address(str(prop(inst, "Address") or "")),
-                                      str(switch), synthetic=kind is Kind.SYNTHETIC_NIC,
+                                      switch, synthetic=kind is Kind.SYNTHETIC_NIC,
                                       static_mac=prop(inst, "StaticMacAddress") is not False,
                                       identifiers=[str(i) for i in given
-                                                   if str(i) != f"{{{dev}}}"]))
+                                                   if str(i) != f"{{{dev}}}"],
+                                      port=port_name, switch_id=switch_id))
 
 
 def _com_index(inst: pywbem.CIMInstance, dev: str) -> int:

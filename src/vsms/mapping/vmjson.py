@@ -42,7 +42,8 @@ def from_json(data: dict[str, Any] | str) -> VirtualSystem:
                     for m in raw.get("media", [])]
         vs.nics = [NetworkAdapter(n["dev_id"], n["mac"], n.get("switch", ""),
                                   bool(n.get("synthetic", True)), bool(n.get("static_mac", True)),
-                                  [str(i) for i in n.get("identifiers", [])])
+                                  [str(i) for i in n.get("identifiers", [])],
+                                  str(n.get("port", "")), str(n.get("switch_id", "")))
                    for n in raw.get("nics", [])]
         vs.element_names = {str(k): str(v) for k, v in raw.get("element_names", {}).items()}
         return vs

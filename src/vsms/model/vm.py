@@ -91,6 +91,10 @@ class NetworkAdapter:
     synthetic: bool = True
     static_mac: bool = True  # StaticMacAddress: FALSE = the service chose the MAC
     identifiers: list[str] = field(default_factory=list)  # VirtualSystemIdentifiers ([] = {dev_id})
+    # the switch port it is connected to (Msvm_SwitchPort Name) and that switch's Name (GUID);
+    # "" when the adapter names its network directly or is not connected
+    port: str = ""
+    switch_id: str = ""
 
 
 @dataclass

@@ -40,6 +40,7 @@ from vsms.operations import files
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress
 from vsms.operations.reservations import Reservation as TargetHold
+from vsms.operations.switchports import exported_nics
 from vsms.operations.transitions import Reservation, Transition, Transitions
 from vsms.operations.undo import RemoveTree
 from vsms.virt.host import VirtHost
@@ -132,7 +133,8 @@ class ExportWork:
                            exported_at=datetime.now(UTC),
                            with_storage=self.options.copy_storage,
                            with_runtime=self.options.copy_runtime, disks=exported,
-                           source_host=socket.gethostname(), vsms_version=__version__)
+                           source_host=socket.gethostname(), vsms_version=__version__,
+                           nics=exported_nics(vs, self.host.networks.switches()))
         writer.write_exp(tmp, vs.guid, settings_instances(vs))
         writer.write_config(tmp, cfg)
         phases.done("meta")

@@ -47,7 +47,13 @@ from vsms.operations.identity import with_new_identity
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
 from vsms.operations.reservations import Reservation
-from vsms.operations.undo import Undefine, UnmarkConsumed
+from vsms.operations.switchports import (
+    ImportLinks,
+    add_port,
+    plan_import_links,
+    recorded_switches,
+)
+from vsms.operations.undo import RemoveSwitchPort, Undefine, UnmarkConsumed
 from vsms.store.db import Store
 from vsms.virt.host import GUID_TAKEN, VirtHost
 
@@ -86,6 +92,7 @@ class ImportWork:
     directory: Path
     options: ImportOptions
     _reservation: Reservation | None = field(default=None, init=False, repr=False)
+    _links: ImportLinks = field(default_factory=ImportLinks, init=False, repr=False)
 
     @property
     def description(self) -> str:
@@ -120,12 +127,17 @@ class ImportWork:
             ctx.add_undo(UnmarkConsumed(str(self.directory), vs.guid))
             self.store.mark_consumed(str(self.directory), vs.guid)
         ctx.check_cancelled()
+        for switch_id, port in self._links.ports:  # a new port for each connected adapter
+            ctx.add_undo(RemoveSwitchPort(switch_id, port))
+            add_port(self.host, switch_id, port, f"{vs.name} adapter")
         ctx.add_undo(Undefine(vs.guid))
         self.host.define(vs)
         ctx.add_affected(AffectedElement(
             "Msvm_ComputerSystem", {"CreationClassName": "Msvm_ComputerSystem", "Name": vs.guid},
             [5]))
         ctx.status(f"imported as virtual machine '{vs.name}' ({vs.guid})")
+        if self._links.notes:
+            ctx.describe("; ".join([self.description, *self._links.notes]))
 
     # ------------------------------------------------------------------ planning (no effects)
     def _plan(self, pkg: ExportPackage) -> tuple[VirtualSystem, list[Copy]]:
@@ -133,6 +145,7 @@ class ImportWork:
         vs = system_from_instances(pkg.instances,
                                    formats={d.dev_id: d.format for d in pkg.config.disks},
                                    limits=self.host.limits())
+        recorded = recorded_switches(vs, pkg.config.nics)  # by adapter index, before new IDs
         problems: list[str] = []
         by_dev = {d.dev_id: (i, d) for i, d in enumerate(pkg.config.disks)}
         from_export: dict[str, str] = {}  # source path -> path relative to the export
@@ -174,9 +187,8 @@ class ImportWork:
         vs = replace(vs, name=opts.name or vs.name,
                      scope_of_residence=opts.security_scope or vs.scope_of_residence,
                      imported_from=str(self.directory))
-        for i, switch in enumerate(opts.target_network_connections):
-            if i < len(vs.nics) and switch:
-                vs.nics[i].switch = switch
+        self._links = plan_import_links(self.host.networks.switches(), vs, recorded,
+                                        opts.target_network_connections)
         copies: list[Copy] = []
         if opts.create_copy:
             copies = self._targets(vs, vs.disk_media(), from_export)

@@ -18,6 +18,7 @@ import pywbem
 from vsms.disks.qemuimg import probe_format
 from vsms.errors import InUse, InvalidParameter
 from vsms.mapping import ids
+from vsms.mapping.devices import Kind, classify
 from vsms.mapping.resources import (
     ImageChecker,
     ResourceEnv,
@@ -26,9 +27,11 @@ from vsms.mapping.resources import (
     remove_resource,
 )
 from vsms.model.vm import DriveKind, ImageFormat
+from vsms.operations import switching
 from vsms.operations.modify import ReplaceSystem, check_defineable, load_system, require_off
 from vsms.operations.paths import StorageRoots
 from vsms.operations.serial import socket_checker
+from vsms.operations.switchports import port_resolver
 from vsms.virt.host import VirtHost
 
 DISK_FORMATS = (ImageFormat.VHD, ImageFormat.VHDX, ImageFormat.QCOW2)
@@ -89,7 +92,8 @@ def image_checker(roots: StorageRoots, host: VirtHost, guid: str) -> ImageChecke
 
 def resource_env(roots: StorageRoots, host: VirtHost, guid: str) -> ResourceEnv:
     return ResourceEnv(check_image=image_checker(roots, host, guid), macs_in_use=host.macs_in_use(),
-                       check_socket=socket_checker(roots))
+                       check_socket=socket_checker(roots),
+                       resolve_port=port_resolver(host, guid))
 
 
 @dataclass
@@ -121,6 +125,12 @@ def prepare_modify_resources(host: VirtHost, roots: StorageRoots, guid: str,
     if not rasds:
         raise InvalidParameter("ResourceSettingData is empty: pass the changed resource "
                                "allocation setting data instances")
+    if host.state(guid) in switching.LIVE and all(  # only adapters' connections may change
+            classify(r) in (Kind.SYNTHETIC_NIC, Kind.EMULATED_NIC) for r in rasds):
+        new = copy.deepcopy(old)
+        env = resource_env(roots, host, guid)
+        changed = [modify_resource(new, rasd, env) for rasd in rasds]
+        return ResourceChange(switching.prepare_live(host, old, new), changed)
     require_off(host, old, "change devices")
     new = copy.deepcopy(old)
     env = resource_env(roots, host, guid)

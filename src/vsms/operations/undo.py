@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vsms.cim.enums import EnabledState
@@ -175,8 +175,27 @@ class UnmarkConsumed(UndoStep[UndoEnv]):
                 env.store.unmark_consumed(self.directory)
 
 
+@dataclass(frozen=True)
+class RemoveSwitchPort(UndoStep[UndoEnv]):
+    """Remove the switch port a job created (issue 14: an import's adapter's port)."""
+
+    kind = "remove_switch_port"
+    switch_id: str
+    port: str
+
+    def describe(self) -> str:
+        return f"remove port {self.port} of virtual switch {self.switch_id}"
+
+    def undo(self, env: UndoEnv) -> None:
+        with env.host.networks.lock:
+            sw = env.host.networks.get(self.switch_id)
+            if sw is not None and sw.port(self.port) is not None:
+                env.host.networks.save(replace(sw, ports=tuple(
+                    p for p in sw.ports if p.name != self.port)))
+
+
 STEPS: tuple[type[UndoStep[UndoEnv]], ...] = (RemoveFile, RemoveTree, Undefine, Redefine,
-                                              UnmarkConsumed)
+                                              UnmarkConsumed, RemoveSwitchPort)
 
 
 def undo_handlers(host: VirtHost, store: Store) -> UndoBook[UndoEnv]:
@@ -212,6 +231,9 @@ class LocalContext:
         return None
 
     def status(self, text: str) -> None:
+        return None
+
+    def describe(self, text: str) -> None:
         return None
 
     def check_cancelled(self) -> None:

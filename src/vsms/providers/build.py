@@ -17,6 +17,8 @@ from vsms.providers.pools import (
     ProcessorPoolProvider,
 )
 from vsms.providers.settings_data import SettingDataProvider, SettingsAssociationProvider
+from vsms.providers.switch_service import SwitchServiceProvider
+from vsms.providers.switches import SwitchAssociationProvider, SwitchProvider
 
 PROVIDERS: tuple[type[ServiceProvider], ...] = (
     ComputerSystemProvider,
@@ -30,6 +32,7 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
     PoolProvider, ProcessorPoolProvider, CapabilitiesProvider, PoolAssociationProvider,
 
     LogicalDeviceProvider, DeviceAssociationProvider,
+    SwitchServiceProvider, SwitchProvider, SwitchAssociationProvider,
 )
 
 

@@ -24,6 +24,7 @@ from vsms.mapping.system import system_from_instances
 from vsms.model.vm import new_guid
 from vsms.operations.export import prepare_export
 from vsms.operations.import_ import ImportWork, check_import_directory
+from vsms.operations.switchports import import_network_preview
 from vsms.providers.base import CIMTarget, ServiceProvider, method
 from vsms.providers.common import (
     Params,
@@ -124,7 +125,7 @@ class ExportImportMethods(ServiceProvider):
             current_resource_paths=[d.original_path for d in pkg.config.disks],
             source_resource_paths=[str(directory / d.file) if d.file else d.original_path
                                    for d in pkg.config.disks],
-            source_network_connections=[n.switch for n in vs.nics],
+            **import_network_preview(self.ctx.host.networks.switches(), vs, pkg.config.nics),
         )
         return int(ReturnCode.COMPLETED), {
             "ImportSettingData": import_setting_data(preview, new_guid())}

@@ -21,7 +21,7 @@ import logging
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 
-from vsms.model.vm import ControllerKind, DriveKind, ImageFormat, VirtualSystem
+from vsms.model.vm import ControllerKind, DriveKind, ImageFormat, NetworkAdapter, VirtualSystem
 from vsms.virt import metadata
 
 log = logging.getLogger(__name__)
@@ -90,18 +90,35 @@ def _disks(devices: ET.Element, vs: VirtualSystem) -> None:
                  unit=str(drive.address))
 
 
+def _nic(devices: ET.Element, nic: NetworkAdapter, index: int, network: str,
+         link_down: bool) -> ET.Element:
+    if network:
+        iface = _sub(devices, "interface", type="network")
+        _sub(iface, "source", network=network)
+    else:
+        iface = _sub(devices, "interface", type="user")
+    _sub(iface, "mac", address=nic.mac.lower())
+    _sub(iface, "model", type=SYNTHETIC_NIC_MODEL if nic.synthetic else LEGACY_NIC_MODEL)
+    if link_down or not network:
+        _sub(iface, "link", state="down")
+    _sub(iface, "alias", name=metadata.nic_alias(index))
+    return iface
+
+
 def _nics(devices: ET.Element, vs: VirtualSystem) -> None:
     for i, nic in enumerate(vs.nics):
-        if nic.switch:
-            iface = _sub(devices, "interface", type="network")
-            _sub(iface, "source", network=nic.switch)
-        else:
-            iface = _sub(devices, "interface", type="user")
-        _sub(iface, "mac", address=nic.mac.lower())
-        _sub(iface, "model", type=SYNTHETIC_NIC_MODEL if nic.synthetic else LEGACY_NIC_MODEL)
-        if not nic.switch:
-            _sub(iface, "link", state="down")
-        _sub(iface, "alias", name=metadata.nic_alias(i))
+        _nic(devices, nic, i, nic.switch, False)
+
+
+def interface_xml(vs: VirtualSystem, index: int, *, network: str | None = None,
+                  link_down: bool = False) -> str:
+    """The ``<interface>`` of adapter ``index`` of ``vs`` for a live update: on ``network``
+    (default: the adapter's own) with its link up, or down with ``link_down`` (how a running
+    VM's adapter is disconnected: libvirt cannot move a live adapter off a network)."""
+    holder = ET.Element("devices")
+    nic = vs.nics[index]
+    return ET.tostring(_nic(holder, nic, index, nic.switch if network is None else network,
+                            link_down), encoding="unicode")
 
 
 def _serials(devices: ET.Element, vs: VirtualSystem) -> None:
@@ -239,6 +256,8 @@ def _overlay_nics(root: ET.Element, vs: VirtualSystem, aliases: list[str]) -> No
         source = iface.find("source")
         nic.switch = (source.get("network", "") if iface.get("type") == "network"
                       and source is not None else "")
+        if not nic.switch:
+            nic.port = nic.switch_id = ""
         model = iface.find("model")
         nic.synthetic = model is not None and model.get("type") == SYNTHETIC_NIC_MODEL
         kept.append(nic)

@@ -23,6 +23,7 @@ from vsms.virt import caps, domxml, stats
 from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
+from vsms.virt.networks import Networks
 from vsms.virt.states import describe, steady_state
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class VirtHost:
         self._conn = Connection(uri, on_domain_changed=self._cache.mark,
                                 on_reset=self._cache.reset, reconnect_timeout=reconnect_timeout)
         self.uri = uri
+        self.networks = Networks(self._conn)  # the virtual switches (libvirt networks)
 
     def close(self) -> None:
         """Close the connection; later calls raise SystemNotAvailable. Idempotent."""
@@ -82,6 +84,14 @@ class VirtHost:
         def work(conn: Any) -> list[VirtualSystem]:
             since = self._cache.seq()
             self._refresh(conn, conn.listAllDomains(0), since)
+            return [vs for _, vs in self._cache.shared()]
+        return self._conn.run("list the virtual machines", work)
+
+    def cached_systems(self) -> list[VirtualSystem]:
+        """``shared_systems()`` from the event-kept cache, without listing every domain (as
+        ``macs_in_use`` does): for checks that run on every define (switch ports in use)."""
+        def work(conn: Any) -> list[VirtualSystem]:
+            self._refresh(conn, None)
             return [vs for _, vs in self._cache.shared()]
         return self._conn.run("list the virtual machines", work)
 

@@ -95,6 +95,9 @@ def to_element(vs: VirtualSystem, owner: str = "") -> ET.Element:
         nic = ET.SubElement(root, f"{PREFIX}:nic", {
             "id": n.dev_id, "mac": n.mac, "switch": n.switch,
             "synthetic": "true" if n.synthetic else "false", "alias": nic_alias(i)})
+        if n.port:
+            nic.set("port", n.port)
+            nic.set("switch-id", n.switch_id)
         if not n.static_mac:  # written only when not the default, as the identifiers
             nic.set("static-mac", "false")
         if n.identifiers:
@@ -175,7 +178,8 @@ def from_element(el: ET.Element) -> VirtualSystem:
                      _enum(m, "format", ImageFormat)) for m in el.findall(_MEDIA)],
         nics=[NetworkAdapter(_get(n, "id"), _get(n, "mac"), _get(n, "switch"),
                              _get(n, "synthetic") == "true", n.get("static-mac") != "false",
-                             [i for i in n.get("identifiers", "").split(",") if i])
+                             [i for i in n.get("identifiers", "").split(",") if i],
+                             n.get("port", ""), n.get("switch-id", ""))
               for n in el.findall(_NIC)],
         element_names={_get(lb, "id"): _get(lb, "name") for lb in el.findall(_LABEL)},
     )
