@@ -8,13 +8,16 @@ Every line the guest reports on its serial console (ttyS0, the kernel console) s
 - ``vsms-guest: marker missing``                     no data disk with ``/marker`` was found
 - ``vsms-guest: ipv6 <fe80::…>``                     the NIC's link-local address (DAD done)
 - ``vsms-guest: nic missing``                        no network interface appeared
+- ``vsms-guest: waiting for go``                    (``wait go`` in ``peers``) before pinging
 - ``vsms-guest: ping <addr> ok`` / ``… failed``      one line per peer
 - ``vsms-guest: ready``                              all the above done; waiting for ACPI events
 - ``vsms-guest: power button: powering off``         the ACPI power button was pressed
 
 The data disk is an ext2 file system (whole disk, label ``VSMSDATA``) holding ``marker`` and
-optionally ``peers``: one link-local address per line (the guest's own is skipped), and a line
-``deadline <seconds>`` bounding how long unreachable peers are retried (default 60).
+optionally ``peers``: one link-local address per line (the guest's own is skipped), a line
+``deadline <seconds>`` bounding how long unreachable peers are retried (default 60), and a line
+``wait go`` to make the guest wait for a line on its console before it pings (so a test can
+ping from it only once the other guests are up).
 """
 
 from __future__ import annotations
@@ -75,6 +78,10 @@ else
   say "nic missing"
 fi
 if [ -n "$me" ] && [ -f /data/peers ]; then
+  if grep -qx "wait go" /data/peers; then
+    say "waiting for go"
+    read -r _ < /dev/console
+  fi
   deadline=$(sed -n 's/^deadline \([0-9]*\)$/\1/p' /data/peers)
   end=$(( $(cut -d. -f1 /proc/uptime) + ${deadline:-60} ))
   todo=$(grep '^fe80:' /data/peers | grep -vx "$me")
