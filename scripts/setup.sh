@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev
               pkg-config gcc python3-venv sblim-wbemcli xfsprogs openssl
               wsl uuid-runtime)  # wsl: the WS-Man client scripts; uuid-runtime: their uuidgen
+APT_PACKAGES+=(syslinux syslinux-common mtools dosfstools)  # the test guest's boot disk
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -4,12 +4,7 @@ domain type the guests run with, and the Hyper-V calls that build a guest VM ove
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
-import re
-import socket
-import subprocess
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -20,105 +15,16 @@ import pywbem
 
 from tests.e2e import wbemflow
 from vsms.cim import names
-from vsms.testing.guestinit import LINE_PREFIX
+from vsms.testing import guestos
+from vsms.testing.serialconsole import BOOT_TIMEOUT, Console, link_local
 
-BOOT_TIMEOUT = 420.0  # several TCG guests on two shared cores
-
-
-def link_local(mac: str) -> str:
-    """The EUI-64 IPv6 link-local address the guest kernel derives from ``mac``."""
-    b = [int(x, 16) for x in mac.split(":")]
-    eui = [b[0] ^ 0x02, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]]
-    return str(ipaddress.IPv6Address(bytes([0xFE, 0x80] + [0] * 6 + eui)))
-
-
-class Console:
-    """Reads a COM port's Unix socket from the moment QEMU creates it; keeps the guest's
-    ``vsms-guest:`` lines with the time each arrived."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lines: list[tuple[float, str]] = []
-        self.closed = False
-        self._sock: socket.socket | None = None
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        sock = None
-        while not self._stop.is_set() and sock is None:
-            try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(str(self.path))
-                sock = s
-            except OSError:
-                s.close()
-                time.sleep(0.01)
-        if sock is None:
-            return
-        self._sock = sock
-        buf = b""
-        sock.settimeout(0.5)
-        with sock:
-            while not self._stop.is_set():
-                try:
-                    chunk = sock.recv(4096)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
-                *done, buf = buf.split(b"\n")
-                now = time.monotonic()
-                with self._cond:
-                    for raw in done:
-                        text = raw.decode(errors="replace")
-                        at = text.find(LINE_PREFIX)
-                        if at >= 0:
-                            self.lines.append((now, text[at + len(LINE_PREFIX):].strip()))
-                    self._cond.notify_all()
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-    def wait(self, pattern: str, timeout: float = BOOT_TIMEOUT) -> tuple[float, re.Match[str]]:
-        """The first line matching ``pattern`` (time, match); fails after ``timeout``."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for at, line in self.lines:
-                    found = rx.fullmatch(line)
-                    if found:
-                        return at, found
-                left = deadline - time.monotonic()
-                assert left > 0 and not self.closed, (
-                    f"{self.path.name}: no line {pattern!r} (closed={self.closed}); got "
-                    f"{[line for _, line in self.lines]}")
-                self._cond.wait(min(left, 1.0))
-
-    def send(self, line: str) -> None:
-        """Type ``line`` on the guest's console."""
-        assert self._sock is not None, f"{self.path.name}: not connected"
-        self._sock.sendall(line.encode() + b"\n")
-
-    def text(self) -> list[str]:
-        with self._cond:
-            return [line for _, line in self.lines]
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+__all__ = ["BOOT_TIMEOUT", "Console", "link_local"]
 
 
 def isolated_network(conn: libvirt.virConnect, name: str, bridge: str, mac: str
                      ) -> libvirt.virNetwork:
-    """A transient isolated network: no <forward> and no <ip> (no host address but the
-    bridge's IPv6 link-local one, kept by ipv6='yes'), no NAT, nothing leaves the machine."""
+    """A transient isolated network: no <forward> and no <ip>, so no NAT and nothing leaves
+    the machine; the host's only address on it is the bridge's IPv6 link-local one."""
     xml = (f"<network ipv6='yes'><name>{name}</name><bridge name='{bridge}' stp='off' "
            f"delay='0'/><mac address='{mac}'/></network>")
     net = conn.networkCreateXML(xml)
@@ -147,44 +53,9 @@ def connect_nic(conn: libvirt.virConnect, guid: str, network: str) -> str:
 
 
 def domain_type(image: Path, cache: Path) -> str:
-    """The domain type the guests run with: VSMS_DOMAIN_TYPE when set, else "auto" when KVM
-    boots this guest here, else "qemu" (TCG). KVM may be offered yet unable to boot a stock
-    kernel (a paravirtual nested KVM such as PVM); the verdict is kept per image and host
-    kernel in ``cache`` so the probe runs once per machine."""
-    forced = os.environ.get("VSMS_DOMAIN_TYPE")
-    if forced:
-        return forced
-    if not os.path.exists("/dev/kvm"):
-        return "qemu"
-    verdict = cache / f"kvm-{image.parent.name}-{os.uname().release}"
-    if not verdict.exists():
-        verdict.write_text("auto" if kvm_boots(image) else "qemu")
-    return verdict.read_text().strip()
-
-
-def kvm_boots(image: Path, timeout: float = 20.0) -> bool:
-    """Whether QEMU with KVM boots the guest image to its init within ``timeout``."""
-    proc = subprocess.Popen(
-        ["qemu-system-x86_64", "-machine", "pc,accel=kvm", "-m", "128", "-snapshot",
-         "-drive", f"file={image},format=vpc,if=ide", "-display", "none",
-         "-monitor", "none", "-nic", "none", "-serial", "stdio"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    found = threading.Event()
-
-    def scan() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            if f"{LINE_PREFIX} boot".encode() in raw:
-                found.set()
-                return
-
-    reader = threading.Thread(target=scan, daemon=True)
-    reader.start()
-    found.wait(timeout)
-    proc.kill()
-    proc.wait(10)
-    return found.is_set()
+    """The domain type the guests run with: VSMS_DOMAIN_TYPE when set, else the one
+    ``guestos.domain_type`` finds for this host."""
+    return os.environ.get("VSMS_DOMAIN_TYPE") or guestos.domain_type(image, cache)
 
 
 # --- the Hyper-V side: what a v1 script does over CIM-XML ---------------------------------
@@ -212,10 +83,14 @@ def set_com1(conn: pywbem.WBEMConnection, vm: pywbem.CIMInstanceName, sock: Path
     wbemflow.modify(conn, vm, com[0])
 
 
-def add_nic(conn: pywbem.WBEMConnection, vm: pywbem.CIMInstanceName, mac: str) -> None:
-    """A synthetic network adapter with the static ``mac`` (not connected to a switch)."""
-    wbemflow.add_resource(conn, vm, pywbem.CIMInstance(names.SYNTHETIC_NIC_SD, properties={
-        "ResourceType": pywbem.Uint16(10), "ResourceSubType": "Microsoft Synthetic Ethernet Port",
+def add_nic(conn: pywbem.WBEMConnection, vm: pywbem.CIMInstanceName, mac: str,
+            emulated: bool = False) -> None:
+    """A synthetic (virtio-net) or emulated (legacy, e1000) network adapter with the static
+    ``mac``, not connected to a switch."""
+    cls, sub = ((names.EMULATED_NIC_SD, "Microsoft Emulated Ethernet Port") if emulated
+                else (names.SYNTHETIC_NIC_SD, "Microsoft Synthetic Ethernet Port"))
+    wbemflow.add_resource(conn, vm, pywbem.CIMInstance(cls, properties={
+        "ResourceType": pywbem.Uint16(10), "ResourceSubType": sub,
         "ElementName": "Network Adapter", "StaticMacAddress": True,
         "Address": mac.replace(":", "").upper()}))
 

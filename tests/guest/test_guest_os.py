@@ -5,7 +5,8 @@ DefineVirtualSystem + AddVirtualSystemResources (IDE disk with the guest VHD, a 
 a marker file, COM 1 on a socket, a synthetic NIC with a static MAC), exported with its storage
 and imported twice — B as a copy with a new ID, C in place with a new ID. A, B and C are
 attached to the isolated network P, D (its own data disk) to the isolated network Q, at the
-libvirt level (the switch service is not there yet). The four boot together; D pings only once
+libvirt level (the switch service is not there yet); A's NIC is synthetic (virtio-net), D's
+emulated (e1000). The four boot together; D pings only once
 A, B and C have all answered each other (the test types "go" on its console). Every guest
 reports on its serial console; the tests read what it said.
 """
@@ -97,7 +98,7 @@ def _define(lab: Lab, name: str, boot: Path, data: Path, mac: str) -> pywbem.CIM
     guests.add_disk(lab.conn, vm, boot, 0)
     guests.add_disk(lab.conn, vm, data, 1)
     guests.set_com1(lab.conn, vm, lab.root / "serial" / f"{name}.sock")
-    guests.add_nic(lab.conn, vm, mac)
+    guests.add_nic(lab.conn, vm, mac, emulated=name == "d")
     return vm
 
 

@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -277,3 +278,56 @@ def data_disk(path: Path, files: dict[str, bytes], size_mib: int = 16) -> None:
               str(raw), f"{size_mib}M"])
         _run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "vpc", "-o",
               "subformat=dynamic,force_size=on", str(raw), str(path)])
+
+
+def domain_type(image: Path, cache: Path) -> str:
+    """"auto" when QEMU with KVM boots ``image`` to its init here, else "qemu" (TCG). KVM may
+    be offered yet unable to boot a stock kernel (a paravirtual nested KVM such as PVM); the
+    verdict is kept in ``cache`` per image and host kernel, so the probe runs once."""
+    if not os.path.exists("/dev/kvm"):
+        return "qemu"
+    verdict = cache / f"kvm-{image.parent.name}-{os.uname().release}"
+    if not verdict.exists():
+        verdict.write_text("auto" if kvm_boots(image) else "qemu")
+    return verdict.read_text().strip()
+
+
+def kvm_boots(image: Path, timeout: float = 20.0) -> bool:
+    """Whether QEMU with KVM boots the guest image to its init within ``timeout``."""
+    proc = subprocess.Popen(
+        ["qemu-system-x86_64", "-machine", "pc,accel=kvm", "-m", "128", "-snapshot",
+         "-drive", f"file={image},format=vpc,if=ide", "-display", "none",
+         "-monitor", "none", "-nic", "none", "-serial", "stdio"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    found = threading.Event()
+
+    def scan() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            if f"{guestinit.LINE_PREFIX} boot".encode() in raw:
+                found.set()
+                return
+
+    threading.Thread(target=scan, daemon=True).start()
+    found.wait(timeout)
+    proc.kill()
+    proc.wait(10)
+    return found.is_set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vsms.testing.guestos [CACHE]``: build (or find) the guest image and print
+    its path."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    cache = Path(args[0]) if args else Path("/var/tmp/vsms-tests/guest-cache")
+    try:
+        print(guest_image(cache))
+    except GuestBuildError as exc:
+        print(f"build-guest: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
