@@ -10,7 +10,8 @@ The image is cached under ``cache/<key>/guest.vhd`` where the key hashes every i
 versions, init, module list, this builder's version), so it is built once per machine.
 
 ``data_disk(path, files)`` makes the guest's data disk: a dynamic VHD with one ext2 file
-system (label ``VSMSDATA``) holding ``files``.
+system (label ``VSMSDATA``) holding ``files``. ``domain_type(image, cache)`` tells whether this
+host's KVM boots the guest ("auto") or the guests must use TCG ("qemu"). See docs/guest.md.
 """
 
 from __future__ import annotations
