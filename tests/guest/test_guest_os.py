@@ -146,9 +146,8 @@ def lab() -> Iterator[Lab]:
     dtype = guests.domain_type(image, cache)
     root = fresh_dir()
     served = _served(root, dtype)
-    virt = libvirt.open(QEMU_URI)
-    conn = served.connect()
-    lab = Lab(conn, virt, served, root, dtype)
+    lab = Lab(served.connect(), libvirt.open(QEMU_URI), served, root, dtype)
+    conn, virt = lab.conn, lab.virt
     lab.timings["image"] = time.monotonic() - t0
     tag = secrets.token_hex(3)
     nets = []
@@ -221,8 +220,11 @@ def test_each_guest_reads_its_own_data_disk(lab: Lab) -> None:
     for n, g in lab.guests.items():
         _, found = _console(lab, n).wait(r"marker sha256=([0-9a-f]{64})", timeout=0.1)
         assert found.group(1) == hashlib.sha256(g.marker).hexdigest(), n
-    # the copy and the in-place import are other VMs, on other disks
+    # the copy and the in-place import are other VMs, each on disks of its own
     assert len({g.guid for g in lab.guests.values()}) == 4
+    disks = [str(r["Connection"][0]) for g in lab.guests.values()
+             for r in wbemflow.settings_of(lab.conn, g.vm) if r["ResourceType"] == 21]
+    assert len(disks) == len(set(disks)) == 8, disks
 
 
 def test_guests_on_one_network_reach_each_other_and_no_further(lab: Lab) -> None:
