@@ -9,6 +9,8 @@ APT_PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients l
               wsl uuid-runtime)  # wsl: the WS-Man client scripts; uuid-runtime: their uuidgen
 APT_PACKAGES+=(dosfstools)  # mkfs.fat: CreateVirtualFloppyDisk formats its .vfd as FAT12
 
+APT_PACKAGES+=(syslinux syslinux-common mtools dosfstools)  # the test guest's boot disk
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
