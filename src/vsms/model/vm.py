@@ -94,6 +94,19 @@ class NetworkAdapter:
 
 
 @dataclass
+class Snapshot:
+    """A snapshot of a VM: its settings as they were (``config``, whose media paths are the
+    frozen images) and its place in the VM's tree (``parent``: "" for a root)."""
+
+    id: str  # a GUID of its own: the snapshot's VSSD is ``Microsoft:<id>``
+    name: str  # ElementName, ``<VM name> - (<date> - <time>)`` unless renamed
+    created: datetime
+    parent: str
+    config: VirtualSystem
+    memory: bool = False  # holds the memory state (applies as Suspended)
+
+
+@dataclass
 class VirtualSystem:
     guid: str
     name: str
@@ -126,6 +139,12 @@ class VirtualSystem:
     # the libvirt domain type it is defined with, "kvm" or "qemu" (TCG); "" before it is. An
     # observation of the host, not a setting: not compared.
     accelerator: str = field(default="", compare=False)
+    # the snapshot tree (``Snapshot.parent`` links), the snapshot the current state grew from
+    # (Msvm_PreviousSettingData) and the one applied last (Msvm_LastAppliedSettingData); ""
+    # when none
+    snapshots: list[Snapshot] = field(default_factory=list)
+    previous_snapshot: str = ""
+    last_applied: str = ""
 
     def controller(self, dev_id: str) -> Controller | None:
         return next((c for c in self.controllers if c.dev_id == dev_id), None)

@@ -17,6 +17,7 @@ from vsms.providers.pools import (
     ProcessorPoolProvider,
 )
 from vsms.providers.settings_data import SettingDataProvider, SettingsAssociationProvider
+from vsms.providers.snapshots import SnapshotTreeProvider
 
 PROVIDERS: tuple[type[ServiceProvider], ...] = (
     ComputerSystemProvider,
@@ -30,6 +31,7 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
     PoolProvider, ProcessorPoolProvider, CapabilitiesProvider, PoolAssociationProvider,
 
     LogicalDeviceProvider, DeviceAssociationProvider,
+    SnapshotTreeProvider,
 )
 
 

@@ -1,6 +1,7 @@
 """Msvm_VirtualSystemManagementService: the singleton "vmms" and its methods.
 
-Life-cycle methods come from ``vsms_lifecycle``, export/import from ``vsms_exportimport``; every
+Life-cycle methods come from ``vsms_lifecycle``, export/import from ``vsms_exportimport``,
+snapshots from ``vsms_snapshots``; every
 other method the class declares returns 32770 (Not supported) and does nothing.
 """
 
@@ -10,9 +11,11 @@ from vsms.cim import names
 from vsms.providers.base import SingletonService
 from vsms.providers.vsms_exportimport import ExportImportMethods
 from vsms.providers.vsms_lifecycle import LifecycleMethods
+from vsms.providers.vsms_snapshots import SnapshotMethods
 
 
-class ManagementServiceProvider(LifecycleMethods, ExportImportMethods, SingletonService):
+class ManagementServiceProvider(LifecycleMethods, ExportImportMethods, SnapshotMethods,
+                                SingletonService):
     classnames = (names.VSMS,)
     service_name = names.VSMS_NAME
     caption = "Virtual System Management Service"

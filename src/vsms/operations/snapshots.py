@@ -1,0 +1,265 @@
+"""Create, apply and remove snapshots of a VM (the work of the snapshot jobs).
+
+Each operation changes the VM's definition (its snapshot tree lives in our metadata, see
+``virt.metadata``) and its disks (``operations.snapshot_disks``) in two phases:
+
+1. reversible: new overlays are created (journaled ``remove_file``) and the VM is redefined
+   (journaled ``redefine`` of the previous definition); a failure or a crash here is undone
+   completely by the job engine;
+2. past the point of no return: the undo records are amended into no-ops (the new definition
+   again, ``made: false`` for the overlays), a saved state the apply discards is discarded,
+   then ``collapse`` removes and merges what nobody references any more. Every step of a
+   collapse leaves a consistent VM and the next snapshot operation finishes one that stopped.
+
+A snapshot is taken of a VM that is off (a running, paused or saved VM answers 32775: its
+memory state is not captured yet); one is applied to a VM that is off or saved (the saved
+state is discarded) and the VM ends off; one is removed in any state (merges that concern the
+disks a running or saved VM has open wait until it is off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from vsms.cim.enums import EnabledState
+from vsms.errors import InvalidParameter, InvalidState, NotFound
+from vsms.jobs.undo import UndoStep
+from vsms.mapping.vmjson import to_json
+from vsms.model.vm import Snapshot, VirtualSystem, new_guid
+from vsms.operations.modify import describe_state, load_system
+from vsms.operations.paths import StorageRoots
+from vsms.operations.snapshot_disks import collapse, new_overlays, snapshot_dir, use_overlays
+from vsms.operations.undo import OpContext, Redefine, RemoveFile
+from vsms.virt.cache import clone
+from vsms.virt.host import VirtHost
+
+CREATABLE = (EnabledState.DISABLED,)
+APPLICABLE = (EnabledState.DISABLED, EnabledState.SUSPENDED)
+
+
+def snapshot_name(vm_name: str, when: datetime) -> str:
+    """ElementName of a new snapshot as Hyper-V writes it: ``VM - (12/2/2026 - 5:45:48 AM)``
+    (the host's local time)."""
+    hour = when.hour % 12 or 12
+    half = "AM" if when.hour < 12 else "PM"
+    return (f"{vm_name} - ({when.month}/{when.day}/{when.year} - "
+            f"{hour}:{when.minute:02d}:{when.second:02d} {half})")
+
+
+def list_snapshots(vs: VirtualSystem) -> list[Snapshot]:
+    """The snapshots of ``vs``, oldest first (what GetSummaryInformation's Snapshots lists)."""
+    return sorted(vs.snapshots, key=lambda s: s.created)
+
+
+def find_snapshot(host: VirtHost, snapshot_id: str) -> tuple[VirtualSystem, Snapshot]:
+    """The VM holding the snapshot ``snapshot_id`` and the snapshot; NotFound/InvalidParameter
+    (a VM's current settings are not a snapshot) naming the cause."""
+    sid = snapshot_id.upper()
+    for vs in host.shared_systems():
+        if vs.guid.upper() == sid:
+            raise InvalidParameter(
+                f"Microsoft:{sid} is the current settings of virtual machine '{vs.name}', not a "
+                "snapshot: pass a snapshot's Msvm_VirtualSystemSettingData (SettingType 5)")
+        for snap in vs.snapshots:
+            if snap.id.upper() == sid:
+                return clone(vs), clone(snap)
+    raise NotFound(f"there is no snapshot Microsoft:{sid}: list the snapshots of the virtual "
+                   "machine (Msvm_VirtualSystemSettingData with SettingType 5) and pass one")
+
+
+def _state_check(host: VirtHost, vs: VirtualSystem, allowed: tuple[EnabledState, ...],
+                 what: str, hint: str) -> EnabledState:
+    state = host.state(vs.guid)
+    if state not in allowed:
+        raise InvalidState(f"cannot {what} of '{vs.name}' ({vs.guid}): it is "
+                           f"{describe_state(state)}; {hint}")
+    return state
+
+
+def _frozen_config(vs: VirtualSystem) -> VirtualSystem:
+    config = clone(vs)
+    config.snapshots, config.previous_snapshot, config.last_applied = [], "", ""
+    return config
+
+
+class _Recorder:
+    """The journal of the overlays an operation creates, so they can be kept at the point of
+    no return (their ``remove_file`` records amended to ``made: false``)."""
+
+    def __init__(self, ctx: OpContext) -> None:
+        self.ctx = ctx
+        self.steps: dict[int, UndoStep[Any]] = {}
+
+    def add_undo(self, step: UndoStep[Any]) -> int:
+        seq = self.ctx.add_undo(step)
+        self.steps[seq] = step
+        return seq
+
+    def amend_undo(self, seq: int, step: UndoStep[Any]) -> None:
+        self.ctx.amend_undo(seq, step)
+        self.steps[seq] = step
+
+    def keep(self) -> None:
+        for seq, step in self.steps.items():
+            if isinstance(step, RemoveFile) and step.made:
+                self.amend_undo(seq, dataclasses.replace(step, made=False))
+
+
+def _tidy(host: VirtHost, roots: StorageRoots, vs: VirtualSystem, ctx: OpContext,
+          *, live: bool) -> VirtualSystem:
+    return collapse(vs, roots, host.define, live=live, progress=ctx.status)
+
+
+@dataclasses.dataclass
+class CreateSnapshot:
+    """Freeze the VM's disks under new overlays and record its settings as a snapshot."""
+
+    host: VirtHost
+    roots: StorageRoots
+    vs: VirtualSystem
+    snapshot_id: str
+
+    def run(self, ctx: OpContext) -> None:
+        ctx.check_cancelled()
+        ctx.status(f"Creating a snapshot of '{self.vs.name}'")
+        vs = load_system(self.host, self.vs.guid)
+        _state_check(self.host, vs, CREATABLE, "take a snapshot", _CREATE_HINT)
+        vs = _tidy(self.host, self.roots, vs, ctx, live=False)
+        ctx.progress(10)
+        now = datetime.now().astimezone()
+        snap = Snapshot(self.snapshot_id, snapshot_name(vs.name, now), now,
+                        vs.previous_snapshot, _frozen_config(vs))
+        overlays = new_overlays(ctx, self.roots, snapshot_dir(vs), vs.disk_media())
+        ctx.progress(50)
+        new = clone(vs)
+        use_overlays(new, overlays)
+        new.snapshots.append(snap)
+        new.previous_snapshot = snap.id
+        ctx.add_undo(Redefine(to_json(vs)))
+        self.host.define(new)  # a crash before the job ends undoes it all: consistent
+        ctx.set_result(snapshot=snap.id)
+        ctx.progress(100)
+
+
+_CREATE_HINT = ("a snapshot is taken of a turned-off virtual machine here (its memory state "
+                "is not captured yet): shut it down or turn it off (RequestStateChange 3) first")
+
+
+def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnapshot:
+    vs = load_system(host, guid)
+    _state_check(host, vs, CREATABLE, "take a snapshot", _CREATE_HINT)
+    for media in vs.disk_media():  # a root outside the storage roots fails now, not in the job
+        folder = snapshot_dir(vs)
+        roots.confine(folder, f"the snapshot folder of disk {media.path}")
+    return CreateSnapshot(host, roots, vs, new_guid())
+
+
+@dataclasses.dataclass
+class ApplySnapshot:
+    """Discard the VM's current disks and settings for a snapshot's (new overlays on its
+    frozen images); the VM ends turned off."""
+
+    host: VirtHost
+    roots: StorageRoots
+    vs: VirtualSystem
+    snap: Snapshot
+
+    def run(self, ctx: OpContext) -> None:
+        ctx.check_cancelled()
+        ctx.status(f"Applying snapshot '{self.snap.name}' to '{self.vs.name}'")
+        vs = load_system(self.host, self.vs.guid)
+        state = _state_check(self.host, vs, APPLICABLE, "apply a snapshot", _APPLY_HINT)
+        if not any(s.id == self.snap.id for s in vs.snapshots):
+            raise NotFound(f"snapshot '{self.snap.name}' of '{vs.name}' was removed meanwhile")
+        ctx.progress(10)
+        new = clone(self.snap.config)
+        for name in ("guid", "name", "created", "external_data_root", "snapshot_data_root",
+                     "scope_of_residence", "imported_from", "snapshots"):
+            setattr(new, name, clone(getattr(vs, name)))
+        new.previous_snapshot = new.last_applied = self.snap.id
+        files = _Recorder(ctx)
+        overlays = new_overlays(files, self.roots, snapshot_dir(vs),
+                                self.snap.config.disk_media())
+        use_overlays(new, overlays)
+        ctx.progress(50)
+        seq = ctx.add_undo(Redefine(to_json(vs)))
+        self.host.define(new)
+        if state is EnabledState.SUSPENDED:
+            self.host.discard_saved_state(vs.guid)
+        # the point of no return: from here the new definition and its overlays stay (the
+        # files first: a crash in between restores the old definition and leaves unused
+        # overlays, which the next collapse removes)
+        files.keep()
+        ctx.amend_undo(seq, Redefine(to_json(new)))
+        ctx.progress(70)
+        _tidy(self.host, self.roots, load_system(self.host, vs.guid), ctx, live=False)
+        ctx.progress(100)
+
+
+_APPLY_HINT = "turn it off (RequestStateChange 3) or save it first"
+
+
+def prepare_apply(host: VirtHost, roots: StorageRoots, guid: str,
+                  snapshot_id: str) -> ApplySnapshot:
+    owner, snap = find_snapshot(host, snapshot_id)
+    if owner.guid.upper() != guid.upper():
+        raise InvalidParameter(
+            f"snapshot '{snap.name}' belongs to virtual machine '{owner.name}' ({owner.guid}), "
+            f"not to {guid}: pass that machine as ComputerSystem, or one of this machine's "
+            "snapshots")
+    _state_check(host, owner, APPLICABLE, "apply a snapshot", _APPLY_HINT)
+    return ApplySnapshot(host, roots, owner, snap)
+
+
+def subtree(vs: VirtualSystem, root_id: str) -> list[str]:
+    """``root_id`` and every snapshot below it."""
+    found = [root_id]
+    for sid in found:
+        found.extend(s.id for s in vs.snapshots if s.parent == sid and s.id not in found)
+    return found
+
+
+@dataclasses.dataclass
+class RemoveSnapshot:
+    """Remove a snapshot (its children re-parented to its parent) or a whole subtree, then
+    merge the disk images nobody needs any more."""
+
+    host: VirtHost
+    roots: StorageRoots
+    vs: VirtualSystem
+    snap: Snapshot
+    tree: bool
+
+    def run(self, ctx: OpContext) -> None:
+        ctx.check_cancelled()
+        what = "snapshot subtree" if self.tree else "snapshot"
+        ctx.status(f"Removing the {what} '{self.snap.name}' of '{self.vs.name}'")
+        vs = load_system(self.host, self.vs.guid)
+        if not any(s.id == self.snap.id for s in vs.snapshots):
+            raise NotFound(f"snapshot '{self.snap.name}' of '{vs.name}' was removed meanwhile")
+        gone = set(subtree(vs, self.snap.id) if self.tree else [self.snap.id])
+        parent = self.snap.parent
+        new = clone(vs)
+        new.snapshots = [s for s in new.snapshots if s.id not in gone]
+        for s in new.snapshots:
+            if s.parent in gone:
+                s.parent = parent
+        if new.previous_snapshot in gone:
+            new.previous_snapshot = parent
+        if new.last_applied in gone:
+            new.last_applied = ""
+        ctx.progress(10)
+        # the point of no return is the new definition itself: nothing to undo after it
+        self.host.define(new)
+        ctx.progress(30)
+        live = self.host.state(vs.guid) is not EnabledState.DISABLED
+        _tidy(self.host, self.roots, load_system(self.host, vs.guid), ctx, live=live)
+        ctx.progress(100)
+
+
+def prepare_remove(host: VirtHost, roots: StorageRoots, snapshot_id: str,
+                   tree: bool) -> RemoveSnapshot:
+    owner, snap = find_snapshot(host, snapshot_id)
+    return RemoveSnapshot(host, roots, owner, snap, tree)
