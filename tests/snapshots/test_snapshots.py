@@ -76,7 +76,7 @@ def reads(svc: Harness, vm: pywbem.CIMInstanceName, copy: Path) -> bool:
 
 def ok_job(svc: Harness, rv: int, out: dict[str, object]) -> pywbem.CIMInstance:
     assert rv == ReturnCode.JOB_STARTED, rv
-    job = svc.wait(out["Job"])  # type: ignore[arg-type]
+    job = svc.wait(out["Job"])
     assert job["JobState"] == JobState.COMPLETED, job["ErrorDescription"]
     return job
 
