@@ -206,6 +206,42 @@ def run_cancel_import(bench: Bench) -> None:
     _import_copy(bench, JobState.TERMINATED)
 
 
+# -- snapshots (issue 13) --------------------------------------------------------------------
+
+def _snapshot(bench: Bench) -> str:
+    rv, out = bench.client.vsms("CreateVirtualSystemSnapshot", SourceSystem=vm_path(bench))
+    ok_job(bench, rv, out)
+    return str(out["SnapshotSettingData"]["InstanceID"])
+
+
+def _settings(instance_id: str) -> pywbem.CIMInstanceName:
+    return pywbem.CIMInstanceName(names.VSSD, keybindings={"InstanceID": instance_id},
+                                  namespace=names.NAMESPACE)
+
+
+def make_vm_with_snapshots(bench: Bench) -> None:
+    """A VM with two snapshots: S1 (the VHD), S2 (an overlay on it) and a current overlay."""
+    make_vm(bench)
+    bench.facts["s1"] = _snapshot(bench)
+    bench.facts["s2"] = _snapshot(bench)
+
+
+def run_snapshot_create(bench: Bench) -> None:
+    _snapshot(bench)
+
+
+def run_snapshot_apply(bench: Bench) -> None:
+    ok_job(bench, *bench.client.vsms("ApplyVirtualSystemSnapshotEx",
+                                     ComputerSystem=vm_path(bench),
+                                     SnapshotSettingData=_settings(bench.facts["s1"])))
+
+
+def run_snapshot_remove(bench: Bench) -> None:
+    """Removing S1 merges S2's overlay into the VHD and re-parents the current overlay."""
+    ok_job(bench, *bench.client.vsms("RemoveVirtualSystemSnapshot",
+                                     SnapshotSettingData=_settings(bench.facts["s1"])))
+
+
 Step = Callable[[Bench], None]
 
 SCENARIOS: dict[str, tuple[Step, Step]] = {
@@ -218,5 +254,8 @@ SCENARIOS: dict[str, tuple[Step, Step]] = {
     "destroy": (make_vm, run_destroy),
     "cancel-export": (make_vm_and_target, run_cancel_export),
     "cancel-import": (make_export, run_cancel_import),
+    "snapshot-create": (make_vm, run_snapshot_create),
+    "snapshot-apply": (make_vm_with_snapshots, run_snapshot_apply),
+    "snapshot-remove": (make_vm_with_snapshots, run_snapshot_remove),
 }
 """name -> (set-up, interrupted run)."""

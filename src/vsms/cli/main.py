@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import pywbem
 
-from vsms.cli import disk, jobs, serve, transfer, user, vm
+from vsms.cli import disk, jobs, serve, snapshot, transfer, user, vm
 from vsms.cli.output import Output
 from vsms.cli.session import CliError, Session, describe_wbem_error
 from vsms.errors import VsmsError
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.add_parser(sub)
     user.add_parser(sub)
-    for module in (vm, disk, transfer, jobs):
+    for module in (vm, disk, transfer, jobs, snapshot):
         module.add_parser(sub, [common])
     return parser
 

@@ -20,11 +20,13 @@ disks a running or saved VM has open wait until it is off).
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from datetime import datetime
 from typing import Any
 
 from vsms.cim.enums import EnabledState
-from vsms.errors import InvalidParameter, InvalidState, NotFound
+from vsms.errors import InvalidParameter, InvalidState, NotFound, VsmsError
 from vsms.jobs.undo import UndoStep
 from vsms.mapping.vmjson import to_json
 from vsms.model.vm import Snapshot, VirtualSystem, new_guid
@@ -34,6 +36,8 @@ from vsms.operations.snapshot_disks import collapse, new_overlays, snapshot_dir,
 from vsms.operations.undo import OpContext, Redefine, RemoveFile
 from vsms.virt.cache import clone
 from vsms.virt.host import VirtHost
+
+log = logging.getLogger(__name__)
 
 CREATABLE = (EnabledState.DISABLED,)
 APPLICABLE = (EnabledState.DISABLED, EnabledState.SUSPENDED)
@@ -263,3 +267,22 @@ def prepare_remove(host: VirtHost, roots: StorageRoots, snapshot_id: str,
                    tree: bool) -> RemoveSnapshot:
     owner, snap = find_snapshot(host, snapshot_id)
     return RemoveSnapshot(host, roots, owner, snap, tree)
+
+
+def tidy_after_crash(host: VirtHost, roots: StorageRoots) -> int:
+    """Finish what snapshot operations a crash interrupted past their point of no return:
+    ``collapse`` each VM that has snapshots or an overlay folder (merges of a running VM's
+    open disks still wait). Returns how many VMs were looked at; errors are logged, never
+    raised (the service starts anyway; the next snapshot operation of that VM tries again)."""
+    seen = 0
+    for vs in host.list_systems():
+        folder = snapshot_dir(vs)
+        if not vs.snapshots and not (folder and os.path.isdir(folder)):
+            continue
+        seen += 1
+        try:
+            live = host.state(vs.guid) is not EnabledState.DISABLED
+            collapse(vs, roots, host.define, live=live)
+        except VsmsError as exc:
+            log.warning("VM %s: the snapshot disks could not be tidied: %s", vs.guid, exc)
+    return seen

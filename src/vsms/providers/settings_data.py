@@ -69,7 +69,7 @@ class SettingDataProvider(ServiceProvider):
 
     def _snapshot(self, path: pywbem.CIMInstanceName) -> list[pywbem.CIMInstance]:
         """The settings of the snapshot ``path`` names, [] when it is none."""
-        owner = system_of_setting(self.ctx.host.shared_systems(), path)
+        owner = system_of_setting(self.ctx.host, path)
         snap = snapshot_of(owner, ids.guid_of(key(path, "InstanceID"))) if owner else None
         return snapshot_instances(owner, snap) if owner and snap else []
 
@@ -112,7 +112,7 @@ class SettingsAssociationProvider(ServiceProvider):
         guid = self._guid_of(target)
         vs = self.ctx.host.get_system(guid) if guid else None
         if vs is None and guid:  # the settings of a snapshot
-            vs = system_of_setting(self.ctx.host.shared_systems(), target)
+            vs = system_of_setting(self.ctx.host, target)
         return associations(vs, classname) if vs is not None else []
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:

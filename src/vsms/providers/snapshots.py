@@ -24,6 +24,7 @@ from vsms.mapping.snapshots import (
 from vsms.model.vm import VirtualSystem
 from vsms.providers.base import ServiceProvider, association
 from vsms.providers.common import key, same_path, vm_path
+from vsms.virt.host import VirtHost
 
 
 def _element(classname: str, vm: pywbem.CIMInstanceName, snapshot_id: str,
@@ -65,18 +66,20 @@ def tree_associations(vs: VirtualSystem, classname: str) -> list[pywbem.CIMInsta
     return []
 
 
-def system_of_setting(host_systems: Iterable[VirtualSystem], ref: pywbem.CIMInstanceName
-                      ) -> VirtualSystem | None:
-    """The VM a reference belongs to: the VM itself, or one of its snapshots' settings."""
+def system_of_setting(host: VirtHost, ref: pywbem.CIMInstanceName) -> VirtualSystem | None:
+    """The VM a reference belongs to: the VM itself, one of its current settings (one libvirt
+    look-up), or one of its snapshots' settings (a walk over the VMs)."""
     try:
         if ref.classname.lower() == names.COMPUTER_SYSTEM.lower():
-            guid = key(ref, "Name").upper()
-            return next((vs for vs in host_systems if vs.guid.upper() == guid), None)
-        sid = ids.guid_of(key(ref, "InstanceID"))
+            return host.get_system(key(ref, "Name"))
+        guid = ids.guid_of(key(ref, "InstanceID"))
     except InvalidParameter:
         return None
-    return next((vs for vs in host_systems
-                 if any(s.id.upper() == sid for s in vs.snapshots)), None)
+    vs = host.get_system(guid)
+    if vs is not None:
+        return vs
+    return next((vs for vs in host.shared_systems()
+                 if any(s.id.upper() == guid for s in vs.snapshots)), None)
 
 
 class SnapshotTreeProvider(ServiceProvider):
@@ -88,7 +91,7 @@ class SnapshotTreeProvider(ServiceProvider):
 
     def references_to(self, classname: str, target: pywbem.CIMInstanceName
                       ) -> Iterable[pywbem.CIMInstance]:
-        vs = system_of_setting(self.ctx.host.shared_systems(), target)
+        vs = system_of_setting(self.ctx.host, target)
         return tree_associations(vs, classname) if vs is not None else []
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
