@@ -213,6 +213,11 @@ def test_refusals_and_states(svc: Harness, storage_root: Path) -> None:
     unknown = ids.setting_path(names.VSSD, ids.vssd_id(str(uuid.uuid4()).upper()))
     assert vsms("RemoveVirtualSystemSnapshotTree",
                 SnapshotSettingData=unknown)[0] == ReturnCode.INVALID_PARAMETER
+    # exporting the snapshot tree is not supported yet: refused, not half-exported
+    rv, _ = svc.vsms("ExportVirtualSystem", ComputerSystem=vm, CopyVmState=True,
+                     ExportDirectory=str(storage_root))
+    assert rv == ReturnCode.NOT_SUPPORTED
+    assert not (storage_root / str(svc.get(vm)["ElementName"])).exists()
     # a RASD of the snapshot is not its settings
     rasd_path = svc.associators(s1.path, assoc_class=names.VSSD_COMPONENT)[0].path
     assert vsms("RemoveVirtualSystemSnapshot",

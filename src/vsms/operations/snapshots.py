@@ -26,13 +26,19 @@ from datetime import datetime
 from typing import Any
 
 from vsms.cim.enums import EnabledState
-from vsms.errors import InvalidParameter, InvalidState, NotFound, VsmsError
+from vsms.errors import InvalidParameter, InvalidState, NotFound, NotSupported, VsmsError
 from vsms.jobs.undo import UndoStep
 from vsms.mapping.vmjson import to_json
 from vsms.model.vm import Snapshot, VirtualSystem, new_guid
 from vsms.operations.modify import describe_state, load_system
 from vsms.operations.paths import StorageRoots
-from vsms.operations.snapshot_disks import collapse, new_overlays, snapshot_dir, use_overlays
+from vsms.operations.snapshot_disks import (
+    collapse,
+    is_overlay_of,
+    new_overlays,
+    snapshot_dir,
+    use_overlays,
+)
 from vsms.operations.undo import OpContext, Redefine, RemoveFile
 from vsms.virt.cache import clone
 from vsms.virt.host import VirtHost
@@ -286,3 +292,16 @@ def tidy_after_crash(host: VirtHost, roots: StorageRoots) -> int:
         except VsmsError as exc:
             log.warning("VM %s: the snapshot disks could not be tidied: %s", vs.guid, exc)
     return seen
+
+
+def refuse_export_with_snapshots(vs: VirtualSystem) -> None:
+    """NotSupported (32770) for a VM with snapshots or with a disk that is still a snapshot
+    overlay: exporting the snapshot tree is not implemented yet, and copying only the current
+    overlay would give an export that depends on files outside it."""
+    overlays = [m.path for m in vs.disk_media() if is_overlay_of(vs, m.path)]
+    if vs.snapshots or overlays:
+        raise NotSupported(
+            f"cannot export '{vs.name}' ({vs.guid}): it has {len(vs.snapshots)} snapshot(s) "
+            f"and {len(overlays)} disk(s) on snapshot overlays; exporting snapshots is not "
+            "supported yet: remove them first (RemoveVirtualSystemSnapshotTree, or "
+            "`vsms snapshot remove --tree`), which merges the disks back")
