@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 import pywbem
 
@@ -232,26 +233,42 @@ def test_refusals_and_states(svc: Harness, storage_root: Path) -> None:
             ReturnCode.INVALID_STATE
     finally:
         held.release()
-    # state rules: a running VM takes no snapshot here and applies none
+    # state rules: a running VM takes a disk-only snapshot and applies none
     change_state(svc, vm, 2)
     try:
-        assert vsms("CreateVirtualSystemSnapshot", SourceSystem=vm)[0] == \
-            ReturnCode.INVALID_STATE
+        rv, out = svc.vsms("CreateVirtualSystemSnapshot", SourceSystem=vm)
+        job = ok_job(svc, rv, out)
+        assert "disk-only" in job["Description"] and "memory" in job["Description"]
+        live = svc.get(out["SnapshotSettingData"])
+        assert live.path is not None
+        path, fmt = current_disk(svc, vm)
+        assert fmt is ImageFormat.QCOW2 and backing_of(path) != ""
+        # the running QEMU writes the new overlay now, not the frozen image
+        conn = libvirt.open(svc.host.uri)
+        try:
+            xml = conn.lookupByUUIDString(guid).XMLDesc(0)  # the live definition
+        finally:
+            conn.close()
+        assert f"<source file='{path}'" in xml, xml
         assert vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=vm,
                     SnapshotSettingData=s1.path)[0] == ReturnCode.INVALID_STATE
         before = current_disk(svc, vm)
-        # removing works while it runs; the merge of the disk it has open waits
+        # removing works while it runs; the merge of the disks it has open waits
         rv, out = svc.vsms("RemoveVirtualSystemSnapshot", SnapshotSettingData=s1.path)
         ok_job(svc, rv, out)
         assert current_disk(svc, vm) == before
         assert svc.get(vm)["EnabledState"] == 2
     finally:
         change_state(svc, vm, 3)
-    assert svc.host.get_system(guid).snapshots == []  # type: ignore[union-attr]
-    # the next snapshot operation with the VM off finishes the deferred merge
-    s2 = snapshot(svc, vm)
-    assert s2.path is not None
-    rv, out = svc.vsms("RemoveVirtualSystemSnapshotTree", SnapshotSettingData=s2.path)
+    assert [s.id for s in svc.host.get_system(guid).snapshots] == [  # type: ignore[union-attr]
+        live["InstanceID"][10:]]
+    # applied with the VM off: the VM ends off (the snapshot has no memory state)
+    rv, out = svc.vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=vm,
+                       SnapshotSettingData=live.path)
+    ok_job(svc, rv, out)
+    assert svc.get(vm)["EnabledState"] == 3
+    # the next snapshot operations with the VM off finish the deferred merges
+    rv, out = svc.vsms("RemoveVirtualSystemSnapshotTree", SnapshotSettingData=live.path)
     ok_job(svc, rv, out)
     assert current_disk(svc, vm) == (str(vhd), ImageFormat.VHD)
     assert overlays(storage_root, vm) == []

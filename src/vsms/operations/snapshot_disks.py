@@ -159,7 +159,7 @@ def _repoint(vs: VirtualSystem, old: str, new: str, fmt: ImageFormat) -> None:
             media.path, media.format = new, fmt
 
 
-def _remove(roots: StorageRoots, path: str) -> bool:
+def remove_overlay(roots: StorageRoots, path: str) -> bool:
     """Remove one overlay of ours (inside the roots, named as we name them)."""
     if not is_overlay_name(os.path.basename(path)) \
             or not roots.contains(Path(os.path.realpath(path))):
@@ -188,7 +188,7 @@ def _sweep(vs: VirtualSystem, roots: StorageRoots, graph: Graph) -> int:
             continue
         for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name)
-            if is_overlay_of(vs, path) and path not in graph.parent and _remove(roots, path):
+            if is_overlay_of(vs, path) and path not in graph.parent and remove_overlay(roots, path):
                 log.info("VM %s: removed the unused overlay %s", vs.guid, path)
                 removed += 1
     return removed
@@ -221,6 +221,6 @@ def collapse(vs: VirtualSystem, roots: StorageRoots, redefine: Redefine, *, live
         if child in graph.owned:
             _repoint(vs, child, target, fmt)
             redefine(vs)
-        _remove(roots, child)
+        remove_overlay(roots, child)
     raise InvalidParameter(f"the disks of VM {vs.guid} form more than {_MAX_ROUNDS} images "
                            "to merge in one go; run the removal again")

@@ -36,6 +36,7 @@ from vsms.operations.snapshot_disks import (
     collapse,
     is_overlay_of,
     new_overlays,
+    remove_overlay,
     snapshot_dir,
     use_overlays,
 )
@@ -45,7 +46,7 @@ from vsms.virt.host import VirtHost
 
 log = logging.getLogger(__name__)
 
-CREATABLE = (EnabledState.DISABLED,)
+CREATABLE = (EnabledState.DISABLED, EnabledState.ENABLED, EnabledState.PAUSED)
 APPLICABLE = (EnabledState.DISABLED, EnabledState.SUSPENDED)
 
 
@@ -130,31 +131,58 @@ class CreateSnapshot:
     roots: StorageRoots
     vs: VirtualSystem
     snapshot_id: str
+    live: bool = False  # the VM ran when it was prepared: a disk-only snapshot
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
         ctx.status(f"Creating a snapshot of '{self.vs.name}'")
         vs = load_system(self.host, self.vs.guid)
-        _state_check(self.host, vs, CREATABLE, "take a snapshot", _CREATE_HINT)
-        vs = _tidy(self.host, self.roots, vs, ctx, live=False)
+        state = _state_check(self.host, vs, CREATABLE, "take a snapshot", _CREATE_HINT)
+        live = state is not EnabledState.DISABLED
+        vs = _tidy(self.host, self.roots, vs, ctx, live=live)
         ctx.progress(10)
         now = datetime.now().astimezone()
         snap = Snapshot(self.snapshot_id, snapshot_name(vs.name, now), now,
                         vs.previous_snapshot, _frozen_config(vs))
-        overlays = new_overlays(ctx, self.roots, snapshot_dir(vs), vs.disk_media())
+        files = _Recorder(ctx)
+        overlays = new_overlays(files, self.roots, snapshot_dir(vs), vs.disk_media())
         ctx.progress(50)
         new = clone(vs)
         use_overlays(new, overlays)
         new.snapshots.append(snap)
         new.previous_snapshot = snap.id
-        ctx.add_undo(Redefine(to_json(vs)))
+        seq = ctx.add_undo(Redefine(to_json(vs)))
         self.host.define(new)  # a crash before the job ends undoes it all: consistent
+        if live and overlays:
+            self._switch(ctx, files, seq, vs, new, overlays)
         ctx.set_result(snapshot=snap.id)
         ctx.progress(100)
 
+    def _switch(self, ctx: OpContext, files: _Recorder, seq: int, old: VirtualSystem,
+                new: VirtualSystem, overlays: dict[str, str]) -> None:
+        """Move the running VM onto the overlays. The point of no return comes first (a
+        crash after it keeps the snapshot; if the switch had not happened yet the VM goes on
+        writing the frozen images until it stops, so the snapshot holds that state: no data
+        is lost); a failed switch is compensated here."""
+        files.keep()
+        ctx.amend_undo(seq, Redefine(to_json(new)))
+        paths = {m.path: overlays[m.dev_id] for m in old.disk_media() if m.dev_id in overlays}
+        try:
+            quiesced = self.host.switch_disks_live(old.guid, paths)
+        except VsmsError:
+            try:
+                self.host.define(old)
+                for path in overlays.values():
+                    remove_overlay(self.roots, path)
+            except VsmsError:
+                log.exception("VM %s: could not take back a failed snapshot", old.guid)
+            raise
+        ctx.status("Snapshot taken without the memory state" + (
+            ", the guest's file systems frozen meanwhile" if quiesced else ""))
 
-_CREATE_HINT = ("a snapshot is taken of a turned-off virtual machine here (its memory state "
-                "is not captured yet): shut it down or turn it off (RequestStateChange 3) first")
+
+_CREATE_HINT = ("a snapshot is taken of a running, paused or turned-off virtual machine: "
+                "start it or turn it off (RequestStateChange 2 or 3) first")
 
 
 def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnapshot:
@@ -163,7 +191,8 @@ def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnap
     for media in vs.disk_media():  # a root outside the storage roots fails now, not in the job
         folder = snapshot_dir(vs)
         roots.confine(folder, f"the snapshot folder of disk {media.path}")
-    return CreateSnapshot(host, roots, vs, new_guid())
+    return CreateSnapshot(host, roots, vs, new_guid(), host.state(guid) is not
+                          EnabledState.DISABLED)
 
 
 @dataclasses.dataclass

@@ -59,9 +59,12 @@ class SnapshotMethods(ServiceProvider):
         with self._hold(guid, OperationalStatus.CREATING_SNAPSHOT, "a snapshot") as held:
             op = prepare_create(self.ctx.host, self.ctx.roots, guid)
             settings = vssd_path(op.snapshot_id)
+            what = (f"a disk-only snapshot of running virtual machine '{op.vs.name}' ({guid}): "
+                    "its memory state is not captured, so applying the snapshot gives a "
+                    "turned-off machine" if op.live else
+                    f"a snapshot of virtual machine '{op.vs.name}' ({guid})")
             rv, out = self.start_job(
-                "Create Virtual System Snapshot",
-                f"Creating a snapshot of virtual machine '{op.vs.name}' ({guid})", op,
+                "Create Virtual System Snapshot", f"Creating {what}", op,
                 affected=[vm_element(guid, ElementEffects.ELEMENT_INTEGRITY),
                           AffectedElement(names.VSSD, {"InstanceID": ids.vssd_id(op.snapshot_id)},
                                           [int(ElementEffects.CREATE)])],

@@ -19,7 +19,7 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound
 from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
-from vsms.virt import caps, domxml
+from vsms.virt import caps, domxml, snapxml
 from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
@@ -343,3 +343,32 @@ class VirtHost:
     def discard_saved_state(self, guid: str) -> None:
         self._change(guid, "discard the saved state of", (EnabledState.SUSPENDED,),
                      lambda dom, _s: dom.managedSaveRemove(0), "only a saved VM has one")
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def switch_disks_live(self, guid: str, overlays: dict[str, str]) -> bool:
+        """Make the running (or paused) VM write each disk whose current image is a key of
+        ``overlays`` to the overlay the value names, which must exist with that image as its
+        backing file (a libvirt external disk-only snapshot reusing it, with no libvirt
+        snapshot metadata). The guest's file systems are frozen through the QEMU guest agent
+        meanwhile when one answers; returns whether they were. The persistent definition is
+        not changed (the caller defines it)."""
+        def act(dom: Any, state: EnabledState, label: str) -> bool:
+            if state not in (EnabledState.ENABLED, EnabledState.PAUSED):
+                raise InvalidState(f"cannot switch the disks of {label} live: "
+                                   f"{describe(state)}")
+            xml = snapxml.snapshot_disks_xml(dom.XMLDesc(0), overlays)
+            flags = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+                     | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+                     | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
+                     | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+            try:
+                dom.snapshotCreateXML(xml, flags | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE)
+                return True
+            except libvirt.libvirtError as exc:  # no guest agent: take it without freezing
+                log.info("%s: no quiesced snapshot (%s); taking it without", label,
+                         exc.get_error_message())
+            dom.snapshotCreateXML(xml, flags)
+            return False
+        done: bool = self._act(guid, "snapshot the disks of", act)
+        return done
