@@ -272,3 +272,40 @@ def test_refusals_and_states(svc: Harness, storage_root: Path) -> None:
     ok_job(svc, rv, out)
     assert current_disk(svc, vm) == (str(vhd), ImageFormat.VHD)
     assert overlays(storage_root, vm) == []
+
+
+def test_saved_vm(svc: Harness, storage_root: Path) -> None:
+    """A saved VM (qcow2 disk: QEMU saves it) takes a snapshot and stays saved; its saved
+    state resumes onto the new overlay; removing the snapshot merges it back."""
+    disk = storage_root / "saved.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True,
+                   timeout=60)
+    vm = define(svc, f"snap-saved-{uuid.uuid4().hex[:8]}")
+    ide0 = next(i for i in find(settings_of(svc, vm), "Microsoft Emulated IDE Controller")
+                if i["Address"] == "0")
+    rv, _ = svc.vsms("AddVirtualSystemResources", TargetSystem=vm, ResourceSettingData=[
+        text(rasd(ResourceType=22, InstanceID="d", Parent=ide0.path, Address="0")),
+        text(rasd(ResourceType=21, ResourceSubType="Microsoft Virtual Hard Disk", Parent="d",
+                  Connection=[str(disk)]))])
+    assert rv == ReturnCode.COMPLETED, rv
+    change_state(svc, vm, 2)
+    try:
+        change_state(svc, vm, 32769)
+        snap = snapshot(svc, vm)
+        assert snap.path is not None
+        assert svc.get(vm)["EnabledState"] == 32769  # still saved
+        path, _ = current_disk(svc, vm)
+        assert backing_of(path) == str(disk)
+        change_state(svc, vm, 2)  # resumes from the saved state, onto the overlay
+        conn = libvirt.open(svc.host.uri)
+        try:
+            xml = conn.lookupByUUIDString(str(vm["Name"])).XMLDesc(0)
+        finally:
+            conn.close()
+        assert f"<source file='{path}'" in xml, xml
+    finally:
+        change_state(svc, vm, 3)
+    rv, out = svc.vsms("RemoveVirtualSystemSnapshot", SnapshotSettingData=snap.path)
+    ok_job(svc, rv, out)
+    assert current_disk(svc, vm) == (str(disk), ImageFormat.QCOW2)
+    assert overlays(storage_root, vm) == []

@@ -46,7 +46,8 @@ from vsms.virt.host import VirtHost
 
 log = logging.getLogger(__name__)
 
-CREATABLE = (EnabledState.DISABLED, EnabledState.ENABLED, EnabledState.PAUSED)
+CREATABLE = (EnabledState.DISABLED, EnabledState.ENABLED, EnabledState.PAUSED,
+             EnabledState.SUSPENDED)
 APPLICABLE = (EnabledState.DISABLED, EnabledState.SUSPENDED)
 
 
@@ -154,22 +155,26 @@ class CreateSnapshot:
         seq = ctx.add_undo(Redefine(to_json(vs)))
         self.host.define(new)  # a crash before the job ends undoes it all: consistent
         if live and overlays:
-            self._switch(ctx, files, seq, vs, new, overlays)
+            self._switch(ctx, files, seq, vs, new, overlays, state)
         ctx.set_result(snapshot=snap.id)
         ctx.progress(100)
 
     def _switch(self, ctx: OpContext, files: _Recorder, seq: int, old: VirtualSystem,
-                new: VirtualSystem, overlays: dict[str, str]) -> None:
-        """Move the running VM onto the overlays. The point of no return comes first (a
-        crash after it keeps the snapshot; if the switch had not happened yet the VM goes on
-        writing the frozen images until it stops, so the snapshot holds that state: no data
-        is lost); a failed switch is compensated here."""
+                new: VirtualSystem, overlays: dict[str, str], state: EnabledState) -> None:
+        """Move the running VM (or the saved state of a saved one) onto the overlays. The
+        point of no return comes first (a crash after it keeps the snapshot; if the switch
+        had not happened yet the VM goes on writing the frozen images until it stops, so the
+        snapshot holds that state: no data is lost); a failed switch is compensated here."""
         files.keep()
         ctx.amend_undo(seq, Redefine(to_json(new)))
         paths = {m.path: overlays[m.dev_id] for m in old.disk_media() if m.dev_id in overlays}
+        quiesced = False
         try:
-            quiesced = self.host.switch_disks_live(old.guid, paths)
-        except VsmsError:
+            if state is EnabledState.SUSPENDED:
+                self.host.switch_saved_disks(old.guid, paths)
+            else:
+                quiesced = self.host.switch_disks_live(old.guid, paths)
+        except Exception:
             try:
                 self.host.define(old)
                 for path in overlays.values():
@@ -181,8 +186,7 @@ class CreateSnapshot:
             ", the guest's file systems frozen meanwhile" if quiesced else ""))
 
 
-_CREATE_HINT = ("a snapshot is taken of a running, paused or turned-off virtual machine: "
-                "start it or turn it off (RequestStateChange 2 or 3) first")
+_CREATE_HINT = ("wait until it is running, paused, saved or off")
 
 
 def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnapshot:

@@ -59,7 +59,7 @@ class SnapshotMethods(ServiceProvider):
         with self._hold(guid, OperationalStatus.CREATING_SNAPSHOT, "a snapshot") as held:
             op = prepare_create(self.ctx.host, self.ctx.roots, guid)
             settings = vssd_path(op.snapshot_id)
-            what = (f"a disk-only snapshot of running virtual machine '{op.vs.name}' ({guid}): "
+            what = (f"a disk-only snapshot of virtual machine '{op.vs.name}' ({guid}): "
                     "its memory state is not captured, so applying the snapshot gives a "
                     "turned-off machine" if op.live else
                     f"a snapshot of virtual machine '{op.vs.name}' ({guid})")

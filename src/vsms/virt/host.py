@@ -372,3 +372,15 @@ class VirtHost:
             return False
         done: bool = self._act(guid, "snapshot the disks of", act)
         return done
+
+    def switch_saved_disks(self, guid: str, overlays: dict[str, str]) -> None:
+        """Make the saved state of a saved (Suspended) VM resume onto the overlays: each disk
+        source of the XML stored with its managed save image that is a key of ``overlays``
+        becomes the value (format qcow2)."""
+        def act(dom: Any, state: EnabledState, label: str) -> None:
+            if state is not EnabledState.SUSPENDED:
+                raise InvalidState(f"cannot change the saved state of {label}: "
+                                   f"{describe(state)}")
+            xml = snapxml.retarget_disks(dom.managedSaveGetXMLDesc(0), overlays)
+            dom.managedSaveDefineXML(xml, 0)
+        self._act(guid, "change the saved state of", act)

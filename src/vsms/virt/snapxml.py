@@ -38,3 +38,32 @@ def snapshot_disks_xml(domain_xml: str, overlays: dict[str, str]) -> str:
         raise InvalidParameter(f"the running machine does not use {', '.join(missing)} (its "
                                "disks changed meanwhile): take the snapshot again")
     return ET.tostring(snap, encoding="unicode")
+
+
+def retarget_disks(domain_xml: str, overlays: dict[str, str]) -> str:
+    """``domain_xml`` with each disk whose source file is a key of ``overlays`` reading the
+    value instead (a qcow2 overlay on it); InvalidParameter when one is not found."""
+    wanted = {os.path.normpath(k): v for k, v in overlays.items()}
+    root = ET.fromstring(domain_xml)
+    found: set[str] = set()
+    for disk in root.findall("devices/disk"):
+        source = disk.find("source")
+        path = source.get("file") if source is not None else None
+        overlay = wanted.get(os.path.normpath(path)) if path else None
+        if source is None or overlay is None:
+            continue
+        found.add(os.path.normpath(path or ""))
+        source.set("file", overlay)
+        for child in list(source):  # a backing chain libvirt recorded for the old image
+            source.remove(child)
+        for old in disk.findall("backingStore"):
+            disk.remove(old)
+        driver = disk.find("driver")
+        if driver is None:
+            driver = ET.SubElement(disk, "driver", name="qemu")
+        driver.set("type", "qcow2")
+    missing = sorted(set(wanted) - found)
+    if missing:
+        raise InvalidParameter(f"the saved state does not use {', '.join(missing)}: take the "
+                               "snapshot again")
+    return ET.tostring(root, encoding="unicode")
