@@ -5,6 +5,7 @@ bad input, and the tree kept in libvirt across a new connection."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import libvirt
 import pytest
 import pywbem
 
+from tests.conftest import QEMU_URI, fresh_dir
 from tests.lifecycle.service import Harness, make_vhd, running_service, text
 from tests.lifecycle.test_qemu_lifecycle import change_state, define, find, rasd, settings_of
 from vsms.cim import names
@@ -29,10 +31,23 @@ pytestmark = pytest.mark.qemu
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def svc(storage_root: Path, tmp_path: Path, qemu_uri: str) -> Iterator[Harness]:
-    with running_service(storage_root, tmp_path / "state", qemu_uri) as harness:
+@pytest.fixture(scope="module")
+def root() -> Iterator[Path]:
+    path = fresh_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def svc(root: Path) -> Iterator[Harness]:
+    """One service for the module (each test has VMs of its own)."""
+    with running_service(root, root / "state", QEMU_URI) as harness:
         yield harness
+
+
+@pytest.fixture
+def storage_root(root: Path) -> Path:
+    return root
 
 
 def vm_with_disk(svc: Harness, root: Path, name: str) -> tuple[pywbem.CIMInstanceName, Path]:
@@ -274,13 +289,11 @@ def test_refusals_and_states(svc: Harness, storage_root: Path) -> None:
     assert overlays(storage_root, vm) == []
 
 
-def test_saved_vm(svc: Harness, storage_root: Path) -> None:
-    """A saved VM (qcow2 disk: QEMU saves it) takes a snapshot and stays saved; its saved
-    state resumes onto the new overlay; removing the snapshot merges it back."""
-    disk = storage_root / "saved.qcow2"
+def qcow2_vm(svc: Harness, storage_root: Path) -> tuple[pywbem.CIMInstanceName, Path]:
+    disk = storage_root / f"{uuid.uuid4().hex[:8]}.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True,
                    timeout=60)
-    vm = define(svc, f"snap-saved-{uuid.uuid4().hex[:8]}")
+    vm = define(svc, f"snap-qcow2-{uuid.uuid4().hex[:8]}")
     ide0 = next(i for i in find(settings_of(svc, vm), "Microsoft Emulated IDE Controller")
                 if i["Address"] == "0")
     rv, _ = svc.vsms("AddVirtualSystemResources", TargetSystem=vm, ResourceSettingData=[
@@ -288,24 +301,52 @@ def test_saved_vm(svc: Harness, storage_root: Path) -> None:
         text(rasd(ResourceType=21, ResourceSubType="Microsoft Virtual Hard Disk", Parent="d",
                   Connection=[str(disk)]))])
     assert rv == ReturnCode.COMPLETED, rv
+    return vm, disk
+
+
+def test_running_saved_and_memory(svc: Harness, storage_root: Path) -> None:
+    """A running VM on a qcow2 disk: its snapshot holds the memory state (the VM keeps
+    running); saved, it takes a disk-only snapshot and stays saved, its saved state resuming
+    onto the new overlay; the first snapshot applied with the VM off gives a saved (Suspended)
+    VM that resumes running; removing the tree merges everything back."""
+    vm, disk = qcow2_vm(svc, storage_root)
+    guid = str(vm["Name"])
     change_state(svc, vm, 2)
     try:
+        rv, out = svc.vsms("CreateVirtualSystemSnapshot", SourceSystem=vm)
+        job = ok_job(svc, rv, out)
+        assert "with its memory state" in job["Description"], job["Description"]
+        assert svc.get(vm)["EnabledState"] == 2
+        s1 = svc.get(out["SnapshotSettingData"])
         change_state(svc, vm, 32769)
-        snap = snapshot(svc, vm)
-        assert snap.path is not None
+        rv, out = svc.vsms("CreateVirtualSystemSnapshot", SourceSystem=vm)
+        job = ok_job(svc, rv, out)
+        assert "disk-only" in job["Description"], job["Description"]
         assert svc.get(vm)["EnabledState"] == 32769  # still saved
         path, _ = current_disk(svc, vm)
-        assert backing_of(path) == str(disk)
-        change_state(svc, vm, 2)  # resumes from the saved state, onto the overlay
+        change_state(svc, vm, 2)  # resumes from the saved state, onto the newest overlay
         conn = libvirt.open(svc.host.uri)
         try:
-            xml = conn.lookupByUUIDString(str(vm["Name"])).XMLDesc(0)
+            xml = conn.lookupByUUIDString(guid).XMLDesc(0)
         finally:
             conn.close()
         assert f"<source file='{path}'" in xml, xml
     finally:
         change_state(svc, vm, 3)
-    rv, out = svc.vsms("RemoveVirtualSystemSnapshot", SnapshotSettingData=snap.path)
+    assert s1.path is not None
+    first, second = svc.host.get_system(guid).snapshots  # type: ignore[union-attr]
+    assert first.memory and Path(first.memory).is_file() and not second.memory
+    assert Path(first.memory).parent == storage_root / SNAPSHOTS / guid
+    rv, out = svc.vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=vm,
+                       SnapshotSettingData=s1.path)
+    ok_job(svc, rv, out)
+    assert svc.get(vm)["EnabledState"] == 32769  # Suspended: the memory state is back
+    change_state(svc, vm, 2)
+    try:
+        assert svc.get(vm)["EnabledState"] == 2
+    finally:
+        change_state(svc, vm, 3)
+    rv, out = svc.vsms("RemoveVirtualSystemSnapshotTree", SnapshotSettingData=s1.path)
     ok_job(svc, rv, out)
     assert current_disk(svc, vm) == (str(disk), ImageFormat.QCOW2)
-    assert overlays(storage_root, vm) == []
+    assert overlays(storage_root, vm) == [] and not Path(first.memory).exists()

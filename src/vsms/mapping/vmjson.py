@@ -52,7 +52,7 @@ def from_json(data: dict[str, Any] | str) -> VirtualSystem:
         vs.element_names = {str(k): str(v) for k, v in raw.get("element_names", {}).items()}
         vs.snapshots = [Snapshot(str(s["id"]), str(s["name"]),
                                  datetime.fromisoformat(s["created"]), str(s["parent"]),
-                                 from_json(s["config"]), bool(s.get("memory", False)))
+                                 from_json(s["config"]), str(s.get("memory", "")))
                         for s in raw.get("snapshots", [])]
         return vs
     except (TypeError, ValueError, KeyError) as exc:

@@ -103,7 +103,7 @@ class Snapshot:
     created: datetime
     parent: str
     config: VirtualSystem
-    memory: bool = False  # holds the memory state (applies as Suspended)
+    memory: str = ""  # the file of its memory state (applies as Suspended); "" disk-only
 
 
 @dataclass

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOTS = "Snapshots"
 _OVERLAY_NAME = re.compile(r"^[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}\.qcow2$")
+_MEMORY_NAME = re.compile(r"^[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}\.save$")
 _MAX_ROUNDS = 64  # a collapse merges at most this many images (each round removes one)
 
 
@@ -159,9 +160,24 @@ def _repoint(vs: VirtualSystem, old: str, new: str, fmt: ImageFormat) -> None:
             media.path, media.format = new, fmt
 
 
+def memory_file(vs: VirtualSystem, snapshot_id: str) -> str:
+    """Where a snapshot's memory state goes: ``<overlay folder>/<snapshot GUID>.save``."""
+    return os.path.join(snapshot_dir(vs), f"{snapshot_id.upper()}.save")
+
+
+def qcow2_only(graph: Graph, vs: VirtualSystem) -> bool:
+    """Is every image of every current disk chain qcow2 (so QEMU can save the memory)?"""
+    try:
+        return all(qemuimg.probe_format(p) is ImageFormat.QCOW2
+                   for m in vs.disk_media() for p in graph.chain(os.path.normpath(m.path)))
+    except (InvalidParameter, OSError):
+        return False
+
+
 def remove_overlay(roots: StorageRoots, path: str) -> bool:
-    """Remove one overlay of ours (inside the roots, named as we name them)."""
-    if not is_overlay_name(os.path.basename(path)) \
+    """Remove one overlay or memory file of ours (inside the roots, named as we name them)."""
+    name = os.path.basename(path)
+    if not (is_overlay_name(name) or _MEMORY_NAME.match(name)) \
             or not roots.contains(Path(os.path.realpath(path))):
         return False
     try:
@@ -178,17 +194,21 @@ def remove_overlay(roots: StorageRoots, path: str) -> bool:
 
 
 def _sweep(vs: VirtualSystem, roots: StorageRoots, graph: Graph) -> int:
-    """Remove our overlays in the VM's overlay folders that no image graph node is."""
+    """Remove our overlays in the VM's overlay folders that no image graph node is, and the
+    memory files no snapshot names."""
     folders = {os.path.dirname(p) for p in graph.parent if is_overlay_name(os.path.basename(p))}
     if snapshot_dir(vs):
         folders.add(os.path.normpath(snapshot_dir(vs)))
+    memories = {os.path.normpath(s.memory) for s in vs.snapshots if s.memory}
     removed = 0
     for folder in sorted(folders):
         if not os.path.isdir(folder) or not roots.contains(Path(os.path.realpath(folder))):
             continue
         for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name)
-            if is_overlay_of(vs, path) and path not in graph.parent and remove_overlay(roots, path):
+            unused = (is_overlay_of(vs, path) and path not in graph.parent) or (
+                _MEMORY_NAME.match(name) and path not in memories)
+            if unused and remove_overlay(roots, path):
                 log.info("VM %s: removed the unused overlay %s", vs.guid, path)
                 removed += 1
     return removed

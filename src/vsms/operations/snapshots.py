@@ -26,7 +26,14 @@ from datetime import datetime
 from typing import Any
 
 from vsms.cim.enums import EnabledState
-from vsms.errors import InvalidParameter, InvalidState, NotFound, NotSupported, VsmsError
+from vsms.errors import (
+    InvalidParameter,
+    InvalidState,
+    NotFound,
+    NotSupported,
+    OperationFailed,
+    VsmsError,
+)
 from vsms.jobs.undo import UndoStep
 from vsms.mapping.vmjson import to_json
 from vsms.model.vm import Snapshot, VirtualSystem, new_guid
@@ -34,8 +41,11 @@ from vsms.operations.modify import describe_state, load_system
 from vsms.operations.paths import StorageRoots
 from vsms.operations.snapshot_disks import (
     collapse,
+    graph_of,
     is_overlay_of,
+    memory_file,
     new_overlays,
+    qcow2_only,
     remove_overlay,
     snapshot_dir,
     use_overlays,
@@ -132,7 +142,8 @@ class CreateSnapshot:
     roots: StorageRoots
     vs: VirtualSystem
     snapshot_id: str
-    live: bool = False  # the VM ran when it was prepared: a disk-only snapshot
+    live: bool = False  # the VM ran (or was saved) when it was prepared
+    memory: str = ""  # the file for its memory state ("": disk-only)
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
@@ -156,6 +167,9 @@ class CreateSnapshot:
         self.host.define(new)  # a crash before the job ends undoes it all: consistent
         if live and overlays:
             self._switch(ctx, files, seq, vs, new, overlays, state)
+        if self.memory:
+            new.snapshots[-1].memory = self.memory  # claimed once the file is complete
+            self.host.define(new)
         ctx.set_result(snapshot=snap.id)
         ctx.progress(100)
 
@@ -173,17 +187,18 @@ class CreateSnapshot:
             if state is EnabledState.SUSPENDED:
                 self.host.switch_saved_disks(old.guid, paths)
             else:
-                quiesced = self.host.switch_disks_live(old.guid, paths)
+                quiesced = self.host.switch_disks_live(old.guid, paths, self.memory)
         except Exception:
             try:
                 self.host.define(old)
-                for path in overlays.values():
+                for path in [*overlays.values(), *([self.memory] if self.memory else [])]:
                     remove_overlay(self.roots, path)
             except VsmsError:
                 log.exception("VM %s: could not take back a failed snapshot", old.guid)
             raise
-        ctx.status("Snapshot taken without the memory state" + (
-            ", the guest's file systems frozen meanwhile" if quiesced else ""))
+        ctx.status("Snapshot taken with the memory state" if self.memory else
+                   "Snapshot taken without the memory state" + (
+                       ", the guest's file systems frozen meanwhile" if quiesced else ""))
 
 
 _CREATE_HINT = ("wait until it is running, paused, saved or off")
@@ -195,8 +210,12 @@ def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnap
     for media in vs.disk_media():  # a root outside the storage roots fails now, not in the job
         folder = snapshot_dir(vs)
         roots.confine(folder, f"the snapshot folder of disk {media.path}")
-    return CreateSnapshot(host, roots, vs, new_guid(), host.state(guid) is not
-                          EnabledState.DISABLED)
+    state = host.state(guid)
+    sid = new_guid()
+    # the memory state is saved when QEMU can: a running or paused VM on qcow2 chains only
+    memory = memory_file(vs, sid) if state in (EnabledState.ENABLED, EnabledState.PAUSED) \
+        and vs.disk_media() and qcow2_only(graph_of(vs), vs) else ""
+    return CreateSnapshot(host, roots, vs, sid, state is not EnabledState.DISABLED, memory)
 
 
 @dataclasses.dataclass
@@ -236,7 +255,17 @@ class ApplySnapshot:
         # overlays, which the next collapse removes)
         files.keep()
         ctx.amend_undo(seq, Redefine(to_json(new)))
-        ctx.progress(70)
+        ctx.progress(60)
+        if self.snap.memory:
+            ctx.status(f"Restoring the memory state of '{self.snap.name}'")
+            try:
+                self.host.restore_as_saved(vs.guid, self.snap.memory)
+            except VsmsError as exc:
+                raise OperationFailed(
+                    f"the disks and settings of snapshot '{self.snap.name}' were applied, but "
+                    f"its memory state could not be restored ({exc}): the virtual machine is "
+                    "off; start it to boot from the snapshot's disks") from exc
+        ctx.progress(80)
         _tidy(self.host, self.roots, load_system(self.host, vs.guid), ctx, live=False)
         ctx.progress(100)
 

@@ -59,10 +59,16 @@ class SnapshotMethods(ServiceProvider):
         with self._hold(guid, OperationalStatus.CREATING_SNAPSHOT, "a snapshot") as held:
             op = prepare_create(self.ctx.host, self.ctx.roots, guid)
             settings = vssd_path(op.snapshot_id)
-            what = (f"a disk-only snapshot of virtual machine '{op.vs.name}' ({guid}): "
-                    "its memory state is not captured, so applying the snapshot gives a "
-                    "turned-off machine" if op.live else
-                    f"a snapshot of virtual machine '{op.vs.name}' ({guid})")
+            label = f"virtual machine '{op.vs.name}' ({guid})"
+            if op.memory:
+                what = f"a snapshot of {label} with its memory state"
+            elif op.live:
+                what = (f"a disk-only snapshot of {label}: its memory state is not captured "
+                        "(QEMU saves it only for qcow2 disks, and the saved state of a saved "
+                        "machine is not copied), so applying the snapshot gives a turned-off "
+                        "machine")
+            else:
+                what = f"a snapshot of {label}"
             rv, out = self.start_job(
                 "Create Virtual System Snapshot", f"Creating {what}", op,
                 affected=[vm_element(guid, ElementEffects.ELEMENT_INTEGRITY),

@@ -110,7 +110,7 @@ def to_element(vs: VirtualSystem, owner: str = "") -> ET.Element:
     for snap in vs.snapshots:
         el = ET.SubElement(root, f"{PREFIX}:snapshot", {
             "id": snap.id, "name": snap.name, "created": snap.created.isoformat(),
-            "parent": snap.parent, "memory": "true" if snap.memory else "false"})
+            "parent": snap.parent, "memory": snap.memory})
         inner = to_element(snap.config)
         del inner.attrib[f"xmlns:{PREFIX}"]  # declared once, on the outer element
         el.append(inner)
@@ -126,7 +126,7 @@ def _snapshot(el: ET.Element) -> Snapshot:
     except ValueError:
         raise MetadataError(f"snapshot 'created' is not a date: {el.get('created')!r}") from None
     return Snapshot(_get(el, "id"), _get(el, "name"), created, _get(el, "parent"),
-                    from_element(inner), el.get("memory") == "true")
+                    from_element(inner), el.get("memory", ""))
 
 
 def find(domain: ET.Element) -> ET.Element | None:
