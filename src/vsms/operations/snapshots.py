@@ -11,10 +11,14 @@ Each operation changes the VM's definition (its snapshot tree lives in our metad
    then ``collapse`` removes and merges what nobody references any more. Every step of a
    collapse leaves a consistent VM and the next snapshot operation finishes one that stopped.
 
-A snapshot is taken of a VM that is off (a running, paused or saved VM answers 32775: its
-memory state is not captured yet); one is applied to a VM that is off or saved (the saved
-state is discarded) and the VM ends off; one is removed in any state (merges that concern the
-disks a running or saved VM has open wait until it is off).
+A snapshot is taken of a VM that is off, running, paused or saved, which keeps its state: a
+running or paused VM on qcow2 chains is switched onto the overlays live with its memory state
+saved next to them; with a VHD/VHDX in a chain (QEMU cannot save it) or a saved VM the snapshot
+is disk-only (a saved VM's stored XML is retargeted onto the overlays). For a running or saved
+VM the point of no return comes before that switch, which is compensated when it fails. A
+snapshot is applied to a VM that is off or saved (the saved state is discarded); the VM ends
+off, or saved when the snapshot holds a memory state. One is removed in any state (merges that
+concern the disks a running or saved VM has open wait until it is off).
 """
 
 from __future__ import annotations

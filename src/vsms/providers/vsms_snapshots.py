@@ -6,7 +6,8 @@ ApplyVirtualSystemSnapshot has no Job parameter and completes within the call (0
 runs, the VM's OperationalStatus carries 32768 (Creating Snapshot), 32769 (Applying
 Snapshot) or 32770 (Deleting Snapshot) and any other change of that VM answers 32775.
 CreateVirtualSystemSnapshot also returns the new snapshot's settings in SnapshotSettingData,
-and its job's Msvm_AffectedJobElement leads to them. The work is in ``operations.snapshots``.
+its job's Msvm_AffectedJobElement leads to them, and its Description says whether the memory
+state is captured. The work is in ``operations.snapshots``.
 """
 
 from __future__ import annotations
