@@ -99,8 +99,11 @@ def vm_problems(service: Service, vms: list[VirtualSystem], uri: str, root: Path
 
 
 def snapshot_problems(vs: VirtualSystem, label: str) -> list[str]:
-    """Every image of every snapshot exists, and every chain (current and snapshots') reads."""
+    """Every image of every snapshot exists, and every chain (current and snapshots') of a VM
+    with snapshots or snapshot overlays passes qemu-img check."""
     problems: list[str] = []
+    if not vs.snapshots and not any(_is_overlay(m.path) for m in vs.disk_media()):
+        return problems
     for snap in vs.snapshots:
         for m in snap.config.disk_media():
             if not os.path.isfile(m.path):
