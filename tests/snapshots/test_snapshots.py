@@ -287,6 +287,17 @@ def test_refusals_and_states(svc: Harness, storage_root: Path) -> None:
     ok_job(svc, rv, out)
     assert current_disk(svc, vm) == (str(vhd), ImageFormat.VHD)
     assert overlays(storage_root, vm) == []
+    # a disk detached from the VM keeps its file, even when it is a snapshot overlay
+    s3 = snapshot(svc, vm)
+    assert s3.path is not None
+    detached, _ = current_disk(svc, vm)
+    image = find(settings_of(svc, vm), "Microsoft Virtual Hard Disk")[0]
+    rv, _ = svc.vsms("RemoveVirtualSystemResources", TargetSystem=vm,
+                     ResourceSettingData=[image.path])
+    assert rv == ReturnCode.COMPLETED, rv
+    rv, out = svc.vsms("RemoveVirtualSystemSnapshotTree", SnapshotSettingData=s3.path)
+    ok_job(svc, rv, out)
+    assert Path(detached).is_file() and vhd.is_file()
 
 
 def qcow2_vm(svc: Harness, storage_root: Path) -> tuple[pywbem.CIMInstanceName, Path]:

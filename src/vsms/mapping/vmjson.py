@@ -37,7 +37,7 @@ def from_json(data: dict[str, Any] | str) -> VirtualSystem:
         raw = json.loads(data) if isinstance(data, str) else dict(data)
         vs = VirtualSystem(**{k: v for k, v in raw.items() if k not in (
             "controllers", "drives", "media", "nics", "created", "element_names",
-            "snapshots")})
+            "snapshots", "discarded")})
         vs.created = datetime.fromisoformat(raw["created"])
         vs.controllers = [Controller(c["dev_id"], ControllerKind(c["kind"]), int(c["index"]))
                           for c in raw.get("controllers", [])]
@@ -50,6 +50,7 @@ def from_json(data: dict[str, Any] | str) -> VirtualSystem:
                                   [str(i) for i in n.get("identifiers", [])])
                    for n in raw.get("nics", [])]
         vs.element_names = {str(k): str(v) for k, v in raw.get("element_names", {}).items()}
+        vs.discarded = [str(p) for p in raw.get("discarded", [])]
         vs.snapshots = [Snapshot(str(s["id"]), str(s["name"]),
                                  datetime.fromisoformat(s["created"]), str(s["parent"]),
                                  from_json(s["config"]), str(s.get("memory", "")))

@@ -145,6 +145,10 @@ class VirtualSystem:
     snapshots: list[Snapshot] = field(default_factory=list)
     previous_snapshot: str = ""
     last_applied: str = ""
+    # snapshot overlays of this VM that no longer hold anything it needs (the current state an
+    # apply discarded, the images of removed snapshots), removed once nothing depends on them;
+    # a disk a client detaches is never listed, so its file stays
+    discarded: list[str] = field(default_factory=list)
 
     def controller(self, dev_id: str) -> Controller | None:
         return next((c for c in self.controllers if c.dev_id == dev_id), None)

@@ -9,8 +9,11 @@ then to the folder of the VM's first disk), always inside the storage roots, eac
 exclusively through a folder handle and journaled (``operations.files``).
 
 Removing a snapshot or applying one leaves images nobody references: ``collapse`` tidies the
-image graph of a VM after its definition has changed. An unreferenced overlay of ours with no
-child is removed; an unreferenced image with exactly one child is merged: the child's clusters
+image graph of a VM after its definition has changed. An overlay the VM listed as discarded
+(the current state an apply dropped, the images of removed snapshots) is removed once no image
+depends on it and no definition names it (a disk a client detaches is never listed: its file
+stays); an unreferenced image with exactly one child, when that child is one of our overlays,
+is merged: the child's clusters
 are committed into it (the child's guest view never changes meanwhile), the child's own
 children are re-parented onto it, the child's owner (the VM or a snapshot) is redefined to use
 it, and the child is removed. Each step leaves a consistent graph, and a collapse stopped at
@@ -193,25 +196,38 @@ def remove_overlay(roots: StorageRoots, path: str) -> bool:
         return anchor.remove_file(d, name, ident)
 
 
-def _sweep(vs: VirtualSystem, roots: StorageRoots, graph: Graph) -> int:
-    """Remove our overlays in the VM's overlay folders that no image graph node is, and the
-    memory files no snapshot names."""
-    folders = {os.path.dirname(p) for p in graph.parent if is_overlay_name(os.path.basename(p))}
-    if snapshot_dir(vs):
-        folders.add(os.path.normpath(snapshot_dir(vs)))
+def _sweep_memory(vs: VirtualSystem, roots: StorageRoots) -> int:
+    """Remove the memory files in the VM's overlay folder that no snapshot names."""
+    folder = snapshot_dir(vs)
+    if not folder or not os.path.isdir(folder) \
+            or not roots.contains(Path(os.path.realpath(folder))):
+        return 0
     memories = {os.path.normpath(s.memory) for s in vs.snapshots if s.memory}
     removed = 0
-    for folder in sorted(folders):
-        if not os.path.isdir(folder) or not roots.contains(Path(os.path.realpath(folder))):
-            continue
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            unused = (is_overlay_of(vs, path) and path not in graph.parent) or (
-                _MEMORY_NAME.match(name) and path not in memories)
-            if unused and remove_overlay(roots, path):
-                log.info("VM %s: removed the unused overlay %s", vs.guid, path)
-                removed += 1
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if _MEMORY_NAME.match(name) and path not in memories and remove_overlay(roots, path):
+            log.info("VM %s: removed the unused memory file %s", vs.guid, path)
+            removed += 1
     return removed
+
+
+def _drop_discarded(vs: VirtualSystem, roots: StorageRoots, graph: Graph,
+                    protected: set[str], redefine: Redefine) -> None:
+    """Remove the discarded overlays nothing depends on any more; keep listing the others."""
+    keep: list[str] = []
+    for path in vs.discarded:
+        norm = os.path.normpath(path)
+        if norm in graph.owned or not is_overlay_of(vs, norm):
+            continue  # used again (or never ours): not garbage
+        if graph.children(norm) or norm in protected:
+            keep.append(path)  # still a parent: removed after a later merge
+            continue
+        remove_overlay(roots, norm)
+        log.info("VM %s: removed the discarded overlay %s", vs.guid, norm)
+    if keep != vs.discarded:
+        vs.discarded = keep
+        redefine(vs)
 
 
 def collapse(vs: VirtualSystem, roots: StorageRoots, redefine: Redefine, *, live: bool,
@@ -230,7 +246,8 @@ def collapse(vs: VirtualSystem, roots: StorageRoots, redefine: Redefine, *, live
                       and kids[0] not in protected and is_overlay_of(vs, kids[0])
                       and roots.contains(Path(os.path.realpath(img)))), None)
         if merge is None:
-            _sweep(vs, roots, graph)
+            _drop_discarded(vs, roots, graph, protected, redefine)
+            _sweep_memory(vs, roots)
             return vs
         target, child = merge
         progress(f"Merging {child} into {target}")

@@ -50,6 +50,7 @@ from vsms.operations.snapshot_disks import (
     memory_file,
     new_overlays,
     qcow2_only,
+    referenced,
     remove_overlay,
     snapshot_dir,
     use_overlays,
@@ -245,6 +246,9 @@ class ApplySnapshot:
                      "scope_of_residence", "imported_from", "snapshots"):
             setattr(new, name, clone(getattr(vs, name)))
         new.previous_snapshot = new.last_applied = self.snap.id
+        frozen = {m.path for s in vs.snapshots for m in s.config.disk_media()}
+        new.discarded = [*vs.discarded, *(m.path for m in vs.disk_media()
+                                          if is_overlay_of(vs, m.path) and m.path not in frozen)]
         files = _Recorder(ctx)
         overlays = new_overlays(files, self.roots, snapshot_dir(vs),
                                 self.snap.config.disk_media())
@@ -326,6 +330,10 @@ class RemoveSnapshot:
             new.previous_snapshot = parent
         if new.last_applied in gone:
             new.last_applied = ""
+        kept = {m.path for m in referenced(new)}
+        new.discarded = [*vs.discarded, *(m.path for s in vs.snapshots if s.id in gone
+                                          for m in s.config.disk_media()
+                                          if is_overlay_of(vs, m.path) and m.path not in kept)]
         ctx.progress(10)
         # the point of no return is the new definition itself: nothing to undo after it
         self.host.define(new)
@@ -349,7 +357,7 @@ def tidy_after_crash(host: VirtHost, roots: StorageRoots) -> int:
     seen = 0
     for vs in host.list_systems():
         folder = snapshot_dir(vs)
-        if not vs.snapshots and not (folder and os.path.isdir(folder)):
+        if not vs.snapshots and not vs.discarded and not (folder and os.path.isdir(folder)):
             continue
         seen += 1
         try:

@@ -40,6 +40,7 @@ _MEDIA = f"{{{NAMESPACE}}}media"
 _NIC = f"{{{NAMESPACE}}}nic"
 _LABEL = f"{{{NAMESPACE}}}label"  # the ElementName a client gave a device
 _SNAPSHOT = f"{{{NAMESPACE}}}snapshot"  # one snapshot: its settings as a nested vsms:system
+_DISCARD = f"{{{NAMESPACE}}}discard"  # a snapshot overlay to remove (VirtualSystem.discarded)
 OWNER = "instance"  # attribute: the instance ID of the vsms that manages the domain
 
 
@@ -114,6 +115,8 @@ def to_element(vs: VirtualSystem, owner: str = "") -> ET.Element:
         inner = to_element(snap.config)
         del inner.attrib[f"xmlns:{PREFIX}"]  # declared once, on the outer element
         el.append(inner)
+    for path in vs.discarded:
+        ET.SubElement(root, f"{PREFIX}:discard", {"path": path})
     return root
 
 
@@ -206,6 +209,7 @@ def from_element(el: ET.Element) -> VirtualSystem:
         snapshots=[_snapshot(s) for s in el.findall(_SNAPSHOT)],
         previous_snapshot=el.get("previous-snapshot", ""),
         last_applied=el.get("last-applied", ""),
+        discarded=[_get(d, "path") for d in el.findall(_DISCARD)],
     )
 
 
