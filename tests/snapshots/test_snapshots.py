@@ -229,6 +229,14 @@ def test_refusals_and_states(svc: Harness, storage_root: Path) -> None:
     unknown = ids.setting_path(names.VSSD, ids.vssd_id(str(uuid.uuid4()).upper()))
     assert vsms("RemoveVirtualSystemSnapshotTree",
                 SnapshotSettingData=unknown)[0] == ReturnCode.INVALID_PARAMETER
+    # the frozen VHD is still in use by this VM: another VM cannot attach it
+    ide0 = next(i for i in find(settings_of(svc, other), "Microsoft Emulated IDE Controller")
+                if i["Address"] == "0")
+    rv, _ = svc.vsms("AddVirtualSystemResources", TargetSystem=other, ResourceSettingData=[
+        text(rasd(ResourceType=22, InstanceID="d2", Parent=ide0.path, Address="1")),
+        text(rasd(ResourceType=21, ResourceSubType="Microsoft Virtual Hard Disk", Parent="d2",
+                  Connection=[str(vhd)]))])
+    assert rv == ReturnCode.SYSTEM_IN_USE, rv
     # exporting the snapshot tree is not supported yet: refused, not half-exported
     rv, _ = svc.vsms("ExportVirtualSystem", ComputerSystem=vm, CopyVmState=True,
                      ExportDirectory=str(storage_root))
