@@ -170,16 +170,19 @@ class CreateSnapshot:
         new.previous_snapshot = snap.id
         seq = ctx.add_undo(Redefine(to_json(vs)))
         self.host.define(new)  # a crash before the job ends undoes it all: consistent
+        # the memory state is saved only if the VM still runs as when it was prepared
+        memory = self.memory if state in (EnabledState.ENABLED, EnabledState.PAUSED) else ""
         if live and overlays:
-            self._switch(ctx, files, seq, vs, new, overlays, state)
-        if self.memory:
-            new.snapshots[-1].memory = self.memory  # claimed once the file is complete
+            self._switch(ctx, files, seq, vs, new, overlays, state, memory)
+        if memory and overlays:
+            new.snapshots[-1].memory = memory  # claimed once the file is complete
             self.host.define(new)
         ctx.set_result(snapshot=snap.id)
         ctx.progress(100)
 
     def _switch(self, ctx: OpContext, files: _Recorder, seq: int, old: VirtualSystem,
-                new: VirtualSystem, overlays: dict[str, str], state: EnabledState) -> None:
+                new: VirtualSystem, overlays: dict[str, str], state: EnabledState,
+                memory: str) -> None:
         """Move the running VM (or the saved state of a saved one) onto the overlays. The
         point of no return comes first (a crash after it keeps the snapshot; if the switch
         had not happened yet the VM goes on writing the frozen images until it stops, so the
@@ -192,16 +195,16 @@ class CreateSnapshot:
             if state is EnabledState.SUSPENDED:
                 self.host.switch_saved_disks(old.guid, paths)
             else:
-                quiesced = self.host.switch_disks_live(old.guid, paths, self.memory)
+                quiesced = self.host.switch_disks_live(old.guid, paths, memory)
         except Exception:
             try:
                 self.host.define(old)
-                for path in [*overlays.values(), *([self.memory] if self.memory else [])]:
+                for path in [*overlays.values(), *([memory] if memory else [])]:
                     remove_overlay(self.roots, path)
             except VsmsError:
                 log.exception("VM %s: could not take back a failed snapshot", old.guid)
             raise
-        ctx.status("Snapshot taken with the memory state" if self.memory else
+        ctx.status("Snapshot taken with the memory state" if memory else
                    "Snapshot taken without the memory state" + (
                        ", the guest's file systems frozen meanwhile" if quiesced else ""))
 
@@ -226,7 +229,7 @@ def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnap
 @dataclasses.dataclass
 class ApplySnapshot:
     """Discard the VM's current disks and settings for a snapshot's (new overlays on its
-    frozen images); the VM ends turned off."""
+    frozen images); the VM ends turned off, or saved when the snapshot holds its memory."""
 
     host: VirtHost
     roots: StorageRoots
