@@ -2,8 +2,9 @@
 every other command is a client of a running service.
 
 The client commands talk to the service through pywbem (as virsh talks to libvirtd):
-``vm``, ``disk``, ``export``, ``import``, ``import-settings`` and ``jobs``. Global options
-(``--url``, ``--user``, ``--password``, ``--output``, ...) may come before or after the command.
+``vm``, ``disk``, ``export``, ``import``, ``import-settings``, ``jobs`` and ``snapshot``.
+Global options (``--url``, ``--user``, ``--password``, ``--output``, ...) may come before or
+after the command.
 Exit status: 0 success, 1 the operation failed, 2 bad usage, 130 interrupted.
 """
 
