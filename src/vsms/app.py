@@ -17,6 +17,7 @@ from vsms.cim.schema import load_schema
 from vsms.errors import VsmsError
 from vsms.jobs.manager import JobManager
 from vsms.operations.paths import StorageRoots
+from vsms.operations.snapshots import tidy_after_crash
 from vsms.operations.transitions import Transitions
 from vsms.operations.undo import undo_handlers
 from vsms.providers import build
@@ -85,6 +86,7 @@ class Service:
         if recovered:
             log.warning("recovered %d job(s) interrupted by a crash: %s",
                         len(recovered), ", ".join(recovered))
+            tidy_after_crash(self.host, self.context.roots)  # snapshot merges left half-way
         self.registry = Registry(hostname)
         schema = load_schema(names.NAMESPACE)
         self.registry.add_namespace(names.NAMESPACE, schema.classes, schema.qualifiers)

@@ -94,7 +94,31 @@ def vm_problems(service: Service, vms: list[VirtualSystem], uri: str, root: Path
             if found is not m.format:
                 problems.append(f"{label} records {m.path} as {m.format.value}, the file is "
                                 f"{found.value}")
+        problems += snapshot_problems(vs, label)
     return problems
+
+
+def snapshot_problems(vs: VirtualSystem, label: str) -> list[str]:
+    """Every image of every snapshot exists, and every chain (current and snapshots') of a VM
+    with snapshots or snapshot overlays passes qemu-img check."""
+    problems: list[str] = []
+    if not vs.snapshots and not any(_is_overlay(m.path) for m in vs.disk_media()):
+        return problems
+    for snap in vs.snapshots:
+        for m in snap.config.disk_media():
+            if not os.path.isfile(m.path):
+                problems.append(f"{label}: snapshot '{snap.name}' needs {m.path}, which does "
+                                "not exist")
+    for m in [*vs.disk_media(), *(m for s in vs.snapshots for m in s.config.disk_media())]:
+        if os.path.isfile(m.path):
+            bad = qemuimg.check(m.path, m.format)
+            if bad:
+                problems.append(f"{label}: {m.path} is damaged: {bad}")
+    return problems
+
+
+def _all_media(vs: VirtualSystem) -> list[str]:
+    return [m.path for m in [*vs.media, *(m for s in vs.snapshots for m in s.config.media)]]
 
 
 def consumed_problems(service: Service, vms: list[VirtualSystem]) -> list[str]:
@@ -141,13 +165,16 @@ def export_problems(root: Path) -> tuple[list[str], set[Path]]:
 def file_problems(root: Path, before: dict[str, str], after: dict[str, str],
                   vms: list[VirtualSystem], exports: set[Path]) -> list[str]:
     """No file lost; every new entry belongs to a VM's disk or a complete export."""
+    used = {os.path.relpath(os.path.realpath(p), root) for vs in vms for p in _all_media(vs)}
+    # an overlay of a snapshot (Snapshots/<VM>/<GUID>.qcow2) goes when merged: lost only if
+    # some definition still names it
     problems = [f"{rel} existed before the operation and is gone" for rel in sorted(before)
-                if rel not in after]
+                if rel not in after and (not _is_overlay(rel) or rel in used)]
     owned: set[str] = set()
     for vs in vms:
-        for m in vs.media:
-            if _under(m.path, root):
-                rel = os.path.relpath(os.path.realpath(m.path), root)
+        for path in _all_media(vs):
+            if _under(path, root):
+                rel = os.path.relpath(os.path.realpath(path), root)
                 owned.add(rel)
                 owned.update(str(p) for p in Path(rel).parents if str(p) != ".")
     for export in exports:
@@ -160,6 +187,11 @@ def file_problems(root: Path, before: dict[str, str], after: dict[str, str],
             what = "directory" if after[rel] == "d" else "file"
             problems.append(f"{what} {rel} was left in the storage root without an owner")
     return problems
+
+
+def _is_overlay(rel: str) -> bool:
+    parts = Path(rel).parts
+    return len(parts) >= 3 and parts[-3] == "Snapshots" and parts[-1].endswith(".qcow2")
 
 
 def job_problems(service: Service, interrupted: list[JobRecord]) -> list[str]:

@@ -206,6 +206,38 @@ def run_cancel_import(bench: Bench) -> None:
     _import_copy(bench, JobState.TERMINATED)
 
 
+# -- snapshots (issue 13) --------------------------------------------------------------------
+
+def _snapshot(bench: Bench) -> str:
+    rv, out = bench.client.vsms("CreateVirtualSystemSnapshot", SourceSystem=vm_path(bench))
+    ok_job(bench, rv, out)
+    return str(out["SnapshotSettingData"]["InstanceID"])
+
+
+def _settings(instance_id: str) -> pywbem.CIMInstanceName:
+    return pywbem.CIMInstanceName(names.VSSD, keybindings={"InstanceID": instance_id},
+                                  namespace=names.NAMESPACE)
+
+
+def make_vm_with_snapshots(bench: Bench) -> None:
+    """A VM with two snapshots: S1 (the VHD), S2 (an overlay on it) and a current overlay."""
+    make_vm(bench)
+    bench.facts["s1"] = _snapshot(bench)
+    bench.facts["s2"] = _snapshot(bench)
+
+
+def run_snapshots(bench: Bench) -> None:
+    """Create S3 (new overlays), apply S1 (the current overlay discarded), remove S1 (S2's
+    overlay merged into the VHD, the current overlay re-parented): one scenario, so the
+    kill points spread over all three (``VSMS_KILLPOINTS=all`` tries each)."""
+    _snapshot(bench)
+    ok_job(bench, *bench.client.vsms("ApplyVirtualSystemSnapshotEx",
+                                     ComputerSystem=vm_path(bench),
+                                     SnapshotSettingData=_settings(bench.facts["s1"])))
+    ok_job(bench, *bench.client.vsms("RemoveVirtualSystemSnapshot",
+                                     SnapshotSettingData=_settings(bench.facts["s1"])))
+
+
 Step = Callable[[Bench], None]
 
 SCENARIOS: dict[str, tuple[Step, Step]] = {
@@ -218,5 +250,6 @@ SCENARIOS: dict[str, tuple[Step, Step]] = {
     "destroy": (make_vm, run_destroy),
     "cancel-export": (make_vm_and_target, run_cancel_export),
     "cancel-import": (make_export, run_cancel_import),
+    "snapshots": (make_vm_with_snapshots, run_snapshots),
 }
 """name -> (set-up, interrupted run)."""

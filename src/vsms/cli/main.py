@@ -2,8 +2,9 @@
 every other command is a client of a running service.
 
 The client commands talk to the service through pywbem (as virsh talks to libvirtd):
-``vm``, ``disk``, ``export``, ``import``, ``import-settings`` and ``jobs``. Global options
-(``--url``, ``--user``, ``--password``, ``--output``, ...) may come before or after the command.
+``vm``, ``disk``, ``export``, ``import``, ``import-settings``, ``jobs`` and ``snapshot``.
+Global options (``--url``, ``--user``, ``--password``, ``--output``, ...) may come before or
+after the command.
 Exit status: 0 success, 1 the operation failed, 2 bad usage, 130 interrupted.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 import pywbem
 
-from vsms.cli import disk, jobs, serve, transfer, user, vm
+from vsms.cli import disk, jobs, serve, snapshot, transfer, user, vm
 from vsms.cli.output import Output
 from vsms.cli.session import CliError, Session, describe_wbem_error
 from vsms.errors import VsmsError
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.add_parser(sub)
     user.add_parser(sub)
-    for module in (vm, disk, transfer, jobs):
+    for module in (vm, disk, transfer, jobs, snapshot):
         module.add_parser(sub, [common])
     return parser
 

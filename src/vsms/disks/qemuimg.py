@@ -392,3 +392,36 @@ def check(path: str, fmt: ImageFormat) -> str | None:
         return (f"qemu-img check found {corrupt} corruption(s) and {errors} check error(s) in "
                 f"{path}: {stderr_summary(result.stderr)}")
     return None
+
+
+# --------------------------------------------------------------------------- snapshot merges
+
+def overlay_commit(path: str, backing: str, backing_fmt: ImageFormat) -> None:
+    """Write the clusters of the qcow2 overlay ``path`` into its backing file ``backing``
+    (``qemu-img commit -d``: the overlay is left as it was, its guest view unchanged at every
+    moment, so a merge stopped half-way is re-done from the start). ``backing`` must be what
+    the overlay's header names; the time allowed grows with the overlay's allocated size."""
+    backing_fmt = as_format(backing_fmt)
+    _require_format(path, ImageFormat.QCOW2)
+    _require_format(backing, backing_fmt)
+    st = require_file(path)
+    result = _run(["commit", "-q", "-d", "-f", "qcow2", os.path.abspath(path)],
+                  _scaled_timeout(st.st_blocks * 512), f"merge {path} into {backing}")
+    if result.returncode != 0:
+        raise SystemNotAvailable(f"qemu-img failed to merge {path} into {backing}: "
+                                 f"{stderr_summary(result.stderr)}")
+
+
+def overlay_rebacked(path: str, backing: str, backing_fmt: ImageFormat) -> None:
+    """Record ``backing`` (opened as ``backing_fmt``) as the backing file of the qcow2 overlay
+    ``path`` without copying data (``qemu-img rebase -u``): only for a new backing file whose
+    guest view equals the old one's (as after ``overlay_commit`` of the old into the new)."""
+    backing_fmt = as_format(backing_fmt)
+    _require_format(path, ImageFormat.QCOW2)
+    _require_format(backing, backing_fmt)
+    result = _run(["rebase", "-u", "-f", "qcow2", "-b", os.path.abspath(backing),
+                   "-F", backing_fmt.value, os.path.abspath(path)], INFO_TIMEOUT,
+                  f"re-parent {path} onto {backing}")
+    if result.returncode != 0:
+        raise SystemNotAvailable(f"qemu-img failed to re-parent {path} onto {backing}: "
+                                 f"{stderr_summary(result.stderr)}")

@@ -98,6 +98,19 @@ class NetworkAdapter:
 
 
 @dataclass
+class Snapshot:
+    """A snapshot of a VM: its settings as they were (``config``, whose media paths are the
+    frozen images) and its place in the VM's tree (``parent``: "" for a root)."""
+
+    id: str  # a GUID of its own: the snapshot's VSSD is ``Microsoft:<id>``
+    name: str  # ElementName, ``<VM name> - (<date> - <time>)`` unless renamed
+    created: datetime
+    parent: str
+    config: VirtualSystem
+    memory: str = ""  # the file of its memory state (applies as Suspended); "" disk-only
+
+
+@dataclass
 class VirtualSystem:
     guid: str
     name: str
@@ -130,6 +143,16 @@ class VirtualSystem:
     # the libvirt domain type it is defined with, "kvm" or "qemu" (TCG); "" before it is. An
     # observation of the host, not a setting: not compared.
     accelerator: str = field(default="", compare=False)
+    # the snapshot tree (``Snapshot.parent`` links), the snapshot the current state grew from
+    # (Msvm_PreviousSettingData) and the one applied last (Msvm_LastAppliedSettingData); ""
+    # when none
+    snapshots: list[Snapshot] = field(default_factory=list)
+    previous_snapshot: str = ""
+    last_applied: str = ""
+    # snapshot overlays of this VM that no longer hold anything it needs (the current state an
+    # apply discarded, the images of removed snapshots), removed once nothing depends on them;
+    # a disk a client detaches is never listed, so its file stays
+    discarded: list[str] = field(default_factory=list)
 
     def controller(self, dev_id: str) -> Controller | None:
         return next((c for c in self.controllers if c.dev_id == dev_id), None)

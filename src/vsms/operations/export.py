@@ -40,6 +40,7 @@ from vsms.operations import files
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress
 from vsms.operations.reservations import Reservation as TargetHold
+from vsms.operations.snapshots import refuse_export_with_snapshots
 from vsms.operations.switchports import exported_nics
 from vsms.operations.transitions import Reservation, Transition, Transitions
 from vsms.operations.undo import RemoveTree
@@ -236,6 +237,7 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
         raise InvalidState(f"virtual machine '{vs.name}' is busy: {what} is in progress; wait "
                            "for its job to finish")
     _check_state(host, vs, allow_saved, options)
+    refuse_export_with_snapshots(vs)
     check_disks_confined(roots, vs, "export")
     export_dir = roots.confine(export_directory, "ExportDirectory")
     if not export_dir.exists():

@@ -17,6 +17,7 @@ from vsms.providers.pools import (
     ProcessorPoolProvider,
 )
 from vsms.providers.settings_data import SettingDataProvider, SettingsAssociationProvider
+from vsms.providers.snapshots import SnapshotTreeProvider
 from vsms.providers.switch_service import SwitchServiceProvider
 from vsms.providers.switches import SwitchAssociationProvider, SwitchProvider
 
@@ -33,6 +34,8 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
 
     LogicalDeviceProvider, DeviceAssociationProvider,
     SwitchServiceProvider, SwitchProvider, SwitchAssociationProvider,
+
+    SnapshotTreeProvider,
 )
 
 

@@ -1,7 +1,7 @@
 """Msvm_VirtualSystemManagementService: the singleton "vmms" and its methods.
 
 Life-cycle methods come from ``vsms_lifecycle``, export/import from ``vsms_exportimport``,
-summary information and thumbnails from ``vsms_summary``; every
+summary information and thumbnails from ``vsms_summary``, snapshots from ``vsms_snapshots``; every
 other method the class declares returns 32770 (Not supported) and does nothing.
 """
 
@@ -11,10 +11,12 @@ from vsms.cim import names
 from vsms.providers.base import SingletonService
 from vsms.providers.vsms_exportimport import ExportImportMethods
 from vsms.providers.vsms_lifecycle import LifecycleMethods
+from vsms.providers.vsms_snapshots import SnapshotMethods
 from vsms.providers.vsms_summary import SummaryMethods
 
 
 class ManagementServiceProvider(LifecycleMethods, ExportImportMethods, SummaryMethods,
+                                SnapshotMethods,
                                 SingletonService):
     classnames = (names.VSMS,)
     service_name = names.VSMS_NAME

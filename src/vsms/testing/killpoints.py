@@ -76,6 +76,9 @@ DEFAULT_TARGETS: tuple[Target, ...] = (
     Target("os", "rmdir", detail_arg=0),
     Target("shutil", "rmtree", detail_arg=0),
     Target("vsms.disks.anchor", "rename_noreplace", detail_arg=3),
+    # snapshot merges (called through the module attribute)
+    Target("vsms.disks.qemuimg", "overlay_commit", detail_arg=0),
+    Target("vsms.disks.qemuimg", "overlay_rebacked", detail_arg=0),
 )
 
 

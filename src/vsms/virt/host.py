@@ -19,7 +19,7 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound
 from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
-from vsms.virt import caps, domxml, stats
+from vsms.virt import caps, domxml, snapxml, stats
 from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
@@ -375,3 +375,66 @@ class VirtHost:
     def discard_saved_state(self, guid: str) -> None:
         self._change(guid, "discard the saved state of", (EnabledState.SUSPENDED,),
                      lambda dom, _s: dom.managedSaveRemove(0), "only a saved VM has one")
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def switch_disks_live(self, guid: str, overlays: dict[str, str], memory: str = "") -> bool:
+        """Make the running (or paused) VM write each disk whose current image is a key of
+        ``overlays`` to the overlay the value names, which must exist with that image as its
+        backing file (a libvirt external snapshot reusing it, with no libvirt snapshot
+        metadata); with ``memory``, its memory state is saved to that new file meanwhile (the
+        VM paused, then running again). Without it the guest's file systems are frozen
+        through the QEMU guest agent meanwhile when one answers; returns whether they were.
+        The persistent definition is not changed (the caller defines it)."""
+        def act(dom: Any, state: EnabledState, label: str) -> bool:
+            if state not in (EnabledState.ENABLED, EnabledState.PAUSED):
+                raise InvalidState(f"cannot switch the disks of {label} live: "
+                                   f"{describe(state)}")
+            xml = snapxml.snapshot_disks_xml(dom.XMLDesc(0), overlays, memory)
+            flags = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+                     | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
+                     | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+            if memory:
+                dom.snapshotCreateXML(xml, flags)
+                return False
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+            try:
+                dom.snapshotCreateXML(xml, flags | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE)
+                return True
+            except libvirt.libvirtError as exc:  # no guest agent: take it without freezing
+                log.info("%s: no quiesced snapshot (%s); taking it without", label,
+                         exc.get_error_message())
+            dom.snapshotCreateXML(xml, flags)
+            return False
+        done: bool = self._act(guid, "snapshot the disks of", act)
+        return done
+
+    def switch_saved_disks(self, guid: str, overlays: dict[str, str]) -> None:
+        """Make the saved state of a saved (Suspended) VM resume onto the overlays: each disk
+        source of the XML stored with its managed save image that is a key of ``overlays``
+        becomes the value (format qcow2)."""
+        def act(dom: Any, state: EnabledState, label: str) -> None:
+            if state is not EnabledState.SUSPENDED:
+                raise InvalidState(f"cannot change the saved state of {label}: "
+                                   f"{describe(state)}")
+            xml = snapxml.retarget_disks(dom.managedSaveGetXMLDesc(0), overlays)
+            dom.managedSaveDefineXML(xml, 0)
+        self._act(guid, "change the saved state of", act)
+
+    def restore_as_saved(self, guid: str, memory: str) -> None:
+        """Make the turned-off VM saved (Suspended) with the memory state in the file
+        ``memory`` (left as it is), resumed onto the disks its definition names now."""
+        def act(dom: Any, state: EnabledState, label: str) -> None:
+            if state is not EnabledState.DISABLED:
+                raise InvalidState(f"cannot restore a memory state into {label}: "
+                                   f"{describe(state)}")
+            conn = dom.connect()
+            xml = snapxml.disks_from(conn.saveImageGetXMLDesc(memory, 0),
+                                     dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            conn.restoreFlags(memory, xml, libvirt.VIR_DOMAIN_SAVE_PAUSED)
+            try:
+                dom.managedSave(libvirt.VIR_DOMAIN_SAVE_RUNNING)  # starts running again
+            except libvirt.libvirtError:
+                dom.destroy()
+                raise
+        self._act(guid, "restore the memory state of", act)

@@ -23,6 +23,7 @@ from vsms.model.vm import (
     ImageFormat,
     Media,
     NetworkAdapter,
+    Snapshot,
     VirtualSystem,
 )
 
@@ -38,6 +39,8 @@ _DRIVE = f"{{{NAMESPACE}}}drive"
 _MEDIA = f"{{{NAMESPACE}}}media"
 _NIC = f"{{{NAMESPACE}}}nic"
 _LABEL = f"{{{NAMESPACE}}}label"  # the ElementName a client gave a device
+_SNAPSHOT = f"{{{NAMESPACE}}}snapshot"  # one snapshot: its settings as a nested vsms:system
+_DISCARD = f"{{{NAMESPACE}}}discard"  # a snapshot overlay to remove (VirtualSystem.discarded)
 OWNER = "instance"  # attribute: the instance ID of the vsms that manages the domain
 
 
@@ -104,7 +107,32 @@ def to_element(vs: VirtualSystem, owner: str = "") -> ET.Element:
             nic.set("identifiers", ",".join(n.identifiers))
     for dev_id, name in vs.element_names.items():
         ET.SubElement(root, f"{PREFIX}:label", {"id": dev_id, "name": name})
+    for attr, value in (("previous-snapshot", vs.previous_snapshot),
+                        ("last-applied", vs.last_applied)):
+        if value:  # written only when set
+            root.set(attr, value)
+    for snap in vs.snapshots:
+        el = ET.SubElement(root, f"{PREFIX}:snapshot", {
+            "id": snap.id, "name": snap.name, "created": snap.created.isoformat(),
+            "parent": snap.parent, "memory": snap.memory})
+        inner = to_element(snap.config)
+        del inner.attrib[f"xmlns:{PREFIX}"]  # declared once, on the outer element
+        el.append(inner)
+    for path in vs.discarded:
+        ET.SubElement(root, f"{PREFIX}:discard", {"path": path})
     return root
+
+
+def _snapshot(el: ET.Element) -> Snapshot:
+    inner = el.find(_SYSTEM)
+    if inner is None:
+        raise MetadataError("vsms:snapshot has no vsms:system element")
+    try:
+        created = datetime.fromisoformat(_get(el, "created"))
+    except ValueError:
+        raise MetadataError(f"snapshot 'created' is not a date: {el.get('created')!r}") from None
+    return Snapshot(_get(el, "id"), _get(el, "name"), created, _get(el, "parent"),
+                    from_element(inner), el.get("memory", ""))
 
 
 def find(domain: ET.Element) -> ET.Element | None:
@@ -182,6 +210,10 @@ def from_element(el: ET.Element) -> VirtualSystem:
                              n.get("port", ""), n.get("switch-id", ""))
               for n in el.findall(_NIC)],
         element_names={_get(lb, "id"): _get(lb, "name") for lb in el.findall(_LABEL)},
+        snapshots=[_snapshot(s) for s in el.findall(_SNAPSHOT)],
+        previous_snapshot=el.get("previous-snapshot", ""),
+        last_applied=el.get("last-applied", ""),
+        discarded=[_get(d, "path") for d in el.findall(_DISCARD)],
     )
 
 

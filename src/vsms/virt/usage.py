@@ -5,14 +5,20 @@ when the model is replaced or the domain goes, so answering "who uses this disk?
 MACs are taken?" costs nothing per VM on the host. The real path (symlinks resolved) of an image
 is computed the first time it is asked for and kept while some VM still names that path: a
 symlink changed later under a path a VM already uses is not noticed until the VM is re-read.
-Not thread-safe: the cache calls it under its own lock.
+The disk images a VM's snapshots froze count as used by that VM. Not thread-safe: the cache
+calls it under its own lock.
 """
 
 from __future__ import annotations
 
 import os
 
-from vsms.model.vm import VirtualSystem
+from vsms.model.vm import Media, VirtualSystem
+
+
+def _images(vs: VirtualSystem) -> list[Media]:
+    """The VM's media and the disks its snapshots froze (in use as long as they exist)."""
+    return [*vs.media, *(m for s in vs.snapshots for m in s.config.disk_media())]
 
 
 class UsageIndex:
@@ -22,14 +28,14 @@ class UsageIndex:
         self._real: dict[str, str] = {}  # image path -> its real path, once asked for
 
     def add(self, guid: str, vs: VirtualSystem) -> None:
-        for m in vs.media:
+        for m in _images(vs):
             self._paths.setdefault(m.path, set()).add(guid)
         for n in vs.nics:
             if n.mac:
                 self._macs.setdefault(n.mac.upper(), set()).add(guid)
 
     def remove(self, guid: str, vs: VirtualSystem) -> None:
-        for m in vs.media:
+        for m in _images(vs):
             _drop(self._paths, m.path, guid)
             if m.path not in self._paths:
                 self._real.pop(m.path, None)

@@ -1,0 +1,384 @@
+"""Create, apply and remove snapshots of a VM (the work of the snapshot jobs).
+
+Each operation changes the VM's definition (its snapshot tree lives in our metadata, see
+``virt.metadata``) and its disks (``operations.snapshot_disks``) in two phases:
+
+1. reversible: new overlays are created (journaled ``remove_file``) and the VM is redefined
+   (journaled ``redefine`` of the previous definition); a failure or a crash here is undone
+   completely by the job engine;
+2. past the point of no return: the undo records are amended into no-ops (the new definition
+   again, ``made: false`` for the overlays), a saved state the apply discards is discarded,
+   then ``collapse`` removes and merges what nobody references any more. Every step of a
+   collapse leaves a consistent VM and the next snapshot operation finishes one that stopped.
+
+A snapshot is taken of a VM that is off, running, paused or saved, which keeps its state: a
+running or paused VM on qcow2 chains is switched onto the overlays live with its memory state
+saved next to them; with a VHD/VHDX in a chain (QEMU cannot save it) or a saved VM the snapshot
+is disk-only (a saved VM's stored XML is retargeted onto the overlays). For a running or saved
+VM the point of no return comes before that switch, which is compensated when it fails. A
+snapshot is applied to a VM that is off or saved (the saved state is discarded); the VM ends
+off, or saved when the snapshot holds a memory state. One is removed in any state (merges that
+concern the disks a running or saved VM has open wait until it is off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from datetime import datetime
+from typing import Any
+
+from vsms.cim.enums import EnabledState
+from vsms.errors import (
+    InvalidParameter,
+    InvalidState,
+    NotFound,
+    NotSupported,
+    OperationFailed,
+    VsmsError,
+)
+from vsms.jobs.undo import UndoStep
+from vsms.mapping.vmjson import to_json
+from vsms.model.vm import Snapshot, VirtualSystem, new_guid
+from vsms.operations.modify import describe_state, load_system
+from vsms.operations.paths import StorageRoots
+from vsms.operations.snapshot_disks import (
+    collapse,
+    graph_of,
+    is_overlay_of,
+    memory_file,
+    new_overlays,
+    qcow2_only,
+    referenced,
+    remove_overlay,
+    snapshot_dir,
+    use_overlays,
+)
+from vsms.operations.undo import OpContext, Redefine, RemoveFile
+from vsms.virt.cache import clone
+from vsms.virt.host import VirtHost
+
+log = logging.getLogger(__name__)
+
+CREATABLE = (EnabledState.DISABLED, EnabledState.ENABLED, EnabledState.PAUSED,
+             EnabledState.SUSPENDED)
+APPLICABLE = (EnabledState.DISABLED, EnabledState.SUSPENDED)
+
+
+def snapshot_name(vm_name: str, when: datetime) -> str:
+    """ElementName of a new snapshot as Hyper-V writes it: ``VM - (12/2/2026 - 5:45:48 AM)``
+    (the host's local time)."""
+    hour = when.hour % 12 or 12
+    half = "AM" if when.hour < 12 else "PM"
+    return (f"{vm_name} - ({when.month}/{when.day}/{when.year} - "
+            f"{hour}:{when.minute:02d}:{when.second:02d} {half})")
+
+
+def list_snapshots(vs: VirtualSystem) -> list[Snapshot]:
+    """The snapshots of ``vs``, oldest first (what GetSummaryInformation's Snapshots lists)."""
+    return sorted(vs.snapshots, key=lambda s: s.created)
+
+
+def find_snapshot(host: VirtHost, snapshot_id: str) -> tuple[VirtualSystem, Snapshot]:
+    """The VM holding the snapshot ``snapshot_id`` and the snapshot; NotFound/InvalidParameter
+    (a VM's current settings are not a snapshot) naming the cause."""
+    sid = snapshot_id.upper()
+    for vs in host.shared_systems():
+        if vs.guid.upper() == sid:
+            raise InvalidParameter(
+                f"Microsoft:{sid} is the current settings of virtual machine '{vs.name}', not a "
+                "snapshot: pass a snapshot's Msvm_VirtualSystemSettingData (SettingType 5)")
+        for snap in vs.snapshots:
+            if snap.id.upper() == sid:
+                return clone(vs), clone(snap)
+    raise NotFound(f"there is no snapshot Microsoft:{sid}: list the snapshots of the virtual "
+                   "machine (Msvm_VirtualSystemSettingData with SettingType 5) and pass one")
+
+
+def _state_check(host: VirtHost, vs: VirtualSystem, allowed: tuple[EnabledState, ...],
+                 what: str, hint: str) -> EnabledState:
+    state = host.state(vs.guid)
+    if state not in allowed:
+        raise InvalidState(f"cannot {what} of '{vs.name}' ({vs.guid}): it is "
+                           f"{describe_state(state)}; {hint}")
+    return state
+
+
+def _frozen_config(vs: VirtualSystem) -> VirtualSystem:
+    config = clone(vs)
+    config.snapshots, config.previous_snapshot, config.last_applied = [], "", ""
+    return config
+
+
+class _Recorder:
+    """The journal of the overlays an operation creates, so they can be kept at the point of
+    no return (their ``remove_file`` records amended to ``made: false``)."""
+
+    def __init__(self, ctx: OpContext) -> None:
+        self.ctx = ctx
+        self.steps: dict[int, UndoStep[Any]] = {}
+
+    def add_undo(self, step: UndoStep[Any]) -> int:
+        seq = self.ctx.add_undo(step)
+        self.steps[seq] = step
+        return seq
+
+    def amend_undo(self, seq: int, step: UndoStep[Any]) -> None:
+        self.ctx.amend_undo(seq, step)
+        self.steps[seq] = step
+
+    def keep(self) -> None:
+        for seq, step in self.steps.items():
+            if isinstance(step, RemoveFile) and step.made:
+                self.amend_undo(seq, dataclasses.replace(step, made=False))
+
+
+def _tidy(host: VirtHost, roots: StorageRoots, vs: VirtualSystem, ctx: OpContext,
+          *, live: bool) -> VirtualSystem:
+    return collapse(vs, roots, host.define, live=live, progress=ctx.status)
+
+
+@dataclasses.dataclass
+class CreateSnapshot:
+    """Freeze the VM's disks under new overlays and record its settings as a snapshot."""
+
+    host: VirtHost
+    roots: StorageRoots
+    vs: VirtualSystem
+    snapshot_id: str
+    live: bool = False  # the VM ran (or was saved) when it was prepared
+    memory: str = ""  # the file for its memory state ("": disk-only)
+
+    def run(self, ctx: OpContext) -> None:
+        ctx.check_cancelled()
+        ctx.status(f"Creating a snapshot of '{self.vs.name}'")
+        vs = load_system(self.host, self.vs.guid)
+        state = _state_check(self.host, vs, CREATABLE, "take a snapshot", _CREATE_HINT)
+        live = state is not EnabledState.DISABLED
+        vs = _tidy(self.host, self.roots, vs, ctx, live=live)
+        ctx.progress(10)
+        now = datetime.now().astimezone()
+        snap = Snapshot(self.snapshot_id, snapshot_name(vs.name, now), now,
+                        vs.previous_snapshot, _frozen_config(vs))
+        files = _Recorder(ctx)
+        overlays = new_overlays(files, self.roots, snapshot_dir(vs), vs.disk_media())
+        ctx.progress(50)
+        new = clone(vs)
+        use_overlays(new, overlays)
+        new.snapshots.append(snap)
+        new.previous_snapshot = snap.id
+        seq = ctx.add_undo(Redefine(to_json(vs)))
+        self.host.define(new)  # a crash before the job ends undoes it all: consistent
+        # the memory state is saved only if the VM still runs as when it was prepared
+        memory = self.memory if state in (EnabledState.ENABLED, EnabledState.PAUSED) else ""
+        if live and overlays:
+            self._switch(ctx, files, seq, vs, new, overlays, state, memory)
+        if memory and overlays:
+            new.snapshots[-1].memory = memory  # claimed once the file is complete
+            self.host.define(new)
+        ctx.set_result(snapshot=snap.id)
+        ctx.progress(100)
+
+    def _switch(self, ctx: OpContext, files: _Recorder, seq: int, old: VirtualSystem,
+                new: VirtualSystem, overlays: dict[str, str], state: EnabledState,
+                memory: str) -> None:
+        """Move the running VM (or the saved state of a saved one) onto the overlays. The
+        point of no return comes first (a crash after it keeps the snapshot; if the switch
+        had not happened yet the VM goes on writing the frozen images until it stops, so the
+        snapshot holds that state: no data is lost); a failed switch is compensated here."""
+        files.keep()
+        ctx.amend_undo(seq, Redefine(to_json(new)))
+        paths = {m.path: overlays[m.dev_id] for m in old.disk_media() if m.dev_id in overlays}
+        quiesced = False
+        try:
+            if state is EnabledState.SUSPENDED:
+                self.host.switch_saved_disks(old.guid, paths)
+            else:
+                quiesced = self.host.switch_disks_live(old.guid, paths, memory)
+        except Exception:
+            try:
+                self.host.define(old)
+                for path in [*overlays.values(), *([memory] if memory else [])]:
+                    remove_overlay(self.roots, path)
+            except VsmsError:
+                log.exception("VM %s: could not take back a failed snapshot", old.guid)
+            raise
+        ctx.status("Snapshot taken with the memory state" if memory else
+                   "Snapshot taken without the memory state" + (
+                       ", the guest's file systems frozen meanwhile" if quiesced else ""))
+
+
+_CREATE_HINT = ("wait until it is running, paused, saved or off")
+
+
+def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnapshot:
+    vs = load_system(host, guid)
+    _state_check(host, vs, CREATABLE, "take a snapshot", _CREATE_HINT)
+    for media in vs.disk_media():  # a root outside the storage roots fails now, not in the job
+        folder = snapshot_dir(vs)
+        roots.confine(folder, f"the snapshot folder of disk {media.path}")
+    state = host.state(guid)
+    sid = new_guid()
+    # the memory state is saved when QEMU can: a running or paused VM on qcow2 chains only
+    memory = memory_file(vs, sid) if state in (EnabledState.ENABLED, EnabledState.PAUSED) \
+        and vs.disk_media() and qcow2_only(graph_of(vs), vs) else ""
+    return CreateSnapshot(host, roots, vs, sid, state is not EnabledState.DISABLED, memory)
+
+
+@dataclasses.dataclass
+class ApplySnapshot:
+    """Discard the VM's current disks and settings for a snapshot's (new overlays on its
+    frozen images); the VM ends turned off, or saved when the snapshot holds its memory."""
+
+    host: VirtHost
+    roots: StorageRoots
+    vs: VirtualSystem
+    snap: Snapshot
+
+    def run(self, ctx: OpContext) -> None:
+        ctx.check_cancelled()
+        ctx.status(f"Applying snapshot '{self.snap.name}' to '{self.vs.name}'")
+        vs = load_system(self.host, self.vs.guid)
+        state = _state_check(self.host, vs, APPLICABLE, "apply a snapshot", _APPLY_HINT)
+        if not any(s.id == self.snap.id for s in vs.snapshots):
+            raise NotFound(f"snapshot '{self.snap.name}' of '{vs.name}' was removed meanwhile")
+        ctx.progress(10)
+        new = clone(self.snap.config)
+        for name in ("guid", "name", "created", "external_data_root", "snapshot_data_root",
+                     "scope_of_residence", "imported_from", "snapshots"):
+            setattr(new, name, clone(getattr(vs, name)))
+        new.previous_snapshot = new.last_applied = self.snap.id
+        frozen = {m.path for s in vs.snapshots for m in s.config.disk_media()}
+        new.discarded = [*vs.discarded, *(m.path for m in vs.disk_media()
+                                          if is_overlay_of(vs, m.path) and m.path not in frozen)]
+        files = _Recorder(ctx)
+        overlays = new_overlays(files, self.roots, snapshot_dir(vs),
+                                self.snap.config.disk_media())
+        use_overlays(new, overlays)
+        ctx.progress(50)
+        seq = ctx.add_undo(Redefine(to_json(vs)))
+        self.host.define(new)
+        if state is EnabledState.SUSPENDED:
+            self.host.discard_saved_state(vs.guid)
+        # the point of no return: from here the new definition and its overlays stay (the
+        # files first: a crash in between restores the old definition and leaves unused
+        # overlays, which the next collapse removes)
+        files.keep()
+        ctx.amend_undo(seq, Redefine(to_json(new)))
+        ctx.progress(60)
+        if self.snap.memory:
+            ctx.status(f"Restoring the memory state of '{self.snap.name}'")
+            try:
+                self.host.restore_as_saved(vs.guid, self.snap.memory)
+            except VsmsError as exc:
+                raise OperationFailed(
+                    f"the disks and settings of snapshot '{self.snap.name}' were applied, but "
+                    f"its memory state could not be restored ({exc}): the virtual machine is "
+                    "off; start it to boot from the snapshot's disks") from exc
+        ctx.progress(80)
+        _tidy(self.host, self.roots, load_system(self.host, vs.guid), ctx, live=False)
+        ctx.progress(100)
+
+
+_APPLY_HINT = "turn it off (RequestStateChange 3) or save it first"
+
+
+def prepare_apply(host: VirtHost, roots: StorageRoots, guid: str,
+                  snapshot_id: str) -> ApplySnapshot:
+    owner, snap = find_snapshot(host, snapshot_id)
+    if owner.guid.upper() != guid.upper():
+        raise InvalidParameter(
+            f"snapshot '{snap.name}' belongs to virtual machine '{owner.name}' ({owner.guid}), "
+            f"not to {guid}: pass that machine as ComputerSystem, or one of this machine's "
+            "snapshots")
+    _state_check(host, owner, APPLICABLE, "apply a snapshot", _APPLY_HINT)
+    return ApplySnapshot(host, roots, owner, snap)
+
+
+def subtree(vs: VirtualSystem, root_id: str) -> list[str]:
+    """``root_id`` and every snapshot below it."""
+    found = [root_id]
+    for sid in found:
+        found.extend(s.id for s in vs.snapshots if s.parent == sid and s.id not in found)
+    return found
+
+
+@dataclasses.dataclass
+class RemoveSnapshot:
+    """Remove a snapshot (its children re-parented to its parent) or a whole subtree, then
+    merge the disk images nobody needs any more."""
+
+    host: VirtHost
+    roots: StorageRoots
+    vs: VirtualSystem
+    snap: Snapshot
+    tree: bool
+
+    def run(self, ctx: OpContext) -> None:
+        ctx.check_cancelled()
+        what = "snapshot subtree" if self.tree else "snapshot"
+        ctx.status(f"Removing the {what} '{self.snap.name}' of '{self.vs.name}'")
+        vs = load_system(self.host, self.vs.guid)
+        if not any(s.id == self.snap.id for s in vs.snapshots):
+            raise NotFound(f"snapshot '{self.snap.name}' of '{vs.name}' was removed meanwhile")
+        gone = set(subtree(vs, self.snap.id) if self.tree else [self.snap.id])
+        parent = self.snap.parent
+        new = clone(vs)
+        new.snapshots = [s for s in new.snapshots if s.id not in gone]
+        for s in new.snapshots:
+            if s.parent in gone:
+                s.parent = parent
+        if new.previous_snapshot in gone:
+            new.previous_snapshot = parent
+        if new.last_applied in gone:
+            new.last_applied = ""
+        kept = {m.path for m in referenced(new)}
+        new.discarded = [*vs.discarded, *(m.path for s in vs.snapshots if s.id in gone
+                                          for m in s.config.disk_media()
+                                          if is_overlay_of(vs, m.path) and m.path not in kept)]
+        ctx.progress(10)
+        # the point of no return is the new definition itself: nothing to undo after it
+        self.host.define(new)
+        ctx.progress(30)
+        live = self.host.state(vs.guid) is not EnabledState.DISABLED
+        _tidy(self.host, self.roots, load_system(self.host, vs.guid), ctx, live=live)
+        ctx.progress(100)
+
+
+def prepare_remove(host: VirtHost, roots: StorageRoots, snapshot_id: str,
+                   tree: bool) -> RemoveSnapshot:
+    owner, snap = find_snapshot(host, snapshot_id)
+    return RemoveSnapshot(host, roots, owner, snap, tree)
+
+
+def tidy_after_crash(host: VirtHost, roots: StorageRoots) -> int:
+    """Finish what snapshot operations a crash interrupted past their point of no return:
+    ``collapse`` each VM that has snapshots or an overlay folder (merges of a running VM's
+    open disks still wait). Returns how many VMs were looked at; errors are logged, never
+    raised (the service starts anyway; the next snapshot operation of that VM tries again)."""
+    seen = 0
+    for vs in host.list_systems():
+        folder = snapshot_dir(vs)
+        if not vs.snapshots and not vs.discarded and not (folder and os.path.isdir(folder)):
+            continue
+        seen += 1
+        try:
+            live = host.state(vs.guid) is not EnabledState.DISABLED
+            collapse(vs, roots, host.define, live=live)
+        except VsmsError as exc:
+            log.warning("VM %s: the snapshot disks could not be tidied: %s", vs.guid, exc)
+    return seen
+
+
+def refuse_export_with_snapshots(vs: VirtualSystem) -> None:
+    """NotSupported (32770) for a VM with snapshots or with a disk that is still a snapshot
+    overlay: exporting the snapshot tree is not implemented yet, and copying only the current
+    overlay would give an export that depends on files outside it."""
+    overlays = [m.path for m in vs.disk_media() if is_overlay_of(vs, m.path)]
+    if vs.snapshots or overlays:
+        raise NotSupported(
+            f"cannot export '{vs.name}' ({vs.guid}): it has {len(vs.snapshots)} snapshot(s) "
+            f"and {len(overlays)} disk(s) on snapshot overlays; exporting snapshots is not "
+            "supported yet: remove them first (RemoveVirtualSystemSnapshotTree, or "
+            "`vsms snapshot remove --tree`), which merges the disks back")
