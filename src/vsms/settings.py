@@ -71,6 +71,8 @@ class Settings:
     # --- tenancy (docs/security.md): libvirt domains no vsms instance owns that this one
     # adopts at start (names or UUIDs; each adoption is audited)
     adopt_domains: tuple[str, ...] = ()
+    # seconds InitiateShutdown waits for the guest to turn the VM off before its job fails
+    shutdown_timeout_seconds: float = 120.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,7 +111,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise InvalidParameter(f"setting {name} must be an integer, got {value!r}") from None
     if name in _BOOLS:
         return _boolean(name, value)
-    if name in ("auth_backoff_seconds", "auth_backoff_max_seconds", "login_timeout_seconds"):
+    if name in ("auth_backoff_seconds", "auth_backoff_max_seconds", "login_timeout_seconds",
+                "shutdown_timeout_seconds"):
         try:
             return float(value)
         except (TypeError, ValueError):

@@ -101,6 +101,8 @@ METHODS: dict[str, dict[str, Role]] = {
     # read-only, like GetSummaryInformation
     "Msvm_ProcessorPool": {"CalculatePossibleReserve": _O},
     "Msvm_AllocationCapabilities": {"CreateGoalSettings": _O},
+    # asking the guest to shut down is a state change, like RequestStateChange
+    "Msvm_ShutdownComponent": {"InitiateShutdown": _O},
 }
 
 _BY_LOWER = {cls.lower(): {m.lower(): r for m, r in methods.items()}

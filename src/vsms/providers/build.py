@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vsms.providers.base import ServiceProvider
+from vsms.providers.components import ComponentProvider
 from vsms.providers.computer_system import ComputerSystemProvider
 from vsms.providers.context import ServiceContext
 from vsms.providers.devices import DeviceAssociationProvider, LogicalDeviceProvider
@@ -17,6 +18,7 @@ from vsms.providers.pools import (
     ProcessorPoolProvider,
 )
 from vsms.providers.settings_data import SettingDataProvider, SettingsAssociationProvider
+from vsms.providers.vsms_service_settings import ServiceSettingsProvider
 
 PROVIDERS: tuple[type[ServiceProvider], ...] = (
     ComputerSystemProvider,
@@ -30,6 +32,8 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
     PoolProvider, ProcessorPoolProvider, CapabilitiesProvider, PoolAssociationProvider,
 
     LogicalDeviceProvider, DeviceAssociationProvider,
+    ComponentProvider,
+    ServiceSettingsProvider,
 )
 
 

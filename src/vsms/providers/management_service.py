@@ -1,6 +1,8 @@
 """Msvm_VirtualSystemManagementService: the singleton "vmms" and its methods.
 
-Life-cycle methods come from ``vsms_lifecycle``, export/import from ``vsms_exportimport``; every
+Life-cycle methods come from ``vsms_lifecycle``, export/import from ``vsms_exportimport``, the
+key-value items from ``vsms_kvp``, the service settings and FormatError from
+``vsms_service_settings``; every
 other method the class declares returns 32770 (Not supported) and does nothing.
 """
 
@@ -9,10 +11,13 @@ from __future__ import annotations
 from vsms.cim import names
 from vsms.providers.base import SingletonService
 from vsms.providers.vsms_exportimport import ExportImportMethods
+from vsms.providers.vsms_kvp import KvpMethods
 from vsms.providers.vsms_lifecycle import LifecycleMethods
+from vsms.providers.vsms_service_settings import ServiceSettingsMethods
 
 
-class ManagementServiceProvider(LifecycleMethods, ExportImportMethods, SingletonService):
+class ManagementServiceProvider(LifecycleMethods, ExportImportMethods, KvpMethods,
+                                ServiceSettingsMethods, SingletonService):
     classnames = (names.VSMS,)
     service_name = names.VSMS_NAME
     caption = "Virtual System Management Service"

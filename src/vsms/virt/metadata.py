@@ -25,6 +25,7 @@ from vsms.model.vm import (
     NetworkAdapter,
     VirtualSystem,
 )
+from vsms.virt import kvp
 
 NAMESPACE = "urn:x-vsms:virtual-system:1"
 PREFIX = "vsms"
@@ -101,6 +102,7 @@ def to_element(vs: VirtualSystem, owner: str = "") -> ET.Element:
             nic.set("identifiers", ",".join(n.identifiers))
     for dev_id, name in vs.element_names.items():
         ET.SubElement(root, f"{PREFIX}:label", {"id": dev_id, "name": name})
+    kvp.write(root, PREFIX, vs.kvp_items)
     return root
 
 
@@ -178,6 +180,7 @@ def from_element(el: ET.Element) -> VirtualSystem:
                              [i for i in n.get("identifiers", "").split(",") if i])
               for n in el.findall(_NIC)],
         element_names={_get(lb, "id"): _get(lb, "name") for lb in el.findall(_LABEL)},
+        kvp_items=kvp.read(el, NAMESPACE),
     )
 
 
