@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vsms.providers.base import ServiceProvider
-from vsms.providers.components import ComponentProvider
+from vsms.providers.components import ComponentProvider, ShutdownComponentProvider
 from vsms.providers.computer_system import ComputerSystemProvider
 from vsms.providers.context import ServiceContext
 from vsms.providers.devices import DeviceAssociationProvider, LogicalDeviceProvider
@@ -32,7 +32,7 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
     PoolProvider, ProcessorPoolProvider, CapabilitiesProvider, PoolAssociationProvider,
 
     LogicalDeviceProvider, DeviceAssociationProvider,
-    ComponentProvider,
+    ComponentProvider, ShutdownComponentProvider,
     ServiceSettingsProvider,
 )
 

@@ -71,7 +71,10 @@ class GuestShutdown:
 
 
 class ComponentProvider(ServiceProvider):
-    classnames = (*mc.COMPONENT_CLASSES, *mc.SETTING_CLASSES)
+    """Every component class but the shutdown component, and every settings class."""
+
+    classnames = tuple(c for c in (*mc.COMPONENT_CLASSES, *mc.SETTING_CLASSES)
+                       if c != mc.SHUTDOWN)
 
     @functools.cached_property
     def classes(self) -> dict[str, pywbem.CIMClass]:
@@ -113,6 +116,12 @@ class ComponentProvider(ServiceProvider):
             return ids.guid_of(key(path, "InstanceID"))
         except InvalidParameter:
             return None
+
+
+class ShutdownComponentProvider(ComponentProvider):
+    """Msvm_ShutdownComponent and its method."""
+
+    classnames = (mc.SHUTDOWN,)
 
     @method("InitiateShutdown", Role.OPERATOR, params=("Force", "Reason"), job=True)
     def initiate_shutdown(self, target: CIMTarget, params: Params) -> Result:
