@@ -177,3 +177,14 @@ def test_kvp_items(server: Server) -> None:
     server.restart()
     conn = server.conn()
     assert host_items(conn, vm) == {"Role": "database", "Via": "wsman"}
+
+    # the items go along with an export and come back with the import (here with a new ID)
+    export_dir = server.root / "kvp-export"
+    wbemflow.export(conn, vm, export_dir)
+    (inner,) = [p for p in export_dir.iterdir() if p.is_dir()]
+    job = wbemflow.run_job(conn, VSMS, "ImportVirtualSystem", ImportDirectory=str(inner),
+                           GenerateNewID=True)
+    assert job["JobState"] == JobState.COMPLETED, job["ErrorDescription"]
+    (imported,) = wbemflow.affected_vms(conn, job)
+    assert imported["Name"] != vm.keybindings["Name"]
+    assert host_items(conn, imported.path) == {"Role": "database", "Via": "wsman"}

@@ -22,10 +22,11 @@ from typing import Any
 import pywbem
 
 from vsms.cim import names
-from vsms.cim.embedded import serialize_instance
+from vsms.cim.embedded import parse_instance, serialize_instance
 from vsms.cim.enums import EnabledState
 from vsms.mapping import ids
 from vsms.model.vm import VirtualSystem
+from vsms.virt import kvp
 
 SHUTDOWN = "Msvm_ShutdownComponent"
 HEARTBEAT = "Msvm_HeartbeatComponent"
@@ -139,17 +140,37 @@ def settings_instance(cls: pywbem.CIMClass, vs: VirtualSystem,
     return _fill(cls, settings_path(vs.guid, comp), values)
 
 
+def export_instance(vs: VirtualSystem) -> pywbem.CIMInstance | None:
+    """The KVP settings with the host's items, as an export's .exp keeps them (None when the
+    VM has no items: such exports stay as before)."""
+    if not vs.kvp_items:
+        return None
+    comp = next(c for c in COMPONENTS if c.classname == KVP)
+    path = settings_path(vs.guid, comp)
+    items = [serialize_instance(pywbem.CIMInstance(DATA_ITEM, properties={
+        "Name": k, "Data": v, "Source": pywbem.Uint16(SOURCE_HOST)}))
+        for k, v in vs.kvp_items.items()]
+    inst = pywbem.CIMInstance(KVP_SETTINGS, path=path)
+    inst["InstanceID"] = path.keybindings["InstanceID"]
+    inst["ElementName"] = "Key-Value Pair Exchange"
+    inst.properties["HostExchangeItems"] = pywbem.CIMProperty(
+        "HostExchangeItems", items, type="string", is_array=True)
+    return inst
+
+
 def host_items(inst: pywbem.CIMInstance) -> dict[str, str]:
-    """The host items an Msvm_KvpExchangeComponentSettingData instance lists (for import)."""
-    from vsms.cim.embedded import parse_instance
+    """The host items an Msvm_KvpExchangeComponentSettingData instance lists (an import's);
+    raises a VsmsError (or ValueError) naming a bad entry."""
     out: dict[str, str] = {}
     raw = inst.properties.get("HostExchangeItems")
-    for text in (raw.value if raw is not None and raw.value else []):
+    for i, text in enumerate(raw.value if raw is not None and raw.value else []):
+        where = f"{KVP_SETTINGS}.HostExchangeItems[{i}]"
         item = text if isinstance(text, pywbem.CIMInstance) else parse_instance(
-            str(text), what="a HostExchangeItems entry")
-        name, data = item.get("Name"), item.get("Data")
-        if isinstance(name, str) and name:
-            out[name] = data if isinstance(data, str) else ""
+            str(text), what=where)
+        if item.classname.lower() != DATA_ITEM.lower():
+            raise ValueError(f"{where} is a {item.classname}, not a {DATA_ITEM}")
+        name, data = kvp.check_item(item.get("Name"), item.get("Data"), where, kvp.Change.ADD)
+        out[name] = data
     return out
 
 
