@@ -173,6 +173,10 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
             _sub(devices, "controller", type="scsi", index=str(ctl.index), model="virtio-scsi")
     _nics(devices, vs)
     _serials(devices, vs)
+    # the QEMU guest agent's port (heartbeat and guest KVP items, vsms.virt.agent); libvirt
+    # chooses the host socket
+    _sub(_sub(devices, "channel", type="unix"), "target", type="virtio",
+         name="org.qemu.guest_agent.0")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
 
