@@ -8,8 +8,7 @@ APT_PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients l
               pkg-config gcc python3-venv sblim-wbemcli xfsprogs openssl
               wsl uuid-runtime)  # wsl: the WS-Man client scripts; uuid-runtime: their uuidgen
 APT_PACKAGES+=(dosfstools)  # mkfs.fat: CreateVirtualFloppyDisk formats its .vfd as FAT12
-
-APT_PACKAGES+=(syslinux syslinux-common mtools dosfstools)  # the test guest's boot disk
+APT_PACKAGES+=(syslinux syslinux-common mtools)  # the test guest's boot disk
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -74,6 +74,9 @@ class Settings:
     # --- virtual switches (docs/switches.md): allow binding a switch to the interface that
     # carries the host's default route or management address (it takes the host off the net)
     switch_allow_management_interface: bool = False
+
+    # seconds InitiateShutdown waits for the guest to turn the VM off before its job fails
+    shutdown_timeout_seconds: float = 120.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,7 +115,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise InvalidParameter(f"setting {name} must be an integer, got {value!r}") from None
     if name in _BOOLS:
         return _boolean(name, value)
-    if name in ("auth_backoff_seconds", "auth_backoff_max_seconds", "login_timeout_seconds"):
+    if name in ("auth_backoff_seconds", "auth_backoff_max_seconds", "login_timeout_seconds",
+                "shutdown_timeout_seconds"):
         try:
             return float(value)
         except (TypeError, ValueError):

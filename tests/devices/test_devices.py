@@ -15,6 +15,7 @@ from tests.e2e import wbemflow
 from tests.e2e.conftest import Served
 from vsms.cim import names
 from vsms.cim.enums import EnabledState
+from vsms.mapping import components as mc
 from vsms.mapping import logical_devices as ld
 
 pytestmark = pytest.mark.qemu
@@ -24,7 +25,7 @@ EXPECTED = {ld.PROCESSOR: 1, ld.MEMORY: 1, ld.IDE_CONTROLLER: 2, ld.SCSI_CONTROL
             ld.DISK_DRIVE: 1, ld.DVD_DRIVE: 0, ld.LOGICAL_DISK: 1, ld.SYNTHETIC_PORT: 1,
             ld.EMULATED_PORT: 0, ld.KEYBOARD: 1, ld.MOUSE: 1, ld.VIDEO_HEAD: 1, ld.DISPLAY: 1,
             ld.SERIAL_CONTROLLER: 1, ld.SERIAL_PORT: 2, ld.DISKETTE_CONTROLLER: 1,
-            ld.DISKETTE_DRIVE: 1}
+            ld.DISKETTE_DRIVE: 1, **{c: 1 for c in mc.COMPONENT_CLASSES}}
 
 
 @dataclass
@@ -134,8 +135,8 @@ def test_each_device_and_its_rasd_both_ways(vm: Vm) -> None:
         assert ref["IsCurrent"] == 1
         with_rasd += 1
     # every RASD is the setting of one device (memory, processor, 2 IDE, drive, image,
-    # adapter, COM 1, COM 2)
-    assert with_rasd == len(rasds) == 9
+    # adapter, COM 1, COM 2, the five integration components)
+    assert with_rasd == len(rasds) == 14
     # the VM keeps its global settings through the same association
     (vsgsd,) = conn.Associators(vm.path, AssocClass=names.ELEMENT_SETTING_DATA)
     assert vsgsd.classname == names.VSGSD

@@ -9,6 +9,7 @@ from tests.cim.conftest import classes
 from tests.lifecycle.conftest import full_vm
 from vsms.cim.enums import EnabledState
 from vsms.mapping import checks
+from vsms.mapping import components as mc
 from vsms.mapping import logical_devices as ld
 
 __all__ = ["classes"]
@@ -28,14 +29,15 @@ def test_every_device_of_a_full_vm_builds(classes: dict[str, pywbem.CIMClass]) -
     assert len(paths) == len(found)  # no two devices share class and DeviceID
     bios = ld.bios_instance(classes[ld.BIOS.lower()], vs)
     assert bios["BIOSSerialNumber"] == vs.bios_serial and ld.system_of(bios.path) == vs.guid
-    known = {(d.classname, d.device_id) for d in found}
+    known = {(d.classname, d.device_id) for d in found} | {  # and the integration components
+        (c.classname, mc.device_id(vs.guid, c)) for c in mc.COMPONENTS}
     for link in ld.links(vs, found):
         for ref in link.refs.values():
             if "DeviceID" in ref.keybindings:
                 assert (ref.classname, ref["DeviceID"]) in known
             assert ld.system_of(ref) == vs.guid
     rasd_links = ld.setting_links(vs)
-    assert len(rasd_links) == len([d for d in found if d.rasd])
+    assert len(rasd_links) == len([d for d in found if d.rasd]) + len(mc.COMPONENTS)
 
 
 def test_serials_and_com_ports_must_fit_in_xml() -> None:

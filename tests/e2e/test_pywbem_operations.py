@@ -106,7 +106,9 @@ def test_instance_and_association_operations(served: Served,
     assert [p.classname for p in parts].count(names.VSGSD) == 1
     rasds = [p for p in parts if p.classname != names.VSGSD]
     types = sorted(int(r["ResourceType"]) for r in rasds)
-    assert types == [3, 4, 5, 5, 17, 17]  # processor, memory, two IDE controllers, COM 1, COM 2
+    # the five integration components (1, Other), processor, memory, two IDE controllers, COM 1,
+    # COM 2
+    assert types == [1, 1, 1, 1, 1, 3, 4, 5, 5, 17, 17]
     assert next(r for r in rasds if r["ResourceType"] == 4)["VirtualQuantity"] == 128
     refs = conn.References(vm, ResultClass=names.SETTINGS_DEFINE_STATE)
     assert len(refs) == 1 and refs[0]["SettingData"].keybindings["InstanceID"] == \

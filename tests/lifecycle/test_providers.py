@@ -12,6 +12,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.cim.enums import JobState, ReturnCode
+from vsms.mapping import components as mc
 from vsms.mapping import ids
 from vsms.mapping import logical_devices as ld
 from vsms.operations.state import prepare_state_change
@@ -78,7 +79,8 @@ def test_settings_and_associations(svc: Harness) -> None:
     kinds = sorted(p.classname for p in parts)
     assert kinds == sorted([names.VSGSD, names.MEMORY_SD, names.PROCESSOR_SD, names.RASD,
                             names.RASD, names.SYNTHETIC_NIC_SD,
-                            names.RASD, names.RASD])  # … and COM 1, COM 2
+                            names.RASD, names.RASD,  # … and COM 1, COM 2
+                            *mc.SETTING_CLASSES])  # the integration components
     memory = next(p for p in parts if p.classname == names.MEMORY_SD)
     assert memory.path is not None
     # a memory setting is also reachable through the base class path
@@ -100,7 +102,8 @@ def test_settings_and_associations(svc: Harness) -> None:
     # the memory, processor and port classes derive from CIM_ResourceAllocationSettingData
     enumerated = svc.registry.enumerate_instances(svc.ns, "CIM_ResourceAllocationSettingData")
     ours = [i for i in enumerated if ids.guid_of(str(i["InstanceID"])) == guid]
-    assert len(ours) == 7  # memory, processor, two IDE controllers, the adapter, COM 1, COM 2
+    # memory, processor, two IDE controllers, the adapter, COM 1, COM 2, five components
+    assert len(ours) == 7 + len(mc.SETTING_CLASSES)
     plain = svc.registry.enumerate_instances(svc.ns, names.RASD)
     assert len([i for i in plain if ids.guid_of(str(i["InstanceID"])) == guid]) == 4  # IDE, COM
     with pytest.raises(pywbem.CIMError):

@@ -23,7 +23,9 @@ def wsman_items(ws: WsServer, uri: str) -> list[ET.Element]:
     enum = ET.Element(f"{{{NAMESPACES['wsen']}}}Enumerate")
     ET.SubElement(enum, f"{{{NAMESPACES['wsman']}}}OptimizeEnumeration")
     ET.SubElement(enum, f"{{{NAMESPACES['wsman']}}}MaxElements").text = "32000"
-    resp = ws.client().enumerate(uri, resource=enum).find("n:EnumerateResponse", NS)
+    client = ws.client()
+    client.max_envelope_size = 1024 * 1024  # every association of the VM in one reply
+    resp = client.enumerate(uri, resource=enum).find("n:EnumerateResponse", NS)
     assert resp is not None and resp.find("w:EndOfSequence", NS) is not None
     items = resp.find("w:Items", NS)
     return list(items) if items is not None else []

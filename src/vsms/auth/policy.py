@@ -113,6 +113,9 @@ METHODS: dict[str, dict[str, Role]] = {
         "CIM_ServiceAccessPoint", "CIM_ProtocolEndpoint", "CIM_LANEndpoint", "CIM_SwitchPort",
         "CIM_VLANEndpoint", "Msvm_SwitchPort", "Msvm_SwitchLANEndpoint", "Msvm_VmLANEndpoint",
         "Msvm_VLANEndpoint")},
+
+    # asking the guest to shut down is a state change, like RequestStateChange
+    "Msvm_ShutdownComponent": {"InitiateShutdown": _O},
 }
 
 _BY_LOWER = {cls.lower(): {m.lower(): r for m, r in methods.items()}

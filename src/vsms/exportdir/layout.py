@@ -44,6 +44,7 @@ CONFIG_FORMAT_VERSION = "1"
 EXP_CLASSES = frozenset({
     names.VSSD, names.VSGSD, names.RASD, names.MEMORY_SD, names.PROCESSOR_SD,
     names.SYNTHETIC_NIC_SD, names.EMULATED_NIC_SD,
+    "Msvm_KvpExchangeComponentSettingData",  # the host's key-value items (when it has some)
 })
 """Classes a .exp may hold: the settings instances of one virtual machine."""
 

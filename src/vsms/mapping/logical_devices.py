@@ -25,7 +25,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.cim.enums import EnabledState
-from vsms.mapping import ids
+from vsms.mapping import components, ids
 from vsms.mapping.devices import device_instances
 from vsms.mapping.system import bios_guid
 from vsms.model.vm import COM_PORT_IDS, ControllerKind, DriveKind, VirtualSystem
@@ -232,6 +232,7 @@ def links(vs: VirtualSystem, found: list[Device] | None = None) -> list[Link]:
     out.append(Link(CONTROLLED_BY, {"Antecedent": path(by_id["Microsoft:DisketteController"]),
                                     "Dependent": path(by_id["Microsoft:DisketteController\\0"])},
                     {"DeviceNumber": "0"}))
+    out += [Link(cn, refs) for cn, refs in components.links(vs)]  # integration components
     return out
 
 
@@ -245,7 +246,8 @@ def setting_links(vs: VirtualSystem) -> list[Link]:
     return [Link(names.ELEMENT_SETTING_DATA,
                  {"ManagedElement": device_path(vs.guid, d.classname, d.device_id),
                   "SettingData": rasd_paths[d.rasd]}, flags)
-            for d in devices(vs) if d.rasd is not None and d.rasd in rasd_paths]
+            for d in devices(vs) if d.rasd is not None and d.rasd in rasd_paths] + [
+        Link(cn, refs, flags) for cn, refs in components.setting_links(vs)]
 
 
 def system_of(ref: pywbem.CIMInstanceName) -> str | None:

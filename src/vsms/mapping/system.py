@@ -26,8 +26,8 @@ from vsms.cim.enums import (
     RequestedState,
     SettingType,
 )
-from vsms.errors import InvalidParameter, ValidationFailed
-from vsms.mapping import checks, ids
+from vsms.errors import InvalidParameter, ValidationFailed, VsmsError
+from vsms.mapping import checks, components, ids
 from vsms.mapping.devices import device_instances, prop
 from vsms.mapping.restore import restore_devices
 from vsms.model.vm import ImageFormat, VirtualSystem
@@ -380,8 +380,14 @@ def system_from_instances(instances: Iterable[pywbem.CIMInstance],
             vs.external_data_root = str(prop(inst, "ExternalDataRoot") or "")
             vs.snapshot_data_root = str(prop(inst, "SnapshotDataRoot") or "")
             vs.scope_of_residence = str(prop(inst, "ScopeOfResidence") or "")
-    others = [i for i in items if i.classname.lower() not in (names.VSSD.lower(),
-                                                              names.VSGSD.lower())]
+    for inst in items:  # the host's key-value items (issue 12: they go along with an export)
+        if inst.classname.lower() == components.KVP_SETTINGS.lower():
+            try:
+                vs.kvp_items = components.host_items(inst)
+            except (VsmsError, ValueError) as err:
+                problems.append(str(err))
+    others = [i for i in items if i.classname.lower() not in (
+        names.VSSD.lower(), names.VSGSD.lower(), components.KVP_SETTINGS.lower())]
     problems.extend(restore_devices(vs, others, formats or {}))
     problems.extend(checks.problems(vs, limits))
     if problems:

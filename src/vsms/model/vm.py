@@ -138,6 +138,8 @@ class VirtualSystem:
     # Connection of COM 1 and COM 2 as the client gave it: "" (not connected), the absolute
     # host path of a Unix socket, or a named pipe ``\\.\pipe\NAME`` (see ``com_socket``)
     com_ports: list[str] = field(default_factory=lambda: ["", ""])
+    # key-value pairs the host gives the guest (KVP HostExchangeItems): Name -> Data
+    kvp_items: dict[str, str] = field(default_factory=dict)
     memory_dev_id: str = "4764334D-E001-4176-82EE-5594EC9B530E"
     processor_dev_id: str = "B637F347-6A0E-4DEC-AF52-BD70CB80A21D"
     # the libvirt domain type it is defined with, "kvm" or "qemu" (TCG); "" before it is. An

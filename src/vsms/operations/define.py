@@ -50,11 +50,16 @@ def _unused_guid(host: VirtHost) -> str:
 
 
 def prepare_define(host: VirtHost, roots: StorageRoots, global_settings: pywbem.CIMInstance,
-                   rasds: Sequence[pywbem.CIMInstance]) -> DefineSystem:
-    """Plan the new VM (no side effects); raises a VsmsError naming the first bad input."""
+                   rasds: Sequence[pywbem.CIMInstance], *,
+                   default_data_root: str = "") -> DefineSystem:
+    """Plan the new VM (no side effects); raises a VsmsError naming the first bad input. A VM
+    whose settings name no ExternalDataRoot gets ``default_data_root`` (the service's
+    DefaultExternalDataRoot)."""
     guid = _unused_guid(host)
     vs = VirtualSystem(guid=guid, name=DEFAULT_NAME, controllers=default_controllers())
     vs = apply_global_settings(vs, global_settings, defining=True)
+    if not vs.external_data_root:
+        vs.external_data_root = default_data_root
     env = resource_env(roots, host, guid)
     for rasd in rasds:
         add_resource(vs, rasd, env, defining=True)

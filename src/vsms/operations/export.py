@@ -33,6 +33,7 @@ from vsms.errors import AccessDenied, InvalidParameter, InvalidState, NotFound, 
 from vsms.exportdir import layout, writer
 from vsms.exportdir.layout import ExportConfig, ExportedDisk
 from vsms.jobs.context import OpContext
+from vsms.mapping import components
 from vsms.mapping.exportimport import ExportOptions
 from vsms.mapping.system import settings_instances
 from vsms.model.vm import VirtualSystem
@@ -136,7 +137,9 @@ class ExportWork:
                            with_runtime=self.options.copy_runtime, disks=exported,
                            source_host=socket.gethostname(), vsms_version=__version__,
                            nics=exported_nics(vs, self.host.networks.switches()))
-        writer.write_exp(tmp, vs.guid, settings_instances(vs))
+        kvp_items = components.export_instance(vs)  # the host's key-value items, if any
+        writer.write_exp(tmp, vs.guid, [*settings_instances(vs),
+                                        *([kvp_items] if kvp_items is not None else [])])
         writer.write_config(tmp, cfg)
         phases.done("meta")
         ctx.check_cancelled()

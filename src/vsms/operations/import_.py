@@ -91,6 +91,9 @@ class ImportWork:
     roots: StorageRoots
     directory: Path
     options: ImportOptions
+    # DefaultVirtualHardDiskPath: disks copied without a target go to <this>/<GUID>/Virtual Hard
+    # Disks (None: <first storage root>/Virtual Machines)
+    vhd_root: Path | None = None
     _reservation: Reservation | None = field(default=None, init=False, repr=False)
     _links: ImportLinks = field(default_factory=ImportLinks, init=False, repr=False)
 
@@ -233,7 +236,8 @@ class ImportWork:
     def _targets(self, vs: VirtualSystem, disks: list[Media],
                  from_export: dict[str, str]) -> list[Copy]:
         opts = self.options
-        default_root = self.roots.roots[0] / "Virtual Machines" / vs.guid / "Virtual Hard Disks"
+        base = self.vhd_root or self.roots.roots[0] / "Virtual Machines"
+        default_root = base / vs.guid / "Virtual Hard Disks"
         copies: list[Copy] = []
         seen: set[str] = set()
         for i, m in enumerate(disks):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vsms.providers.base import ServiceProvider
+from vsms.providers.components import ComponentProvider, ShutdownComponentProvider
 from vsms.providers.computer_system import ComputerSystemProvider
 from vsms.providers.context import ServiceContext
 from vsms.providers.devices import DeviceAssociationProvider, LogicalDeviceProvider
@@ -20,6 +21,7 @@ from vsms.providers.settings_data import SettingDataProvider, SettingsAssociatio
 from vsms.providers.snapshots import SnapshotTreeProvider
 from vsms.providers.switch_service import SwitchServiceProvider
 from vsms.providers.switches import SwitchAssociationProvider, SwitchProvider
+from vsms.providers.vsms_service_settings import ServiceSettingsProvider
 
 PROVIDERS: tuple[type[ServiceProvider], ...] = (
     ComputerSystemProvider,
@@ -36,6 +38,9 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
     SwitchServiceProvider, SwitchProvider, SwitchAssociationProvider,
 
     SnapshotTreeProvider,
+
+    ComponentProvider, ShutdownComponentProvider,
+    ServiceSettingsProvider,
 )
 
 

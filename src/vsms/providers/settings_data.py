@@ -19,7 +19,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.errors import InvalidParameter
-from vsms.mapping import ids, logical_devices, pools
+from vsms.mapping import components, ids, logical_devices, pools
 from vsms.mapping.snapshots import all_snapshot_instances, snapshot_instances, snapshot_of
 from vsms.mapping.system import settings_instances
 from vsms.model.vm import VirtualSystem
@@ -78,6 +78,7 @@ def associations(vs: VirtualSystem, classname: str) -> list[pywbem.CIMInstance]:
     """The instances of association ``classname`` that concern ``vs``."""
     settings = settings_instances(vs)
     vssd, vsgsd, parts = settings[0].path, settings[1].path, [i.path for i in settings[1:]]
+    parts += components.setting_paths(vs)  # the integration components' settings
     vm = vm_path(vs.guid)
     want = classname.lower()
     if want == names.SETTINGS_DEFINE_STATE.lower():

@@ -37,6 +37,7 @@ from vsms.providers.common import (
     parse_path,
     vm_element,
 )
+from vsms.providers.vsms_service_settings import vhd_path
 
 
 class _FailWith:
@@ -81,7 +82,8 @@ class ExportImportMethods(ServiceProvider):
 
     def _import(self, directory_raw: str, options: ImportOptions) -> Result:
         directory = check_import_directory(self.ctx.roots, self.ctx.store, directory_raw)
-        work = ImportWork(self.ctx.host, self.ctx.store, self.ctx.roots, directory, options)
+        work = ImportWork(self.ctx.host, self.ctx.store, self.ctx.roots, directory, options,
+                          vhd_root=vhd_path(self.ctx))
         return self.start_job("Import Virtual System", work.description, work)
 
     @method("ImportVirtualSystem", _A, job=True, params=("ImportDirectory", "GenerateNewID"))

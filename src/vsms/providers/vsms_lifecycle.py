@@ -45,6 +45,7 @@ from vsms.providers.common import (
     vm_path,
 )
 from vsms.providers.context import ServiceContext
+from vsms.providers.vsms_service_settings import external_data_root
 
 _A = Role.ADMINISTRATOR
 
@@ -114,7 +115,8 @@ class LifecycleMethods(ServiceProvider):
             raise InvalidParameter(f"SystemSettingData holds a {setting.classname}: pass an "
                                    f"embedded {names.VSGSD} instance")
         op = prepare_define(self.ctx.host, self.ctx.roots, setting,
-                            instances(params, "ResourceSettingData", required=False))
+                            instances(params, "ResourceSettingData", required=False),
+                            default_data_root=external_data_root(self.ctx))
         self._run_now(op)
         return int(ReturnCode.COMPLETED), {"DefinedSystem": vm_path(op.vs.guid)}
 

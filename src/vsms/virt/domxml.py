@@ -193,6 +193,11 @@ def build(vs: VirtualSystem, guid: str, domain_type: str, emulator: str | None =
     _serials(devices, vs)
     # the emulated display (Msvm_VideoHead): what the console and thumbnails show
     _sub(_sub(devices, "video"), "model", type="vga")
+
+    # the QEMU guest agent's port (heartbeat and guest KVP items, vsms.virt.agent); libvirt
+    # chooses the host socket
+    _sub(_sub(devices, "channel", type="unix"), "target", type="virtio",
+         name="org.qemu.guest_agent.0")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
 

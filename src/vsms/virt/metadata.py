@@ -26,6 +26,7 @@ from vsms.model.vm import (
     Snapshot,
     VirtualSystem,
 )
+from vsms.virt import kvp
 
 NAMESPACE = "urn:x-vsms:virtual-system:1"
 PREFIX = "vsms"
@@ -120,6 +121,8 @@ def to_element(vs: VirtualSystem, owner: str = "") -> ET.Element:
         el.append(inner)
     for path in vs.discarded:
         ET.SubElement(root, f"{PREFIX}:discard", {"path": path})
+
+    kvp.write(root, PREFIX, vs.kvp_items)
     return root
 
 
@@ -214,6 +217,8 @@ def from_element(el: ET.Element) -> VirtualSystem:
         previous_snapshot=el.get("previous-snapshot", ""),
         last_applied=el.get("last-applied", ""),
         discarded=[_get(d, "path") for d in el.findall(_DISCARD)],
+
+        kvp_items=kvp.read(el, NAMESPACE),
     )
 
 
