@@ -30,47 +30,34 @@ _METHOD_TITLE = re.compile(r"^title:\s*(\w+) method of the (\w+?)\\?_(\w+) class
 # Why what is not served is not: the first matching (case-insensitive substring of the class
 # name) wins. Keep these true: a reason names the issue that will serve it, or why it will not be.
 REASONS: tuple[tuple[str, str], ...] = (
-    ("snapshot", "snapshots: issue 13"),
-    ("PreviousSettingData", "snapshots: issue 13"),
-    ("ParentChildSettingData", "snapshots: issue 13"),
-    ("LastAppliedSettingData", "snapshots: issue 13"),
-    ("Switch", "virtual switches: issue 14"),
-    ("LANEndpoint", "virtual switches: issue 14"),
-    ("VLAN", "virtual switches: issue 14"),
-    ("EthernetPort", "virtual switches: issue 14"),
-    ("ActiveConnection", "virtual switches: issue 14"),
-    ("HostedAccessPoint", "virtual switches: issue 14"),
-    ("BindsTo", "virtual switches: issue 14"),
-    ("DeviceSAPImplementation", "virtual switches: issue 14"),
-    ("ProtocolEndpoint", "virtual switches: issue 14"),
-    ("NetworkPort", "virtual switches: issue 14"),
-    ("DynamicForwarding", "virtual switches: issue 14"),
-    ("TransparentBridging", "virtual switches: issue 14"),
-    ("EndpointIdentity", "virtual switches: issue 14"),
-    ("ForwardingEntry", "virtual switches: issue 14"),
+    (".EnableDevice", "device methods are not served: a VM's devices follow the VM's state"),
+    (".OnlineDevice", "device methods are not served: a VM's devices follow the VM's state"),
+    (".QuiesceDevice", "device methods are not served: a VM's devices follow the VM's state"),
+    (".Reset", "device methods are not served: a VM's devices follow the VM's state"),
+    (".RestoreProperties", "device methods are not served: a VM's devices follow the VM's state"),
+    (".SaveProperties", "device methods are not served: a VM's devices follow the VM's state"),
+    ("SetPowerState", "SetPowerState is deprecated in favour of RequestStateChange"),
+    ("KillJob", "KillJob is deprecated: use RequestStateChange(4) on the job"),
+    ("StartService", "the service is always started while vsms runs"),
+    ("StopService", "the service is always started while vsms runs"),
+    ("LockMedia", "device methods are not served"),
+    ("GetDescriptor", "USB pass-through is not in the v1 API vsms serves"),
+    ("CompatibilityInfo", "processor compatibility blobs of Windows hosts: not served"),
+    ("Mount", "Mount always answers 32770 (mounting through qemu-nbd is not implemented), so "
+              "no image is ever mounted"),
+    ("NetworkJob", "switch methods complete within the call or run as Msvm_ConcreteJob"),
+    ("Forwarding", "a switch's forwarding table is the Linux bridge's own; not served"),
+    ("TransparentBridging", "a switch's forwarding table is the Linux bridge's own; not served"),
+    ("SwitchesAmong", "a switch's forwarding table is the Linux bridge's own; not served"),
+    ("HostedSwitchService", "the switch service is reached as Msvm_VirtualSwitchManagementService; "
+                            "this association is not served"),
+    ("SwitchService", "the switch service is served as Msvm_VirtualSwitchManagementService"),
+    ("NetworkPort", "CIM base class; its Msvm_ port classes have rows of their own"),
+    ("NetworkElementSettingData", "not served (switch settings are not v1 setting data here)"),
     ("Synthetic3DDisplay", "RemoteFX (R2 SP1) needs a host GPU shared through Hyper-V; QEMU's "
                            "virtio-gpu is not that device"),
     ("RemoteFX", "RemoteFX (R2 SP1) needs a host GPU shared through Hyper-V"),
     ("3dVideo", "RemoteFX (R2 SP1) needs a host GPU shared through Hyper-V"),
-    ("Kvp", "integration components: issue 12 item 5"),
-    ("Shutdown", "integration components: issue 12 item 5"),
-    ("Heartbeat", "integration components: issue 12 item 5"),
-    ("TimeSync", "integration components: issue 12 item 5"),
-    ("Vss", "integration components: issue 12 item 5"),
-    ("Mounted", "image service Mount: issue 12 item 7"),
-    ("SummaryInformation", "GetSummaryInformation: issue 12 item 1"),
-    ("ManagementServiceSettingData", "service settings: issue 12 item 6"),
-    ("Error", "FormatError: issue 12 item 6"),
-    ("RegisteredProfile", "profile registration (interop namespace) is not served yet; vsms "
-                          "serves CIM_Namespace and CIM_ObjectManager in interop"),
-    ("ElementConformsToProfile", "profile registration (interop namespace) is not served yet"),
-    ("ReferencedProfile", "profile registration (interop namespace) is not served yet"),
-    ("Partition", "physical disk partitions of the host: vsms exposes no host storage objects"),
-    ("PhysicalDisk", "host disks are not exposed (vsms serves virtual disks only)"),
-    ("MediaPresent", "host media are not exposed (vsms serves virtual disks only)"),
-    ("HostedDependency", "generic association; the specific associations are served instead"),
-    ("NetworkJob", "virtual switches: issue 14"),
-    ("NetworkElementSettingData", "virtual switches: issue 14"),
     ("Rdv", "RemoteFX (R2 SP1) needs a host GPU shared through Hyper-V"),
     ("PhysicalGPU", "RemoteFX (R2 SP1) needs a host GPU shared through Hyper-V"),
     ("Synth3d", "RemoteFX (R2 SP1) needs a host GPU shared through Hyper-V"),
@@ -78,28 +65,35 @@ REASONS: tuple[tuple[str, str], ...] = (
                  "VNC/SPICE, reached through libvirt"),
     ("Keyboard.", "console input methods are not served (libvirt's send-key could serve them)"),
     ("Mouse.", "console input methods are not served"),
+    ("RegisteredProfile", "profile registration (interop namespace) is not served yet; vsms "
+                          "serves CIM_Namespace and CIM_ObjectManager in interop"),
+    ("ElementConformsToProfile", "profile registration (interop namespace) is not served yet"),
+    ("ReferencedProfile", "profile registration (interop namespace) is not served yet"),
     ("ResourcePoolConfiguration", "pools are primordial and fixed by the host; creating or "
                                   "changing pools is not served"),
     ("ResourcePoolSettingData", "pools are primordial and fixed by the host"),
     ("ResourcePoolComponent", "pools are primordial and fixed by the host"),
-    ("ResourcePoolRegistration", "component registration classes of the Windows provider are "
-                                 "not served"),
     ("Registration", "component registration classes of the Windows provider are not served"),
     ("VirtualizationComponent", "component registration classes of the Windows provider are "
                                 "not served"),
     ("ResourceTypeDefinition", "component registration classes of the Windows provider are "
                                "not served"),
     ("ServicingSettings", "Windows servicing settings have no Linux equivalent"),
-    ("CompatibilityInfo", "processor compatibility blobs of Windows hosts: not served"),
-    ("SetPowerState", "SetPowerState is deprecated in favour of RequestStateChange"),
-    ("KillJob", "KillJob is deprecated: use RequestStateChange(4) on the job"),
-    ("StartService", "the service is always started while vsms runs"),
-    ("StopService", "the service is always started while vsms runs"),
-    ("LogicalDevice.", "device methods (EnableDevice, Reset, ...) are not served"),
-    ("LockMedia", "device methods are not served"),
+    ("Partition", "physical disk partitions of the host: vsms exposes no host storage objects"),
+    ("PhysicalDisk", "host disks are not exposed (vsms serves virtual disks only)"),
+    ("MediaPresent", "host media are not exposed (vsms serves virtual disks only)"),
+    ("HostedDependency", "generic association; the specific associations are served instead"),
     ("USB", "USB pass-through is not in the v1 API vsms serves"),
     ("TapeDrive", "tape drives are not part of a v1 VM"),
 )
+# methods a provider declares only to refuse them with a reason (always 32770): not served
+ALWAYS_REFUSED = {
+    "Msvm_ImageManagementService.Mount": "answers 32770 with the reason: mounting through "
+                                         "qemu-nbd is not implemented (this host has no nbd "
+                                         "kernel module either)",
+    "Msvm_ImageManagementService.Unmount": "answers 32770: nothing is ever mounted",
+}
+NOTES: dict[str, str] = {}  # served methods whose result depends on the host
 # classes that exist only as embedded instances in method parameters, as in Hyper-V
 EMBEDDED_ONLY = ("Msvm_VirtualHardDiskInfo", "Msvm_VirtualSystemImportSettingData",
                  "Msvm_SummaryInformation", "Msvm_KvpExchangeDataItem", "Msvm_Error",
@@ -134,6 +128,8 @@ def pages(directory: Path) -> Iterator[tuple[str, str, str]]:
 
 def _reason(name: str, default: str) -> str:
     low = name.lower()
+    if name in ALWAYS_REFUSED:
+        return ALWAYS_REFUSED[name]
     return next((why for key, why in REASONS if key.lower() in low), default)
 
 
@@ -152,6 +148,8 @@ def method_status(registry: Registry, classname: str, method: str) -> str:
     cls = ns.classes.get(classname.lower())
     if cls is None or method not in cls.methods:
         return NOT_SERVED
+    if f"{classname}.{method}" in ALWAYS_REFUSED:
+        return DECLARED
     family = [classname, *(c.classname for c in ns.subclasses(classname, deep=True))]
     for cn in family:
         prov = ns.providers.get(cn.lower())
@@ -175,6 +173,8 @@ def rows(registry: Registry, directory: Path) -> list[Row]:
             reason = "" if status == SERVED else _reason(
                 name, DEFAULT_METHOD_REASON if status == DECLARED
                 else f"{cn} does not declare it in vsms's schema")
+        if status == SERVED:
+            reason = NOTES.get(name, "")
         out.append(Row(kind, name, stem, status, reason))
     return [_explain(r, out) for r in out]
 
