@@ -151,6 +151,15 @@ def test_a_b_c_scenario(svc: Harness, storage_root: Path, tmp_path: Path) -> Non
         vm, assoc_class="Msvm_PreviousSettingData")] == [s2["InstanceID"]]
     snaps = svc.associators(vm, assoc_class=names.ELEMENT_SETTING_DATA, result_class=names.VSSD)
     assert sorted(s["InstanceID"] for s in snaps) == sorted([s1["InstanceID"], s2["InstanceID"]])
+    # GetSummaryInformation's Snapshots (107) lists them too, oldest first
+    current = next(s for s in svc.associators(vm, assoc_class=names.SETTINGS_DEFINE_STATE))
+    rv, out = svc.vsms("GetSummaryInformation", SettingData=[current.path],
+                       RequestedInformation=[pywbem.Uint32(107)])
+    assert rv == ReturnCode.COMPLETED, rv
+    (summary,) = out["SummaryInformation"]
+    assert [s["InstanceID"] for s in summary["Snapshots"]] == [s1["InstanceID"],
+                                                              s2["InstanceID"]]
+    assert all(s["SettingType"] == 5 for s in summary["Snapshots"])
     write(svc, vm, 0x43)
     copy_c = save_copy(svc, vm, tmp_path / "c.raw")
 

@@ -36,6 +36,7 @@ from vsms.cim.enums import (
 from vsms.errors import InvalidParameter, NotFound, VsmsError
 from vsms.mapping import ids, thumbnail
 from vsms.mapping.jobs import job_instance
+from vsms.mapping.snapshots import snapshot_instances
 from vsms.mapping.summary import LoadMeter, SummaryMemo
 from vsms.mapping.system import status_descriptions
 from vsms.model.vm import VirtualSystem
@@ -130,9 +131,9 @@ class SummaryMethods(ServiceProvider):
         return SummaryMemo()
 
     def summary_snapshots(self, vs: VirtualSystem) -> list[pywbem.CIMInstance]:
-        """Hook for snapshots (RequestedInformation 107): the Msvm_VirtualSystemSettingData of
-        each snapshot of ``vs``. None exist until snapshots are served."""
-        return []
+        """RequestedInformation 107: the Msvm_VirtualSystemSettingData of each snapshot of
+        ``vs`` (SettingType 5), oldest first."""
+        return [snapshot_instances(vs, snap)[0] for snap in vs.snapshots]
 
     @method("GetSummaryInformation", _O, params=("SettingData", "RequestedInformation"))
     def get_summary_information(self, target: CIMTarget, params: Params) -> Result:
