@@ -7,7 +7,8 @@ and imported twice — B as a copy with a new ID, C in place with a new ID. A, B
 attached to the isolated network P, D (its own data disk) to the isolated network Q, at the
 libvirt level (the switch service is not there yet); A's NIC is synthetic (virtio-net), D's
 emulated (e1000). The four boot together; D pings only once
-A, B and C have all answered each other (the test types "go" on its console). Every guest
+A, B and C have all answered each other, and these only once all three are up (the test types
+"go" on their consoles). Every guest
 reports on its serial console; the tests read what it said.
 """
 
@@ -39,7 +40,7 @@ from vsms.wbem.server import WbemServer
 
 pytestmark = pytest.mark.qemu
 
-PEER_DEADLINE_P = 240  # s: how long A, B, C retry each other (they stop once all answered)
+PEER_DEADLINE_P = 60   # s: how long A, B, C retry each other (told to start once all are up)
 PEER_DEADLINE_Q = 10   # s: how long D retries A, B, C (told to start once they are all up)
 
 
@@ -169,7 +170,7 @@ def lab() -> Iterator[Lab]:
             shutil.copyfile(image, vms / f"{n}-boot.vhd")
             (vms / f"{n}-boot.vhd").chmod(0o644)
             text = "".join(f"{p}\n" for p in peers) + f"deadline {deadline}\n"
-            text += "wait go\n" if n == "d" else ""
+            text += "wait go\n"
             guestos.data_disk(vms / f"{n}-data.vhd",
                               {"marker": markers[n], "peers": text.encode()})
             vm = _define(lab, n, vms / f"{n}-boot.vhd", vms / f"{n}-data.vhd", macs[n])
@@ -185,6 +186,10 @@ def lab() -> Iterator[Lab]:
         t1 = time.monotonic()
         _boot(lab, {"a": nets[0].name(), "b": nets[0].name(), "c": nets[0].name(),
                     "d": nets[1].name()})
+        for n in "abc":  # each pings only once all three NICs are up
+            _console(lab, n).wait("waiting for go")
+        for n in "abc":
+            _console(lab, n).send("go")
         for n in "abc":
             _console(lab, n).wait("ready")
         lab.timings["boot P"] = time.monotonic() - t1
