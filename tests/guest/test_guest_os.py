@@ -254,16 +254,27 @@ def _is_off(dom: libvirt.virDomain) -> Callable[[], bool]:
 
 
 def test_acpi_power_button_turns_the_guests_off_cleanly(lab: Lab) -> None:
-    """An ACPI shutdown request (the power button): each guest powers itself off (its console
-    says so), the VMs end Disabled, and libvirt records a guest shutdown, not a destroy."""
+    """InitiateShutdown (A) and an ACPI shutdown request (the others): each guest powers itself
+    off (its console says so), the VMs end Disabled, and libvirt records a guest shutdown, not
+    a destroy."""
     doms = {n: lab.virt.lookupByName(g.guid) for n, g in lab.guests.items()}
-    for dom in doms.values():
-        dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+    # A the v1 way: Msvm_ShutdownComponent.InitiateShutdown, its job completes once the guest
+    # has turned itself off; the others by libvirt's ACPI power button directly
+    (shutdown,) = [d.path for d in lab.conn.Associators(
+        lab.guests["a"].vm, AssocClass="Msvm_SystemDevice", ResultClass="Msvm_ShutdownComponent")]
+    rv, out = wbemflow.invoke(lab.conn, shutdown, "InitiateShutdown", Force=False,
+                              Reason="guest test")
+    assert rv == ReturnCode.JOB_STARTED, out
+    for n, dom in doms.items():
+        if n != "a":
+            dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
     for n, dom in doms.items():
         _console(lab, n).wait("power button: powering off", timeout=120)
         guests.until(_is_off(dom), 120, f"guest {n} powered off")
         assert dom.state()[1] == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN, dom.state()
         assert wbemflow.enabled_state(lab.conn, lab.guests[n].vm) == EnabledState.DISABLED
+    job = wbemflow.wait_job(lab.conn, out["Job"])
+    assert job["JobState"] == JobState.COMPLETED, job["ErrorDescription"]
     # nothing is left to force: turning off the VM the guest powered off is an invalid state
     rv, _ = wbemflow.invoke(lab.conn, lab.guests["a"].vm, "RequestStateChange",
                             RequestedState=pywbem.Uint16(3))
