@@ -84,15 +84,16 @@ def set_com1(conn: pywbem.WBEMConnection, vm: pywbem.CIMInstanceName, sock: Path
 
 
 def add_nic(conn: pywbem.WBEMConnection, vm: pywbem.CIMInstanceName, mac: str,
-            emulated: bool = False) -> None:
+            emulated: bool = False, port: pywbem.CIMInstanceName | None = None) -> None:
     """A synthetic (virtio-net) or emulated (legacy, e1000) network adapter with the static
-    ``mac``, not connected to a switch."""
+    ``mac``, connected to the switch port ``port`` (Connection[0]) when one is given."""
     cls, sub = ((names.EMULATED_NIC_SD, "Microsoft Emulated Ethernet Port") if emulated
                 else (names.SYNTHETIC_NIC_SD, "Microsoft Synthetic Ethernet Port"))
     wbemflow.add_resource(conn, vm, pywbem.CIMInstance(cls, properties={
         "ResourceType": pywbem.Uint16(10), "ResourceSubType": sub,
         "ElementName": "Network Adapter", "StaticMacAddress": True,
-        "Address": mac.replace(":", "").upper()}))
+        "Address": mac.replace(":", "").upper(),
+        "Connection": [port.to_wbem_uri()] if port is not None else None}))
 
 
 def set_mac(conn: pywbem.WBEMConnection, vm: pywbem.CIMInstanceName, mac: str) -> None:

@@ -3,10 +3,11 @@
 One module fixture builds everything once and boots four guests: VM A is defined through
 DefineVirtualSystem + AddVirtualSystemResources (IDE disk with the guest VHD, a data VHD holding
 a marker file, COM 1 on a socket, a synthetic NIC with a static MAC), exported with its storage
-and imported twice — B as a copy with a new ID, C in place with a new ID. A, B and C are
-attached to the isolated network P, D (its own data disk) to the isolated network Q, at the
-libvirt level (the switch service is not there yet); A's NIC is synthetic (virtio-net), D's
-emulated (e1000). The four boot together; D pings only once
+and imported twice — B as a copy with a new ID, C in place with a new ID. A's adapter is
+connected to a port of the private switch P (CreateSwitch, CreateSwitchPort, RASD Connection),
+and the imports find P by its ID and connect B and C to it; D (its own data disk) is on Q, an
+internal switch (the host has a port on it, with a link-local address only). A's NIC is
+synthetic (virtio-net), D's emulated (e1000). The four boot together; D pings only once
 A, B and C have all answered each other, and these only once all three are up (the test types
 "go" on their consoles). Every guest
 reports on its serial console; the tests read what it said.
@@ -14,10 +15,13 @@ reports on its serial console; the tests read what it said.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import shutil
 import time
+import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +38,13 @@ from vsms.app import Service
 from vsms.cim import names
 from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import EnabledState, JobState, ReturnCode
+from vsms.mapping import switch_paths
 from vsms.settings import Settings
 from vsms.testing import guestos
 from vsms.wbem.server import WbemServer
 
 pytestmark = pytest.mark.qemu
+SWITCH_SERVICE = "Msvm_VirtualSwitchManagementService"
 
 PEER_DEADLINE_P = 60   # s: how long A, B, C retry each other (told to start once all are up)
 PEER_DEADLINE_Q = 10   # s: how long D retries A, B, C (told to start once they are all up)
@@ -69,7 +75,8 @@ class Lab:
     root: Path
     domain_type: str
     guests: dict[str, Guest] = field(default_factory=dict)
-    bridges: dict[str, str] = field(default_factory=dict)  # network -> bridge link-local
+    bridges: dict[str, str] = field(default_factory=dict)  # switch -> host's link-local
+    switches: list[str] = field(default_factory=list)  # libvirt networks of the switches
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -93,14 +100,55 @@ def _dir(parent: Path, name: str, mode: int = 0o755) -> Path:
     return d
 
 
-def _define(lab: Lab, name: str, boot: Path, data: Path, mac: str) -> pywbem.CIMInstanceName:
+def _define(lab: Lab, name: str, boot: Path, data: Path, mac: str,
+            port: pywbem.CIMInstanceName) -> pywbem.CIMInstanceName:
     vm = wbemflow.define_vm(lab.conn, f"{name}-{lab.root.name}", memory_mb=128,
                             track=lab.served.guids)
     guests.add_disk(lab.conn, vm, boot, 0)
     guests.add_disk(lab.conn, vm, data, 1)
     guests.set_com1(lab.conn, vm, lab.root / "serial" / f"{name}.sock")
-    guests.add_nic(lab.conn, vm, mac, emulated=name == "d")
+    guests.add_nic(lab.conn, vm, mac, emulated=name == "d", port=port)
     return vm
+
+
+def _switch_call(lab: Lab, method: str, **params: object) -> dict[str, object]:
+    rv, out = wbemflow.invoke(lab.conn, SWITCH_SERVICE, method, **params)
+    assert rv == ReturnCode.COMPLETED, (method, rv, out)
+    return out
+
+
+def _switch(lab: Lab, label: str) -> tuple[pywbem.CIMInstanceName, str]:
+    """A private switch made by CreateSwitch: an isolated libvirt network."""
+    name = str(uuid.uuid4()).upper()
+    lab.switches.append(name)
+    out = _switch_call(lab, "CreateSwitch", Name=name, FriendlyName=f"{label}-{lab.root.name}",
+                       NumLearnableAddresses=pywbem.Uint32(64), ScopeOfResidence="")
+    path = out["CreatedVirtualSwitch"]
+    assert isinstance(path, pywbem.CIMInstanceName)
+    return path, name
+
+
+def _port(lab: Lab, switch: pywbem.CIMInstanceName, label: str) -> pywbem.CIMInstanceName:
+    out = _switch_call(lab, "CreateSwitchPort", VirtualSwitch=switch,
+                       Name=f"{label}-{uuid.uuid4().hex[:8]}", FriendlyName=label,
+                       ScopeOfResidence="")
+    port = out["CreatedSwitchPort"]
+    assert isinstance(port, pywbem.CIMInstanceName)
+    return port
+
+
+def _internal_port(lab: Lab, switch: pywbem.CIMInstanceName) -> str:
+    """Make ``switch`` internal: a host port on it (the host gets only an IPv6 link-local
+    address there); returns that port's MAC."""
+    out = _switch_call(lab, "CreateInternalEthernetPortDynamicMac",
+                       Name=f"host-{lab.root.name}", FriendlyName="host port")
+    internal = lab.conn.GetInstance(out["CreatedInternalEthernetPort"])
+    endpoint = switch_paths.host_endpoint_path(str(internal.path["SystemName"]),
+                                               str(internal["DeviceID"]))
+    _switch_call(lab, "ConnectSwitchPort", SwitchPort=_port(lab, switch, "host"),
+                 LANEndpoint=endpoint)
+    mac = str(internal["PermanentAddress"])
+    return ":".join(mac[i:i + 2] for i in range(0, 12, 2)).lower()
 
 
 def _import_copy(lab: Lab, exp: Path, name: str) -> pywbem.CIMInstanceName:
@@ -131,10 +179,15 @@ def _import_in_place(lab: Lab, exp: Path) -> pywbem.CIMInstanceName:
 
 
 def _boot(lab: Lab, networks: dict[str, str]) -> None:
-    """Attach each guest to its network, open the consoles, start the VMs together."""
+    """Check each guest's adapter is on its switch's network, open the consoles, start the VMs
+    together."""
     for n, network in networks.items():
         g = lab.guests[n]
-        assert guests.connect_nic(lab.virt, g.guid, network).lower() == g.mac.lower()
+        iface = ET.fromstring(lab.virt.lookupByName(g.guid).XMLDesc()).find(
+            "devices/interface")
+        assert iface is not None and iface.get("type") == "network", n
+        assert iface.find("source").get("network") == network, n  # type: ignore[union-attr]
+        assert iface.find("mac").get("address") == g.mac.lower(), n  # type: ignore[union-attr]
         g.console = guests.Console(lab.root / "serial" / f"{n}.sock")
     guests.start_all(lab.conn, [lab.guests[n].vm for n in networks])
 
@@ -151,41 +204,41 @@ def lab() -> Iterator[Lab]:
     conn, virt = lab.conn, lab.virt
     lab.timings["image"] = time.monotonic() - t0
     tag = secrets.token_hex(3)
-    nets = []
     try:
-        for letter in ("p", "q"):
-            bridge_mac = f"52:54:00:{tag[:2]}:{tag[2:4]}:{ord(letter):02x}"
-            nets.append(guests.isolated_network(virt, f"vsms-guest-{letter}-{root.name}",
-                                                f"vg{letter}{tag}", bridge_mac))
-            lab.bridges[letter] = guests.link_local(bridge_mac)
+        # P: a private switch (no host address on it); Q: an internal one (the host's port
+        # on it has a link-local address D can reach)
+        p_switch, p_name = _switch(lab, "guest-P")
+        q_switch, q_name = _switch(lab, "guest-Q")
+        lab.bridges["q"] = guests.link_local(_internal_port(lab, q_switch))
         _dir(root, "serial", 0o1777)
         vms = _dir(root, "vms")
         macs = {n: f"00:15:5d:{tag[:2]}:{tag[2:4]}:{i:02x}"
                 for i, n in enumerate("abcd", 1)}
         markers = {n: secrets.token_bytes(4096) for n in "ad"}
-        p_peers = [guests.link_local(macs[n]) for n in "abc"] + [lab.bridges["p"]]
+        p_peers = [guests.link_local(macs[n]) for n in "abc"]
         q_peers = [guests.link_local(macs[n]) for n in "abc"] + [lab.bridges["q"]]
-        for n, peers, deadline in (("a", p_peers, PEER_DEADLINE_P),
-                                   ("d", q_peers, PEER_DEADLINE_Q)):
+        for n, peers, deadline, switch in (("a", p_peers, PEER_DEADLINE_P, p_switch),
+                                           ("d", q_peers, PEER_DEADLINE_Q, q_switch)):
             shutil.copyfile(image, vms / f"{n}-boot.vhd")
             (vms / f"{n}-boot.vhd").chmod(0o644)
             text = "".join(f"{p}\n" for p in peers) + f"deadline {deadline}\n"
             text += "wait go\n"
             guestos.data_disk(vms / f"{n}-data.vhd",
                               {"marker": markers[n], "peers": text.encode()})
-            vm = _define(lab, n, vms / f"{n}-boot.vhd", vms / f"{n}-data.vhd", macs[n])
+            vm = _define(lab, n, vms / f"{n}-boot.vhd", vms / f"{n}-data.vhd", macs[n],
+                         _port(lab, switch, n))
             lab.guests[n] = Guest(n, vm, macs[n], markers[n])
         exp_parent = _dir(root, "exp")
         wbemflow.export(conn, lab.guests["a"].vm, exp_parent / "a")
         exp = exp_parent / "a" / f"a-{root.name}"
+        # the imports find switch P by its ID and connect their adapters to new ports on it
         for n, vm in (("b", _import_copy(lab, exp, "b")), ("c", _import_in_place(lab, exp))):
             guests.set_com1(conn, vm, root / "serial" / f"{n}.sock")
             guests.set_mac(conn, vm, macs[n])
             lab.guests[n] = Guest(n, vm, macs[n], markers["a"])
         lab.timings["prepare"] = time.monotonic() - t0 - lab.timings["image"]
         t1 = time.monotonic()
-        _boot(lab, {"a": nets[0].name(), "b": nets[0].name(), "c": nets[0].name(),
-                    "d": nets[1].name()})
+        _boot(lab, {"a": p_name, "b": p_name, "c": p_name, "d": q_name})
         for n in "abc":  # each pings only once all three NICs are up
             _console(lab, n).wait("waiting for go")
         for n in "abc":
@@ -207,8 +260,10 @@ def lab() -> Iterator[Lab]:
         served.service.jobs.shutdown(60)
         remove_vms(served)
         served.service.close()
-        for net in nets:
-            guests.destroy_network(net)
+        for name in lab.switches:
+            with contextlib.suppress(libvirt.libvirtError):
+                guests.destroy_network(virt.networkLookupByName(name))
+                virt.networkLookupByName(name).undefine()
         virt.close()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -233,13 +288,14 @@ def test_each_guest_reads_its_own_data_disk(lab: Lab) -> None:
 
 
 def test_guests_on_one_network_reach_each_other_and_no_further(lab: Lab) -> None:
-    """A, B and C (on P) each report their link-local address and reach the two others and
-    P's bridge; D (on Q, pinging once they had all answered) reaches Q's bridge only."""
+    """A, B and C (on the private switch P) each report their link-local address and reach the
+    two others; D (on the internal switch Q, pinging once they had all answered) reaches the
+    host's port on Q only."""
     abc = [lab.guests[n] for n in "abc"]
     for g in abc:
         console = _console(lab, g.name)
         console.wait(f"ipv6 {g.address}", timeout=0.1)
-        for peer in [p.address for p in abc if p is not g] + [lab.bridges["p"]]:
+        for peer in [p.address for p in abc if p is not g]:
             console.wait(f"ping {peer} ok", timeout=0.1)
         assert not [line for line in console.text() if line.endswith("failed")]
     d = _console(lab, "d")
