@@ -20,6 +20,7 @@ from typing import Any
 import pywbem
 
 from vsms.cim import names
+from vsms.mapping.memo import InstanceMemo
 
 #: every property of Msvm_SummaryInformation: (name, CIM type, array, embedded instance)
 PROPERTIES: tuple[tuple[str, str, bool, bool], ...] = (
@@ -67,30 +68,18 @@ def _frozen(value: Any) -> Any:
 
 class SummaryMemo:
     """The last Msvm_SummaryInformation built for each VM and the values it was built from
-    (thread-safe): building a pywbem instance costs far more than comparing its values, and a
-    VM that does not run gives the same values request after request. The instances returned
-    are shared between calls: treat them as read-only."""
+    (thread-safe): a VM that does not run gives the same values request after request. The
+    instances returned are shared between calls: treat them as read-only."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._built: dict[str, tuple[tuple[Any, ...], pywbem.CIMInstance]] = {}
+        self._memo = InstanceMemo()
 
     def instance(self, guid: str, values: Mapping[str, Any]) -> pywbem.CIMInstance:
         key = tuple((name, _frozen(value)) for name, value in values.items())
-        with self._lock:
-            seen = self._built.get(guid)
-        if seen is not None and seen[0] == key:
-            return seen[1]
-        inst = summary_instance(values)
-        with self._lock:
-            self._built[guid] = (key, inst)
-        return inst
+        return self._memo.get(guid, key, lambda *_: summary_instance(values))
 
     def keep_only(self, guids: Iterable[str]) -> None:
-        keep = set(guids)
-        with self._lock:
-            for guid in [g for g in self._built if g not in keep]:
-                del self._built[guid]
+        self._memo.keep_only(guids)
 
 
 @dataclass

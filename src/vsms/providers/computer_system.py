@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import pywbem
 
@@ -32,6 +31,7 @@ from vsms.cim.enums import (
     RequestedState,
 )
 from vsms.errors import InvalidParameter, NotSupported
+from vsms.mapping.memo import InstanceMemo
 from vsms.mapping.system import computer_system, host_system
 from vsms.model.vm import VirtualSystem
 from vsms.operations.state import prepare_state_change
@@ -67,32 +67,6 @@ class StateClock:
         if state is not EnabledState.ENABLED:
             return 0
         return int((self._now() - self.since(guid, state)).total_seconds() * 1000)
-
-
-class InstanceMemo:
-    """The last instance built for each VM, with what it was built from (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._built: dict[str, tuple[tuple[Any, ...], pywbem.CIMInstance]] = {}
-
-    def get(self, guid: str, inputs: tuple[Any, ...],
-            build: Callable[..., pywbem.CIMInstance]) -> pywbem.CIMInstance:
-        """The instance ``build(*inputs)`` returns: the kept one when ``inputs`` are equal."""
-        with self._lock:
-            seen = self._built.get(guid)
-        if seen is not None and seen[0] == inputs:
-            return seen[1]
-        inst = build(*inputs)
-        with self._lock:
-            self._built[guid] = (inputs, inst)
-        return inst
-
-    def keep_only(self, guids: Iterable[str]) -> None:
-        keep = set(guids)
-        with self._lock:
-            for guid in [g for g in self._built if g not in keep]:
-                del self._built[guid]
 
 
 class ComputerSystemProvider(ServiceProvider):
