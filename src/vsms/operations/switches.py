@@ -23,7 +23,7 @@ from vsms.mapping import switch_paths as sp
 from vsms.mapping.resources import new_mac
 from vsms.model.switch import HostPort, Port, Switch
 from vsms.operations import switching
-from vsms.operations.switchports import Held, compact, full, port_user
+from vsms.operations.switchports import compact, full
 from vsms.operations.undo import OpContext
 from vsms.virt import hostnet
 from vsms.virt.host import VirtHost
@@ -173,18 +173,19 @@ class SwitchOps:
             sw = next((s for s in switches if s.id.casefold() == switch_id.casefold()), None)
             if sw is None:
                 sw = self.switch(switch_id)  # NotFound
-            systems = Held(self.host.cached_systems())
+            held = self.host.held_ports()  # the cache's index: no pass over the VMs
+            on = held.switch_of(name)
             for s in switches:
-                if s.port(name) is not None or name.casefold() in systems.names(s.id):
+                if s.port(name) is not None or s.id.casefold() == on:
                     raise InUse(f"a switch port named {name!r} already exists (on "
                                 f"'{s.friendly}'): port names are unique on the host")
             port = Port(name, check_text(friendly, "FriendlyName", name), scope)
-            return self.nets.save(compact(replace(sw, ports=(*sw.ports, port)), systems)), port
+            return self.nets.save(compact(replace(sw, ports=(*sw.ports, port)), held)), port
 
     def _port(self, switch_id: str, name: str) -> tuple[Switch, Port]:
         """The switch's record and the port (in the record or held by an adapter)."""
         sw = self.switch(switch_id)
-        port = full(sw, self.host.shared_systems()).port(name)
+        port = full(sw, self.host.held_ports()).port(name)
         if port is None:
             raise NotFound(f"virtual switch '{sw.friendly}' has no port {name!r}: pass the "
                            "path of an existing Msvm_SwitchPort")
@@ -196,7 +197,7 @@ class SwitchOps:
             return f"internal port {sw.internal.name}"
         if sw.external and sw.external_port.casefold() == port.casefold():
             return f"host interface {sw.external}"
-        found = port_user(self.host.shared_systems(), sw.id, port)
+        found = self.host.held_ports().user_nic(sw.id, port)
         if found is not None:
             vs, i = found
             return f"network adapter {vs.nics[i].dev_id} of '{vs.name}' ({vs.guid})"
@@ -210,7 +211,7 @@ class SwitchOps:
                 raise InUse(f"switch port {port.name} is connected to {user}: disconnect it "
                             "first (DisconnectSwitchPort)")
             self.nets.save(compact(replace(sw, ports=tuple(
-                p for p in sw.ports if p.name != port.name)), self.host.shared_systems()))
+                p for p in sw.ports if p.name != port.name)), self.host.held_ports()))
 
     # -- connections ---------------------------------------------------------------------
 
@@ -298,7 +299,7 @@ class SwitchOps:
                 self._require_idle(sw, "unbind the switch from its host interface")
                 self.nets.save(replace(sw, external="", external_port=""), rebuild=True)
                 return
-            found = port_user(self.host.shared_systems(), sw.id, p.name)
+            found = self.host.held_ports().user_nic(sw.id, p.name)
             if found is None:
                 raise InvalidState(f"switch port {p.name} of '{sw.friendly}' is not connected")
             vs, i = found

@@ -12,40 +12,30 @@ from vsms.mapping.switch_paths import port_keys
 from vsms.model.switch import Port, Switch
 from vsms.model.vm import VirtualSystem, new_guid
 from vsms.virt.host import VirtHost
+from vsms.virt.portindex import HeldPorts, held_by
 
 
-def find_port(host: VirtHost, switch_id: str, port: str,
-              systems: Held | list[VirtualSystem] | None = None) -> Switch:
-    """The switch holding ``port`` (``systems``: the VMs, when the caller has them);
+def find_port(host: VirtHost, switch_id: str, port: str, held: HeldPorts | None = None
+              ) -> Switch:
+    """The switch holding ``port`` (``held``: the held ports, when the caller has them);
     InvalidParameter naming what does not exist."""
     sw = host.networks.get(switch_id)
     if sw is None:
         raise InvalidParameter(f"virtual switch {switch_id} does not exist: create it "
                                "(CreateSwitch) or name an existing Msvm_VirtualSwitch")
-    if sw.port(port) is None and port.casefold() not in _held(
-            host.shared_systems() if systems is None else systems).names(sw.id):
+    if sw.port(port) is None and not (host.held_ports() if held is None else held).holds(
+            sw.id, port):
         raise InvalidParameter(f"virtual switch '{sw.friendly}' has no port {port}: create "
                                "it first (CreateSwitchPort)")
     return sw
-
-
-def port_user(systems: list[VirtualSystem], switch_id: str, port: str
-              ) -> tuple[VirtualSystem, int] | None:
-    """The VM and adapter index connected to the port, or None."""
-    for vs in systems:
-        for i, n in enumerate(vs.nics):
-            if n.port.casefold() == port.casefold() \
-                    and n.switch_id.casefold() == switch_id.casefold():
-                return vs, i
-    return None
 
 
 def port_resolver(host: VirtHost, guid: str) -> Callable[[str], tuple[str, str, str]]:
     """The ``ResourceEnv.resolve_port`` of a change to VM ``guid``."""
     def resolve(text: str) -> tuple[str, str, str]:
         switch_id, port = port_keys(text)
-        # the VMs from the event-kept cache, indexed once: this runs on every define
-        held = Held(host.cached_systems())
+        # the cache's index of held ports: this runs on every define, whatever the VMs
+        held = host.held_ports()
         sw = find_port(host, switch_id, port, held)
         user = held.user(sw.id, port)
         if user is not None and user.guid.upper() != guid.upper():
@@ -162,43 +152,18 @@ def import_network_preview(switches: list[Switch], vs: VirtualSystem,
 # it at its next write, so the record stays small however many VMs use the switch (the per-VM
 # cost of CreateSwitchPort stays flat). A switch's ports are the union of both.
 
-class Held:
-    """The ports adapters of some VMs hold, indexed once (switch Name -> port Name -> VM)."""
-
-    def __init__(self, systems: Iterable[VirtualSystem]) -> None:
-        self.by_switch: dict[str, dict[str, VirtualSystem]] = {}
-        for vs in systems:
-            for n in vs.nics:
-                if n.port and n.switch_id:
-                    self.by_switch.setdefault(n.switch_id.casefold(), {})[n.port.casefold()] = vs
-
-    def ports(self, switch_id: str) -> list[Port]:
-        held = self.by_switch.get(switch_id.casefold(), {})
-        out = []
-        for vs in held.values():
-            out += [Port(n.port, f"{vs.name} network adapter") for n in vs.nics
-                    if n.port and n.switch_id.casefold() == switch_id.casefold()]
-        return out
-
-    def names(self, switch_id: str) -> set[str]:
-        return set(self.by_switch.get(switch_id.casefold(), {}))
-
-    def user(self, switch_id: str, port: str) -> VirtualSystem | None:
-        return self.by_switch.get(switch_id.casefold(), {}).get(port.casefold())
+def _held(systems: HeldPorts | Iterable[VirtualSystem]) -> HeldPorts:
+    return systems if isinstance(systems, HeldPorts) else held_by(systems)
 
 
-def _held(systems: Held | Iterable[VirtualSystem]) -> Held:
-    return systems if isinstance(systems, Held) else Held(systems)
-
-
-def full(sw: Switch, systems: Held | Iterable[VirtualSystem]) -> Switch:
+def full(sw: Switch, systems: HeldPorts | Iterable[VirtualSystem]) -> Switch:
     """``sw`` with every port: those of its record and those adapters hold."""
     known = {p.name.casefold() for p in sw.ports}
     extra = [p for p in _held(systems).ports(sw.id) if p.name.casefold() not in known]
     return replace(sw, ports=(*sw.ports, *extra)) if extra else sw
 
 
-def compact(sw: Switch, systems: Held | Iterable[VirtualSystem]) -> Switch:
+def compact(sw: Switch, systems: HeldPorts | Iterable[VirtualSystem]) -> Switch:
     """``sw``'s record without the ports adapters hold (their VMs record them)."""
-    held = _held(systems).names(sw.id)
-    return replace(sw, ports=tuple(p for p in sw.ports if p.name.casefold() not in held))
+    held = _held(systems)
+    return replace(sw, ports=tuple(p for p in sw.ports if not held.holds(sw.id, p.name)))

@@ -27,7 +27,7 @@ from vsms.mapping.logical_devices import EMULATED_PORT, SYNTHETIC_PORT, Link, fr
 from vsms.model.switch import Switch
 from vsms.model.vm import VirtualSystem
 from vsms.operations.switches import SwitchOps
-from vsms.operations.switchports import Held, full
+from vsms.operations.switchports import full
 from vsms.providers.base import ServiceProvider
 from vsms.providers.context import ServiceContext
 from vsms.virt import hostnet
@@ -92,7 +92,7 @@ class SwitchProvider(_Base):
         cls = self.cls(want)
         if want in (sp.SWITCH.lower(), sp.PORT.lower(), sp.VLAN_ENDPOINT.lower(),
                     sp.VLAN_SETTINGS.lower()):
-            systems = Held(self.ctx.host.shared_systems())
+            systems = self.ctx.host.held_ports()
             return [i for sw in self.ctx.host.networks.switches()
                     for i in self._switch_items(want, full(sw, systems))]
         if want == sp.VM_ENDPOINT.lower():
@@ -120,7 +120,7 @@ class SwitchAssociationProvider(_Base):
 
     def switch_links(self) -> list[Link]:
         out: list[Link] = []
-        systems = Held(self.ctx.host.shared_systems())
+        systems = self.ctx.host.held_ports()
         for sw in self.ctx.host.networks.switches():
             for port in full(sw, systems).ports:
                 pp = sp.port_path(sw.id, port.name)

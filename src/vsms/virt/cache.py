@@ -35,6 +35,7 @@ import libvirt
 
 from vsms.model.vm import VirtualSystem
 from vsms.virt import domxml
+from vsms.virt.portindex import HeldPorts, PortIndex
 from vsms.virt.usage import UsageIndex
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class SystemCache:
         self._seq = 0  # bumped by each of our own changes (under _pending_lock)
         self._touched: dict[str, int] = {}  # GUID -> _seq of our last change to it
         self._usage = UsageIndex()  # images and MACs of the models in _ours
+        self._ports = PortIndex()  # switch ports the adapters of the models in _ours hold
 
     # -- called from libvirt's event thread --------------------------------------------
 
@@ -153,11 +155,13 @@ class SystemCache:
         else:
             self._ours[guid] = reading.vs
             self._usage.add(guid, reading.vs)
+            self._ports.add(guid, reading.vs)
 
     def _forget(self, guid: str) -> None:
         old = self._ours.pop(guid, None)
         if old is not None:
             self._usage.remove(guid, old)
+            self._ports.remove(guid, old)
         self._foreign.discard(guid)
         self._others.pop(guid, None)
         self._broken.pop(guid, None)
@@ -184,8 +188,10 @@ class SystemCache:
                     self._broken.clear()
                     self._ours.update(kept)
                     self._usage.clear()
+                    self._ports.clear()
                     for guid, vs in kept.items():
                         self._usage.add(guid, vs)
+                        self._ports.add(guid, vs)
                     if domains is None:
                         domains = conn.listAllDomains(0)
                 if domains is not None:
@@ -267,6 +273,11 @@ class SystemCache:
         """The MAC address (upper case) of every network adapter of the listed VMs."""
         with self._lock:
             return self._usage.macs()
+
+    def held_ports(self) -> HeldPorts:
+        """The switch ports the adapters of the listed VMs hold, answered from the index as it
+        is when asked (each question takes the lock; the models are shared, read only)."""
+        return HeldPorts(self._ports, self._ours, self._lock)
 
     def paths_in_use(self) -> dict[str, str]:
         """Real path of every image of the listed VMs -> the GUID of a VM using it."""

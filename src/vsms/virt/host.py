@@ -24,6 +24,7 @@ from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
 from vsms.virt.networks import Networks
+from vsms.virt.portindex import HeldPorts
 from vsms.virt.states import describe, steady_state
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,14 @@ class VirtHost:
             self._refresh(conn, None)
             return self._cache.macs_in_use()
         return self._conn.run("list the MAC addresses in use", work)
+
+    def held_ports(self) -> HeldPorts:
+        """The switch ports every VM's adapters hold, from the cache's index (refreshed as
+        ``macs_in_use`` is): each question costs the same whatever the number of VMs."""
+        def work(conn: Any) -> HeldPorts:
+            self._refresh(conn, None)
+            return self._cache.held_ports()
+        return self._conn.run("list the switch ports in use", work)
 
     # -- definition ----------------------------------------------------------------------
 
