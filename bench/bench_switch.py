@@ -64,7 +64,9 @@ def one_vm(rig: Rig, switches: pywbem.CIMInstanceName, vsms: pywbem.CIMInstanceN
     gsd = pywbem.CIMInstance(names.VSGSD, properties={"ElementName": f"bench-{rig.token}-{i}"})
     nic = pywbem.CIMInstance(names.SYNTHETIC_NIC_SD, properties={
         "ResourceType": pywbem.Uint16(10), "ResourceSubType": "Microsoft Synthetic Ethernet Port",
-        "Connection": [str(port.to_wbem_uri())] if port is not None else None})
+            "Connection": pywbem.CIMProperty(
+                "Connection", [str(port.to_wbem_uri())] if port is not None else None,
+                type="string", is_array=True)})
     out = call(rig, vsms, "DefineVirtualSystem", SystemSettingData=gsd.tocimxmlstr(),
                ResourceSettingData=[nic.tocimxmlstr()])
     done = time.perf_counter()
