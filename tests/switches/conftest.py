@@ -82,7 +82,9 @@ class Net:
         nic = pywbem.CIMInstance(cls, properties={
             "ResourceType": pywbem.Uint16(10), "ResourceSubType": sub,
             "ElementName": "Network Adapter",
-            "Connection": [str(port.to_wbem_uri())] if port is not None else None})
+            "Connection": pywbem.CIMProperty(
+                "Connection", [str(port.to_wbem_uri())] if port is not None else None,
+                type="string", is_array=True)})
         return wbemflow.add_resource(self.conn, vm, nic)
 
 

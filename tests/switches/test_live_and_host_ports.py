@@ -26,8 +26,8 @@ DUMMY = "vsmsdummy0"
 
 
 def live_nic(guid: str) -> ET.Element:
-    (iface,) = ET.fromstring(domain_xml(guid, inactive=False)).findall("devices/interface")
-    return iface
+    """The running VM's first adapter."""
+    return live_nics(guid)["ua-vsms-nic0"]
 
 
 def network_of(iface: ET.Element) -> str:
@@ -40,6 +40,16 @@ def link_state(iface: ET.Element) -> str:
     return link.get("state", "up") if link is not None else "up"
 
 
+def live_nics(guid: str) -> dict[str, ET.Element]:
+    """The running VM's adapters by alias."""
+    return {str(i.find("alias").get("name")): i  # type: ignore[union-attr]
+            for i in ET.fromstring(domain_xml(guid, inactive=False)).findall("devices/interface")}
+
+
+def stored_nics(guid: str) -> list[ET.Element]:
+    return ET.fromstring(domain_xml(guid)).findall("devices/interface")
+
+
 def test_running_vm_moves_between_switches(net: Net) -> None:
     p_switch, p_name = net.create_switch("live-P")
     q_switch, q_name = net.create_switch("live-Q")
@@ -47,25 +57,56 @@ def test_running_vm_moves_between_switches(net: Net) -> None:
     vm = net.vm("live")
     guid = guid_of(vm)
     net.add_nic(vm, p_port)
+    net.add_nic(vm, None)  # a second adapter, unconnected when the VM starts
     wbemflow.request_state(net.conn, vm, 2)
     try:
+        # the unconnected adapter is connected while the VM runs: libvirt cannot change a live
+        # adapter's type, so an adapter with its MAC on the switch is hot-plugged in its place
+        spare = [e for e in net.conn.EnumerateInstances(sp.VM_ENDPOINT)
+                 if str(e["SystemName"]).upper() == guid.upper() and not e["Connected"]]
+        assert len(spare) == 1, spare
+        q2_port = net.create_port(q_switch, "lq2")
+        net.ok("ConnectSwitchPort", SwitchPort=q2_port, LANEndpoint=spare[0].path)
+        live = live_nics(guid)
+        plugged = live["ua-vsms-nic1-live"]
+        assert (plugged.get("type"), network_of(plugged), link_state(plugged)) == (
+            "network", q_name, "up")
+        mac = plugged.find("mac").get("address")  # type: ignore[union-attr]
+        assert stored_nics(guid)[1].find("mac").get("address") == mac  # type: ignore[union-attr]
+        assert network_of(stored_nics(guid)[1]) == q_name
+        # SeaBIOS lets nothing go: the old (type user) adapter stays, link down
+        old = live.get("ua-vsms-nic1")
+        assert old is None or (old.get("type"), link_state(old)) == ("user", "down")
+        (conn_ep,) = net.conn.Associators(q2_port, AssocClass=sp.ACTIVE_CONNECTION)
+        assert conn_ep.path["Name"] == spare[0].path["Name"]
+        # disconnected live: back to "not connected" (link down; stored unconnected)
+        net.ok("DisconnectSwitchPort", SwitchPort=q2_port)
+        assert link_state(live_nics(guid)["ua-vsms-nic1-live"]) == "down"
+        assert stored_nics(guid)[1].get("type") == "user"
+        # and connected again with ModifyVirtualSystemResources: the plugged adapter moves
+        (rasd2,) = [r for r in wbemflow.settings_of(net.conn, vm) if r["ResourceType"] == 10
+                    and str(p_port["Name"]) not in str(r["Connection"])]
+        rasd2["Connection"] = [str(q2_port.to_wbem_uri())]
+        wbemflow.modify(net.conn, vm, rasd2)
+        plugged = live_nics(guid)["ua-vsms-nic1-live"]
+        assert (network_of(plugged), link_state(plugged)) == (q_name, "up")
+        assert network_of(stored_nics(guid)[1]) == q_name
         assert network_of(live_nic(guid)) == p_name
         (endpoint,) = net.conn.Associators(p_port, AssocClass=sp.ACTIVE_CONNECTION)
         # disconnect while running: the live adapter's link goes down, the definition
         # has it unconnected
         net.ok("DisconnectSwitchPort", SwitchPort=p_port)
         assert link_state(live_nic(guid)) == "down"
-        (stored,) = ET.fromstring(domain_xml(guid)).findall("devices/interface")
-        assert stored.get("type") == "user"
+        assert stored_nics(guid)[0].get("type") == "user"
         # connect to a port of another switch while running: moved there, link up
         out = net.ok("ConnectSwitchPort", SwitchPort=q_port, LANEndpoint=endpoint.path)
         assert out["ActiveConnection"]["Dependent"]["Name"] == endpoint.path["Name"]
         iface = live_nic(guid)
         assert (network_of(iface), link_state(iface)) == (q_name, "up")
-        (stored,) = ET.fromstring(domain_xml(guid)).findall("devices/interface")
-        assert network_of(stored) == q_name
+        assert network_of(stored_nics(guid)[0]) == q_name
         # ModifyVirtualSystemResources with another port while running: moved back to P
-        (rasd,) = [r for r in wbemflow.settings_of(net.conn, vm) if r["ResourceType"] == 10]
+        (rasd,) = [r for r in wbemflow.settings_of(net.conn, vm) if r["ResourceType"] == 10
+                   and str(q_port["Name"]) in str(r["Connection"])]
         rasd["Connection"] = [str(p_port.to_wbem_uri())]
         wbemflow.modify(net.conn, vm, rasd)
         assert network_of(live_nic(guid)) == p_name

@@ -24,7 +24,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     return condition()
 
 
-def test_held_ports_follow_every_change(qemu_host: VirtHost, qemu_created: Tracker) -> None:
+def test_held_ports_follow_every_change(qemu_host: VirtHost,  # noqa: F811
+                                        qemu_created: Tracker) -> None:  # noqa: F811
     switch = str(uuid.uuid4()).upper()
     a = small_vm(qemu_created.new(), "port-index-a", nic_switch=switch)
     a.nics[0].port, a.nics[0].switch_id = "Port-A", switch

@@ -5,15 +5,17 @@ is the record of the connection and is written first, in one ``define``. A runni
 VM's adapter then changes live: moved to the new network (libvirt moves a live adapter between
 networks), or, to disconnect it, left on its network with its link down (libvirt cannot take a
 live adapter off its network; from the next start it is unconnected). An adapter that has been
-unconnected since the VM started cannot be connected live (libvirt cannot change its type):
-that is refused with 32775 before anything changes. If the live change fails, the previous
-definition is restored.
+unconnected since the VM started (``type='user'``, link down) cannot change type live, so an
+adapter with the same MAC on the switch is hot-plugged in its place (alias ``…-live``) and the
+old one unplugged as far as the guest lets it (``Networks.attach_live``). If the live change
+fails, the previous definition is restored.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from vsms.cim.enums import EnabledState
@@ -21,7 +23,7 @@ from vsms.errors import InvalidParameter, InvalidState, VsmsError
 from vsms.model.vm import VirtualSystem
 from vsms.operations.modify import ReplaceSystem, describe_state, load_system
 from vsms.operations.undo import OpContext
-from vsms.virt import domxml, metadata
+from vsms.virt import domxml, metadata, networks
 from vsms.virt.host import VirtHost
 
 log = logging.getLogger(__name__)
@@ -39,19 +41,34 @@ def nic_index(vs: VirtualSystem, dev_id: str) -> int:
                            f"{dev_id}")
 
 
-def _live_network(host: VirtHost, vs: VirtualSystem, index: int) -> str | None:
-    """The network the running VM's adapter is on now ("" none), None if it is not running."""
-    iface = host.networks.live_interface(vs.guid, metadata.nic_alias(index))
-    if iface is None:
-        return None
-    src = iface.find("source")
-    return src.get("network", "") if iface.get("type") == "network" and src is not None else ""
+@dataclass(frozen=True)
+class LiveChange:
+    """What to do to a running VM's adapter: apply ``xml`` (an ``<interface>``) in place, or,
+    with ``replaces`` (an alias), hot-plug it and unplug that adapter."""
+
+    xml: str
+    replaces: str = ""
+
+    def apply(self, host: VirtHost, guid: str) -> None:
+        if self.replaces:
+            host.networks.attach_live(guid, self.xml, self.replaces)
+        else:
+            host.networks.update_live(guid, self.xml)
+
+
+def _with_alias(xml: str, alias: str) -> str:
+    el = ET.fromstring(xml)
+    found = el.find("alias")
+    if found is None:
+        found = ET.SubElement(el, "alias")
+    found.set("name", alias)
+    return ET.tostring(el, encoding="unicode")
 
 
 def plan(host: VirtHost, vs: VirtualSystem, index: int, link: Link) -> tuple[VirtualSystem,
-                                                                          str | None]:
-    """The new VM and the live ``<interface>`` to apply (None: the VM is off); refusals
-    (InvalidState) before any change."""
+                                                                          LiveChange | None]:
+    """The new VM and the live change to make (None: the VM is off, or nothing to do live);
+    refusals (InvalidState) before any change."""
     state = host.state(vs.guid)
     new = copy.deepcopy(vs)
     nic = new.nics[index]
@@ -61,29 +78,33 @@ def plan(host: VirtHost, vs: VirtualSystem, index: int, link: Link) -> tuple[Vir
     if state not in LIVE:
         raise InvalidState(f"cannot change the connection of a network adapter of '{vs.name}' "
                            f"({vs.guid}): it is {describe_state(state)}; turn it off or start it")
-    live = _live_network(host, vs, index)
-    if live is None:
+    iface = host.networks.live_interface(vs.guid, metadata.nic_alias(index))
+    if iface is None:
         raise InvalidState(f"virtual machine '{vs.name}' stopped meanwhile; try again")
+    alias_el = iface.find("alias")
+    alias = alias_el.get("name", "") if alias_el is not None else metadata.nic_alias(index)
+    src = iface.find("source")
+    live = src.get("network", "") if iface.get("type") == "network" and src is not None else ""
     if link[0]:
-        if not live:
-            raise InvalidState(
-                f"network adapter {nic.dev_id} of '{vs.name}' has been unconnected since the "
-                "virtual machine started, and libvirt cannot connect such an adapter while it "
-                "runs: turn the virtual machine off, connect the adapter, and start it again")
-        return new, domxml.interface_xml(new, index)
+        if not live:  # unconnected since the start: a new adapter on the switch replaces it
+            return new, LiveChange(_with_alias(domxml.interface_xml(new, index),
+                                               networks.live_alias(alias)), replaces=alias)
+        return new, LiveChange(_with_alias(domxml.interface_xml(new, index), alias))
     if not live:
         return new, None  # unconnected live already
-    return new, domxml.interface_xml(new, index, network=live, link_down=True)
+    return new, LiveChange(_with_alias(domxml.interface_xml(new, index, network=live,
+                                                           link_down=True), alias))
 
 
-def apply(host: VirtHost, old: VirtualSystem, new: VirtualSystem, live_xml: str | None) -> None:
-    """Define ``new``, then apply ``live_xml`` to the running VM; on a live failure the old
-    definition comes back and the error is raised."""
+def apply(host: VirtHost, old: VirtualSystem, new: VirtualSystem,
+          live: LiveChange | None) -> None:
+    """Define ``new``, then make the ``live`` change to the running VM; on a live failure the
+    old definition comes back and the error is raised."""
     host.define(new)
-    if live_xml is None:
+    if live is None:
         return
     try:
-        host.networks.update_live(new.guid, live_xml)
+        live.apply(host, new.guid)
     except VsmsError:
         try:
             host.define(old)
@@ -97,8 +118,8 @@ def set_link(host: VirtHost, guid: str, dev_id: str, link: Link) -> VirtualSyste
     returns the VM as defined now."""
     vs = load_system(host, guid)
     index = nic_index(vs, dev_id)
-    new, live_xml = plan(host, vs, index, link)
-    apply(host, vs, new, live_xml)
+    new, live = plan(host, vs, index, link)
+    apply(host, vs, new, live)
     return new
 
 
@@ -119,12 +140,12 @@ class LiveReconnect(ReplaceSystem):
     """ModifyVirtualSystemResources of a running VM that only moves adapters between switches:
     the definition is replaced (undo: the old one), then each moved adapter changes live."""
 
-    live: list[str] = field(default_factory=list)  # the <interface> of each moved adapter
+    live: list[LiveChange] = field(default_factory=list)  # one per moved adapter
 
     def run(self, ctx: OpContext) -> None:
         super().run(ctx)
-        for xml in self.live:
-            self.host.networks.update_live(self.new.guid, xml)
+        for change in self.live:
+            change.apply(self.host, self.new.guid)
 
 
 def prepare_live(host: VirtHost, old: VirtualSystem, new: VirtualSystem) -> LiveReconnect:
@@ -138,7 +159,7 @@ def prepare_live(host: VirtHost, old: VirtualSystem, new: VirtualSystem) -> Live
     live = []
     for i, (a, b) in enumerate(zip(old.nics, new.nics, strict=True)):
         if (a.switch, a.port, a.switch_id) != (b.switch, b.port, b.switch_id):
-            _, xml = plan(host, old, i, (b.switch, b.port, b.switch_id))
-            if xml is not None:
-                live.append(xml)
+            _, change = plan(host, old, i, (b.switch, b.port, b.switch_id))
+            if change is not None:
+                live.append(change)
     return LiveReconnect(host, old, new, host.check(new), live)

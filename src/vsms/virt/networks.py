@@ -17,6 +17,7 @@ raises ``vsms.errors`` classes only.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -302,17 +303,20 @@ class Networks:
         return found
 
     def live_interface(self, guid: str, alias: str) -> ET.Element | None:
-        """The live ``<interface>`` with user alias ``alias`` of running domain ``guid``, or
-        None when the domain is not running (or has no such interface)."""
+        """The live ``<interface>`` of running domain ``guid`` for the adapter whose user alias
+        is ``alias``: the one attached in its place while the VM runs (alias ``alias-live``,
+        see ``attach_live``) when there is one, else ``alias``; None when the domain is not
+        running (or has no such interface)."""
         def work(conn: Any) -> ET.Element | None:
             dom = conn.lookupByUUIDString(guid)
             if not dom.isActive():
                 return None
+            found: dict[str, ET.Element] = {}
             for el in ET.fromstring(dom.XMLDesc(0)).findall("devices/interface"):
                 a = el.find("alias")
-                if a is not None and a.get("name") == alias:
-                    return el
-            return None
+                if a is not None and a.get("name") in (alias, live_alias(alias)):
+                    found[a.get("name", "")] = el
+            return found.get(live_alias(alias), found.get(alias))
         found: ET.Element | None = self._run(f"read the adapters of {guid}", work)
         return found
 
@@ -322,6 +326,24 @@ class Networks:
             conn.lookupByUUIDString(guid).updateDeviceFlags(
                 interface_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         self._run(f"change a network adapter of running virtual machine {guid}", work)
+
+    def attach_live(self, guid: str, interface_xml: str, replaces: str) -> None:
+        """Hot-plug ``interface_xml`` into running domain ``guid`` (live only), then ask for
+        the adapter with alias ``replaces`` to be unplugged. libvirt cannot change a live
+        adapter's type (an unconnected adapter is ``type='user'``, link down), so a new
+        adapter with the same MAC takes its place; the old one goes once the guest lets it
+        go (a guest without ACPI hot-plug support keeps it, link down, until the VM stops)."""
+        def work(conn: Any) -> None:
+            dom = conn.lookupByUUIDString(guid)
+            dom.attachDeviceFlags(interface_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            with contextlib.suppress(libvirt.libvirtError):  # else it stays, link down
+                dom.detachDeviceAlias(replaces, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        self._run(f"connect a network adapter of running virtual machine {guid}", work)
+
+
+def live_alias(alias: str) -> str:
+    """The alias of the adapter attached while the VM runs in place of adapter ``alias``."""
+    return f"{alias}-live"
 
 
 def _on_network(xml: str, network: str) -> bool:
