@@ -224,6 +224,17 @@ def test_internal_port_gives_the_host_a_link_local_address_only(net: Net) -> Non
     root = ET.fromstring(net_xml(name))
     assert root.get("ipv6") == "yes" and root.find("ip") is None and root.find("forward") is None
     bridge = str(root.find("bridge").get("name"))  # type: ignore[union-attr]
+    ipv6_off = Path("/proc/sys/net/ipv6/conf") / bridge / "disable_ipv6"
+    assert ipv6_off.read_text().strip() == "0"
+    # the network restarted behind vsms's back (libvirt turns IPv6 off again at each start):
+    # the lifecycle event makes vsms turn it on again, within moments (a short deadline: any
+    # vsms Service that starts on this host re-applies it to every switch, in time)
+    virsh("net-destroy", name)
+    virsh("net-start", name)
+    deadline = time.monotonic() + 2
+    while ipv6_off.read_text().strip() != "0" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ipv6_off.read_text().strip() == "0"
     # a running VM on the switch gives the bridge a carrier: the host then has an IPv6
     # link-local address on it and nothing else
     vm = net.vm("int")

@@ -18,6 +18,7 @@ raises ``vsms.errors`` classes only.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -34,9 +35,12 @@ from vsms.errors import (
     NotFound,
     NotSupported,
     OperationFailed,
+    VsmsError,
 )
 from vsms.model.switch import HostPort, Port, Switch
 from vsms.virt.connection import Connection
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "urn:x-vsms:virtual-switch:1"
 PREFIX = "vsw"
@@ -192,9 +196,51 @@ class Networks:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.lock = threading.RLock()
+        self._watched: Any = None  # the libvirt connection our network events come from
+        self._watch_lock = threading.Lock()
+
+    def _watch(self, conn: Any) -> None:
+        """Listen to the network lifecycle events of ``conn`` (once per libvirt connection: a
+        reconnection brings a new one): whenever a switch's network starts (``virsh
+        net-start``, libvirtd's autostart, our own restarts), its internal port's IPv6
+        link-local setting, which libvirt resets at each start, is applied again. A new
+        connection also re-applies it to every active switch (starts may have been missed)."""
+        with self._watch_lock:
+            if self._watched is conn:
+                return
+            self._watched = conn
+        try:
+            conn.networkEventRegisterAny(None, libvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE,
+                                         self._network_event, None)
+        except libvirt.libvirtError as exc:
+            log.warning("libvirt cannot report network events (%s): a switch's internal port "
+                        "gets its IPv6 link-local address again only when vsms restarts it",
+                        exc.get_error_message())
+            return
+        threading.Thread(target=self._relink, args=(None,), name="vsms-switch-relink",
+                         daemon=True).start()
+
+    def _network_event(self, _conn: Any, net: Any, event: int, _detail: int,
+                       _opaque: Any) -> None:
+        """From libvirt's event thread: hand a started network to a thread of its own (no
+        libvirt call here)."""
+        if event == libvirt.VIR_NETWORK_EVENT_STARTED:
+            threading.Thread(target=self._relink, args=(net.name(),), name="vsms-switch-relink",
+                             daemon=True).start()
+
+    def _relink(self, network: str | None) -> None:
+        """Apply the internal port's IPv6 setting to ``network`` (None: every active one)."""
+        try:
+            found = [self.by_network(network)] if network is not None else self.switches()
+            for sw in found:
+                if sw is not None and sw.active:
+                    host_link_local(sw)
+        except VsmsError as exc:
+            log.warning("could not re-apply the internal port of a virtual switch: %s", exc)
 
     def _run(self, what: str, fn: Any) -> Any:
         def work(conn: Any) -> Any:
+            self._watch(conn)
             try:
                 return fn(conn)
             except libvirt.libvirtError as exc:
