@@ -8,7 +8,12 @@ to the first count (issue 14: at 1,000 vs 100, at most 1.2: a flat per-VM cost).
 the switch are removed at the end. Not part of the test suite.
 
     .venv/bin/python bench/bench_switch.py [--counts 100,1000] [--window 50]
-        [--uri qemu:///system] [--dir /var/tmp] [--json out.json] [--baseline]
+        [--uri qemu:///system] [--dir /var/tmp] [--json out.json] [--baseline] [--revisit]
+
+``--revisit`` then undefines the newest VMs down to the first count less the window and
+measures the first count again: the machine's load drifts over a run (other work on a shared
+machine), and a first-count figure taken at both ends tells drift from growth; the ratio is
+then also given against the mean of the two.
 
 ``--baseline`` defines the same VMs with an unconnected adapter and no port: the cost the host
 and the rest of vsms add as VMs accumulate, to read the switch's own share against.
@@ -50,7 +55,8 @@ def service(rig: Rig, classname: str) -> pywbem.CIMInstanceName:
 
 
 def one_vm(rig: Rig, switches: pywbem.CIMInstanceName, vsms: pywbem.CIMInstanceName,
-           switch: pywbem.CIMInstanceName | None, i: int) -> tuple[float, float]:
+           switch: pywbem.CIMInstanceName | None, i: int, order: list[str]
+           ) -> tuple[float, float]:
     """CreateSwitchPort, then DefineVirtualSystem with an adapter on it: seconds of each
     (``switch`` None: the baseline, an unconnected adapter and no port)."""
     started = time.perf_counter()
@@ -64,15 +70,16 @@ def one_vm(rig: Rig, switches: pywbem.CIMInstanceName, vsms: pywbem.CIMInstanceN
     gsd = pywbem.CIMInstance(names.VSGSD, properties={"ElementName": f"bench-{rig.token}-{i}"})
     nic = pywbem.CIMInstance(names.SYNTHETIC_NIC_SD, properties={
         "ResourceType": pywbem.Uint16(10), "ResourceSubType": "Microsoft Synthetic Ethernet Port",
-            "Connection": pywbem.CIMProperty(
-                "Connection", [str(port.to_wbem_uri())] if port is not None else None,
-                type="string", is_array=True)})
+        "Connection": pywbem.CIMProperty(
+            "Connection", [str(port.to_wbem_uri())] if port is not None else None,
+            type="string", is_array=True)})
     out = call(rig, vsms, "DefineVirtualSystem", SystemSettingData=gsd.tocimxmlstr(),
                ResourceSettingData=[nic.tocimxmlstr()])
     done = time.perf_counter()
     defined = out["DefinedSystem"]
     assert isinstance(defined, pywbem.CIMInstanceName)
     rig.guids.add(str(defined["Name"]).upper())
+    order.append(str(defined["Name"]).upper())
     return ported - started, done - ported
 
 
@@ -86,6 +93,8 @@ def main() -> int:
     ap.add_argument("--baseline", action="store_true",
                     help="define the VMs with an unconnected adapter and no port (what the "
                          "same host costs without switches)")
+    ap.add_argument("--revisit", action="store_true",
+                    help="after the last count, go back down to the first and measure it again")
     args = ap.parse_args()
     counts = sorted(int(c) for c in args.counts.split(","))
     stop_on_sigterm()
@@ -98,21 +107,34 @@ def main() -> int:
         assert isinstance(switch, pywbem.CIMInstanceName)
         used = None if args.baseline else switch
         costs: list[tuple[float, float]] = []
+        order: list[str] = []
+
+        def measure(count: int, window: list[tuple[float, float]], label: str) -> None:
+            per_vm = statistics.median(a + b for a, b in window) * 1000
+            port_ms = statistics.median(a for a, _ in window) * 1000
+            define_ms = statistics.median(b for _, b in window) * 1000
+            results.append({"vms": count, "per_vm_ms": per_vm, "port_ms": port_ms,
+                            "define_ms": define_ms})
+            base = results[0]["per_vm_ms"]
+            print(f"{count:6d} VMs on the switch{label}: {per_vm:8.2f} ms per VM (median of "
+                  f"the last {len(window)}: CreateSwitchPort {port_ms:.2f} ms, "
+                  f"DefineVirtualSystem {define_ms:.2f} ms), ratio to {counts[0]}: "
+                  f"{per_vm / base:.2f}", flush=True)
+
         try:
             for count in counts:
                 while len(costs) < count:
-                    costs.append(one_vm(rig, switches, vsms, used, len(costs)))
-                window = costs[count - min(args.window, count):count]
-                per_vm = statistics.median(a + b for a, b in window) * 1000
-                port_ms = statistics.median(a for a, _ in window) * 1000
-                define_ms = statistics.median(b for _, b in window) * 1000
-                results.append({"vms": count, "per_vm_ms": per_vm, "port_ms": port_ms,
-                                "define_ms": define_ms})
-                base = results[0]["per_vm_ms"]
-                print(f"{count:6d} VMs on the switch: {per_vm:8.2f} ms per VM (median of the "
-                      f"last {len(window)}: CreateSwitchPort {port_ms:.2f} ms, "
-                      f"DefineVirtualSystem {define_ms:.2f} ms), ratio to {counts[0]}: "
-                      f"{per_vm / base:.2f}", flush=True)
+                    costs.append(one_vm(rig, switches, vsms, used, len(costs), order))
+                measure(count, costs[count - min(args.window, count):count], "")
+            if args.revisit:
+                low = max(counts[0] - args.window, 0)
+                while len(order) > low:
+                    guid = order.pop()
+                    rig.svc.host.undefine(guid)
+                    rig.guids.discard(guid)
+                again = [one_vm(rig, switches, vsms, used, 10**6 + i, order)
+                         for i in range(counts[0] - low)]
+                measure(counts[0], again, " (again)")
         finally:
             for guid in sorted(rig.guids):
                 try:
@@ -124,9 +146,14 @@ def main() -> int:
                 call(rig, switches, "DeleteSwitch", VirtualSwitch=switch)
             except SystemExit as exc:
                 print(f"could not delete the switch: {exc}", file=sys.stderr)
-    ratio = results[-1]["per_vm_ms"] / results[0]["per_vm_ms"]
+    top = results[len(counts) - 1]["per_vm_ms"]
+    ratio = top / results[0]["per_vm_ms"]
     what = "baseline (no switch)" if args.baseline else "issue 14: <= 1.2"
     print(f"per-VM cost ratio {counts[-1]} vs {counts[0]}: {ratio:.2f} ({what})")
+    if args.revisit:
+        both = (results[0]["per_vm_ms"] + results[-1]["per_vm_ms"]) / 2
+        print(f"per-VM cost ratio {counts[-1]} vs {counts[0]} measured before and after: "
+              f"{top / both:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "uri": args.uri,
                                          "baseline": args.baseline,
