@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from vsms.model.switch import Port
 from vsms.model.vm import VirtualSystem
 
+HELD_PORT_NAME = "Network adapter port"  # the ElementName of a port an adapter holds
+
 
 class PortIndex:
     """switch Name -> port Name -> GUIDs of the VMs with an adapter on it (all case-folded
@@ -104,14 +106,15 @@ class HeldPorts:
             return found[0] if found else None
 
     def ports(self, switch_id: str) -> list[Port]:
-        """The held ports of the switch; ElementName ``<VM name> network adapter``."""
+        """The held ports of the switch, ElementName ``Network adapter port``: not the VM's
+        name, which a user who may not see that VM (a scoped user) would read on the port."""
         out = []
         with self._lock:
             for key, guids in self._index.ports(switch_id):
                 vs = self._systems.get(guids[0]) if guids else None
                 if vs is None:
                     continue
-                out += [Port(n.port, f"{vs.name} network adapter") for n in vs.nics
+                out += [Port(n.port, HELD_PORT_NAME) for n in vs.nics
                         if n.port.casefold() == key
                         and n.switch_id.casefold() == switch_id.casefold()][:1]
         return out
