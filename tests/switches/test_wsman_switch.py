@@ -1,5 +1,6 @@
-"""CreateSwitch, the switch's Get and DeleteSwitch over WS-Management (pypsrp against the
-module's served service): the switch service is reachable like every other class."""
+"""CreateSwitch, the switch's Get, CreateSwitchPort and DeleteSwitch over WS-Management (pypsrp
+against the module's served service): the switch service is reachable like every other
+class."""
 
 from __future__ import annotations
 
@@ -59,6 +60,18 @@ def test_create_and_delete_switch_over_wsman(net: Net) -> None:
     assert name in virsh("net-list", "--name").split()
     holder = ET.Element("epr")
     holder.extend(list(created))
+    # CreateSwitchPort (what a client calls once per VM adapter) answers 0 and the port
+    out = _invoke(client, sel, "CreateSwitchPort", [("VirtualSwitch", holder),
+                                                    ("Name", f"ws-{name}"),
+                                                    ("FriendlyName", "ws port")])
+    assert out.findtext(f"{{{URI}}}ReturnValue") == "0"
+    made = out.find(f"{{{URI}}}CreatedSwitchPort")
+    assert made is not None
+    port_keys = {s.get("Name"): s.text for s in made.iterfind(
+        "a:ReferenceParameters/w:SelectorSet/w:Selector", NS)}
+    assert (port_keys["Name"], port_keys["SystemName"]) == (f"ws-{name}", name)
+    sw = net.served.service.host.networks.get(name)
+    assert sw is not None and f"ws-{name}" in {p.name for p in sw.ports}
     out = _invoke(client, sel, "DeleteSwitch", [("VirtualSwitch", holder)])
     assert out.findtext(f"{{{URI}}}ReturnValue") == "0"
     assert name not in virsh("net-list", "--all", "--name").split()
