@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Callable
@@ -184,9 +185,23 @@ def _copier(src: str, dst: str, book: DigestBook | None) -> Job:
 
 def _flattener(src: str, src_fmt: ImageFormat, dst: str, dst_fmt: ImageFormat) -> Job:
     def run(progress: ProgressFn, cancel: threading.Event) -> str:
-        convert_file(src, src_fmt, dst, dst_fmt, progress=progress, cancel=cancel)
+        # created here, inside the export's temporary folder (removed whole on failure)
+        fd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        try:
+            convert_file(src, src_fmt, dst, dst_fmt, progress=progress, cancel=cancel,
+                         dst_fd=fd)
+        finally:
+            os.close(fd)
         return ""  # hashed with the manifest
     return run
+
+
+def _inherited(path: str) -> tuple[int, ...]:
+    """The descriptor a ``/proc/self/fd/N/…`` path goes through (a folder handle of this
+    process), for the child that opens it (the same number, see subprocess ``pass_fds``)."""
+    m = re.match(r"^/proc/self/fd/(\d+)(/|$)", path)
+    return (int(m.group(1)),) if m else ()
 
 
 def rebase_relative(path: str, backing_name: str, backing_fmt: ImageFormat) -> None:
@@ -194,7 +209,7 @@ def rebase_relative(path: str, backing_name: str, backing_fmt: ImageFormat) -> N
     as the backing file of the qcow2 image ``path``, without touching data (rebase -u)."""
     result = subprocess.run(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", backing_name,
                              "-F", backing_fmt.value, path], capture_output=True, text=True,
-                            timeout=_REBASE_TIMEOUT, check=False)
+                            timeout=_REBASE_TIMEOUT, check=False, pass_fds=_inherited(path))
     if result.returncode != 0:
         raise OperationFailed(f"qemu-img could not point {path} at {backing_name}: "
                               f"{result.stderr.strip()[:300]}")
