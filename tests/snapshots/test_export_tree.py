@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 import pywbem
@@ -37,6 +38,8 @@ from vsms.disks import qemuimg
 from vsms.exportdir.reader import read_export
 from vsms.mapping import ids
 from vsms.model.vm import ImageFormat
+from vsms.wbem.dispatch import Dispatcher
+from vsms.wsman.handler import WsmanHandler
 
 pytestmark = pytest.mark.qemu
 
@@ -275,3 +278,50 @@ def test_refusals(tree: Tree) -> None:
     finally:
         change_state(t.svc, t.vm, 3)
     assert list(target.iterdir()) == []
+
+
+def test_export_all_over_wsman(tree: Tree) -> None:
+    """ExportVirtualSystemEx with CopySnapshotConfiguration 0 through the WS-Man handler (an
+    EPR and an embedded instance, as WinRM clients send them): the job exports the tree."""
+    t = tree
+    target = t.root / "wsman"
+    target.mkdir()
+    wmi = "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/virtualization/"
+    uri = wmi + names.VSMS
+    svc = t.svc.vsms_path()
+    sel = "".join(f'<wsman:Selector Name="{k}">{v}</wsman:Selector>'
+                  for k, v in svc.keybindings.items())
+    vm_sel = "".join(f'<wsman:Selector Name="{k}">{v}</wsman:Selector>'
+                     for k, v in t.vm.keybindings.items())
+    epr = ("<wsa:Address>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+           f"</wsa:Address><wsa:ReferenceParameters><wsman:ResourceURI>{wmi}"
+           f"{names.COMPUTER_SYSTEM}</wsman:ResourceURI><wsman:SelectorSet>{vm_sel}"
+           "</wsman:SelectorSet></wsa:ReferenceParameters>")
+    body = (f'<p:ExportVirtualSystemEx_INPUT xmlns:p="{uri}"><p:ComputerSystem>{epr}'
+            f"</p:ComputerSystem><p:ExportDirectory>{target}</p:ExportDirectory>"
+            f"<p:ExportSettingData>{escape(esd(0))}</p:ExportSettingData>"
+            "</p:ExportVirtualSystemEx_INPUT>")
+    env = ('<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
+           'xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
+           'xmlns:wsman="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Header>'
+           f'<wsa:Action s:mustUnderstand="true">{uri}/ExportVirtualSystemEx</wsa:Action>'
+           "<wsa:MessageID>uuid:11111111-2222-3333-4444-555555555555</wsa:MessageID>"
+           "<wsa:ReplyTo><wsa:Address>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/"
+           "anonymous</wsa:Address></wsa:ReplyTo>"
+           f'<wsman:ResourceURI s:mustUnderstand="true">{uri}</wsman:ResourceURI>'
+           f"<wsman:SelectorSet>{sel}</wsman:SelectorSet></s:Header>"
+           f"<s:Body>{body}</s:Body></s:Envelope>")
+    handler = WsmanHandler(Dispatcher(t.svc.registry, "localhost"))
+    reply = handler.handle("POST", {":path": "/wsman",
+                                    "content-type": "application/soap+xml;charset=UTF-8"},
+                           env.encode())
+    text = reply.body.decode()
+    assert reply.status == 200, text
+    assert "ExportVirtualSystemEx_OUTPUT" in text and ">4096</" in text, text
+    jobs = [j for j in t.svc.registry.enumerate_instances(names.NAMESPACE, names.CONCRETE_JOB)
+            if str(target) in j["Description"]]
+    assert len(jobs) == 1
+    ok_job(t.svc, ReturnCode.JOB_STARTED, {"Job": jobs[0].path})
+    (exp,) = target.iterdir()
+    assert len(list((exp / "Snapshots").glob("*.exp"))) == 3
+    assert len(read_export(exp).config.snapshots) == 3
