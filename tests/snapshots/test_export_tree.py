@@ -25,6 +25,7 @@ from tests.lifecycle.test_qemu_lifecycle import change_state
 from tests.snapshots.test_snapshots import (
     current_disk,
     ok_job,
+    qcow2_vm,
     reads,
     save_copy,
     snapshot,
@@ -99,10 +100,11 @@ def esd(mode: int, *, storage: bool = True, snapshot: str | None = None) -> str:
     return serialize_instance(pywbem.CIMInstance(names.EXPORT_SD, properties=props))
 
 
-def export(t: Tree, folder: str, mode: int, **kw: object) -> Path:
+def export(t: Tree, folder: str, mode: int, vm: pywbem.CIMInstanceName | None = None,
+           **kw: object) -> Path:
     target = t.root / folder
     target.mkdir()
-    ok_job(t.svc, *t.svc.vsms("ExportVirtualSystemEx", ComputerSystem=t.vm,
+    ok_job(t.svc, *t.svc.vsms("ExportVirtualSystemEx", ComputerSystem=vm or t.vm,
                               ExportDirectory=str(target),
                               ExportSettingData=esd(mode, **kw)))  # type: ignore[arg-type]
     (sub,) = target.iterdir()
@@ -112,7 +114,8 @@ def export(t: Tree, folder: str, mode: int, **kw: object) -> Path:
 
 
 def import_(t: Tree, directory: Path, *, new_id: bool, copy: bool,
-            target: Path | None = None) -> pywbem.CIMInstanceName:
+            target: Path | None = None, notes: list[str] | None = None
+            ) -> pywbem.CIMInstanceName:
     props: dict[str, object] = {"GenerateNewId": new_id, "CreateCopy": copy}
     if target is not None:
         props["TargetVhdDataRoot"] = str(target)
@@ -121,6 +124,8 @@ def import_(t: Tree, directory: Path, *, new_id: bool, copy: bool,
                          ImportSettingData=isd)
     job = ok_job(t.svc, rv, out)
     assert job.path is not None
+    if notes is not None:
+        notes.append(str(job["Description"]))
     (vm,) = t.svc.associators(job.path, assoc_class=names.AFFECTED_JOB_ELEMENT,
                               result_class=names.COMPUTER_SYSTEM)
     assert vm.path is not None
@@ -198,6 +203,8 @@ def test_export_all_then_import_copy_and_in_place(tree: Tree) -> None:
     assert len(vhds) == 4
     assert {s.id for s in pkg.config.snapshots} == {s["InstanceID"][10:] for s in
                                                     t.snaps.values()}
+    rv, out = t.svc.vsms("GetVirtualSystemImportSettingData", ImportDirectory=str(exp))
+    assert rv == ReturnCode.COMPLETED and out["ImportSettingData"]["Name"] == t.name
     copy_root = t.root / "copied"
     copy_root.mkdir()
     vm = import_(t, exp, new_id=True, copy=True, target=copy_root)
@@ -237,6 +244,52 @@ def test_export_none_and_one(tree: Tree) -> None:
         assert tree_view(t, vm) == {}
         assert current_disk(t.svc, vm)[1] is ImageFormat.VHD
         assert reads(t.svc, vm, t.copies[expect]), folder
+    # configuration only: the tree and the images' paths recorded, nothing copied; importing
+    # it in place would share the module VM's disks: refused
+    exp = export(t, "config", 0, storage=False)
+    assert list((exp / "Virtual Hard Disks").iterdir()) == []
+    pkg = read_export(exp)
+    assert len(pkg.config.snapshots) == 3 and len(pkg.snapshot_instances) == 3
+    assert pkg.config.images and all(i.file == "" and Path(i.original_path).is_file()
+                                     for i in pkg.config.images)
+    rv, out = t.svc.vsms("ImportVirtualSystem", ImportDirectory=str(exp), GenerateNewID=True)
+    job = t.svc.wait(out["Job"])
+    assert job["JobState"] != 7 and "already used" in job["ErrorDescription"]
+
+
+def test_memory_state_carried_with_the_same_id(tree: Tree) -> None:
+    """A snapshot of a running VM on qcow2 holds its memory state: the export carries it
+    (Snapshots/<GUID>.save); imported with new IDs the snapshot is disk-only (the job says so;
+    applied, the VM is off); imported with the same ID it applies as Suspended and resumes."""
+    t = tree
+    vm, _ = qcow2_vm(t.svc, t.root)
+    change_state(t.svc, vm, 2)
+    try:
+        snap = snapshot(t.svc, vm)
+    finally:
+        change_state(t.svc, vm, 3)
+    sid = str(snap["InstanceID"])[10:]
+    exp = export(t, "memory", 0, vm=vm)
+    assert (exp / "Snapshots" / f"{sid}.save").is_file()
+    notes: list[str] = []
+    target = t.root / "memory-copy"
+    target.mkdir()
+    copy = import_(t, exp, new_id=True, copy=True, target=target, notes=notes)
+    assert "without its memory state" in notes[0], notes
+    (own,) = [k for k in tree_view(t, copy).values()]
+    ok_job(t.svc, *t.svc.vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=copy,
+                              SnapshotSettingData=ids.setting_path(names.VSSD, own[1])))
+    assert t.svc.get(copy)["EnabledState"] == 3
+    ok_job(t.svc, *t.svc.vsms("DestroyVirtualSystem", ComputerSystem=vm))
+    same = import_(t, exp, new_id=False, copy=False)
+    ok_job(t.svc, *t.svc.vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=same,
+                              SnapshotSettingData=snap.path))
+    assert t.svc.get(same)["EnabledState"] == 32769  # Suspended: the memory state is back
+    change_state(t.svc, same, 2)
+    try:
+        assert t.svc.get(same)["EnabledState"] == 2
+    finally:
+        change_state(t.svc, same, 3)
 
 
 def test_refusals(tree: Tree) -> None:

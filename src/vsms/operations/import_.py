@@ -240,6 +240,9 @@ class ImportWork:
                 base = self.vhd_root or self.roots.roots[0] / "Virtual Machines"
                 folder = self.roots.confine(str(base / vs.guid / "Virtual Hard Disks"),
                                             "the default copy target")
+        if opts.create_copy and opts.target_snapshot_data_root:  # where memory states go
+            vs.snapshot_data_root = str(self.roots.confine(opts.target_snapshot_data_root,
+                                                           "TargetSnapshotDataRoot"))
         plan = plan_tree(pkg, self.roots, vs, folder)
         attach(plan, vs)
         if opts.generate_new_id:
