@@ -39,6 +39,7 @@ from vsms.disks import qemuimg
 from vsms.exportdir.reader import read_export
 from vsms.mapping import ids
 from vsms.model.vm import ImageFormat
+from vsms.operations.snapshot_disks import snapshot_dir
 from vsms.wbem.dispatch import Dispatcher
 from vsms.wsman.handler import WsmanHandler
 
@@ -209,8 +210,20 @@ def test_export_all_then_import_copy_and_in_place(tree: Tree) -> None:
     copy_root.mkdir()
     vm = import_(t, exp, new_id=True, copy=True, target=copy_root)
     path, _ = current_disk(t.svc, vm)
-    assert Path(path).parent == copy_root
+    new = t.svc.host.get_system(str(vm["Name"]))
+    assert new is not None  # the copied overlays are in the new VM's own snapshot folder
+    overlay_dir = Path(snapshot_dir(new))
+    assert Path(path).parent == overlay_dir and overlay_dir.name == vm["Name"]
     check_tree(t, vm, same_ids=False)
+    # the copied overlays are the new VM's own: removing its tree merges them all back into
+    # the copied VHD, which then reads what S3 held (the last snapshot applied)
+    assert len(list(overlay_dir.iterdir())) == 3
+    s1 = next(s for s in t.svc.associators(vm, assoc_class=names.ELEMENT_SETTING_DATA,
+                                          result_class=names.VSSD)
+              if s["SettingType"] == 5 and s["Parent"] is None)
+    ok_job(t.svc, *t.svc.vsms("RemoveVirtualSystemSnapshotTree", SnapshotSettingData=s1.path))
+    assert current_disk(t.svc, vm) == (str(copy_root / f"{t.name}.vhd"), ImageFormat.VHD)
+    assert reads(t.svc, vm, t.copies["S3"]) and list(overlay_dir.iterdir()) == []
     # the export stays reusable (copy); the source VM gone, the same IDs import in place
     ok_job(t.svc, *t.svc.vsms("DestroyVirtualSystem", ComputerSystem=t.vm))
     again = import_(t, exp, new_id=False, copy=False)

@@ -56,6 +56,7 @@ from vsms.operations.import_snapshots import (
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
 from vsms.operations.reservations import Reservation
+from vsms.operations.snapshot_disks import SNAPSHOTS
 from vsms.operations.switchports import (
     ImportLinks,
     add_port,
@@ -243,7 +244,12 @@ class ImportWork:
         if opts.create_copy and opts.target_snapshot_data_root:  # where memory states go
             vs.snapshot_data_root = str(self.roots.confine(opts.target_snapshot_data_root,
                                                            "TargetSnapshotDataRoot"))
-        plan = plan_tree(pkg, self.roots, vs, folder)
+        overlays = None
+        if folder is not None:  # the folder snapshot_dir() gives the VM once attached
+            root = vs.snapshot_data_root or vs.external_data_root or str(folder)
+            overlays = self.roots.confine(os.path.join(root, SNAPSHOTS, vs.guid.upper()),
+                                          "the snapshot folder")
+        plan = plan_tree(pkg, self.roots, vs, folder, overlays)
         attach(plan, vs)
         if opts.generate_new_id:
             renew_tree(old, vs, plan)

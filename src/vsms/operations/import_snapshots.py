@@ -5,7 +5,10 @@ where every image of the chains will be: in place, the export's own copies (thei
 references, relative inside ``Virtual Hard Disks/``, were checked by ``read_export``) or, for a
 configuration-only export, the images where they were (each must still build on what config.xml
 records); as a copy, one new file per image in the target folder, each copied overlay then
-re-pointed at the copy of its parent (``qemu-img rebase -u -F``). ``renew_tree`` gives every
+re-pointed at the copy of its parent (``qemu-img rebase -u -F``); the overlays vsms made go to
+the new VM's snapshot folder (``<root>/Snapshots/<VM GUID>/``), so removing its snapshots later
+merges them as for the VM they came from (in place they stay in the export: never merged
+into each other or removed, only the new overlays are). ``renew_tree`` gives every
 snapshot and its settings new IDs with the VM (GenerateNewID): the device ids follow the VM's
 new ones. A snapshot's memory state is carried only with the same ID (the saved state names the
 VM it belongs to); with a new ID the snapshot is disk-only and the job says so.
@@ -32,7 +35,7 @@ from vsms.operations import files
 from vsms.operations.export_snapshots import rebase_relative
 from vsms.operations.identity import new_mac
 from vsms.operations.paths import StorageRoots
-from vsms.operations.snapshot_disks import backing_of, memory_file
+from vsms.operations.snapshot_disks import backing_of, is_overlay_name, memory_file
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,12 @@ def _snapshot_config(instances: list[pywbem.CIMInstance], formats: dict[str, Ima
 
 
 def plan_tree(pkg: ExportPackage, roots: StorageRoots, vs: VirtualSystem,
-              copy_folder: Path | None) -> TreePlan:
+              copy_folder: Path | None, overlay_folder: Path | None = None) -> TreePlan:
     """Where every image goes and the snapshots of ``vs`` (still with the export's IDs); with
-    ``copy_folder`` every image is copied there. ValidationFailed lists every problem."""
+    ``copy_folder`` every image is copied there, except the overlays vsms made (named
+    ``<GUID>.qcow2``), which go to ``overlay_folder`` (the new VM's snapshot folder, so that
+    its snapshot operations merge and remove them as they do for the VM they came from).
+    ValidationFailed lists every problem."""
     cfg = pkg.config
     plan = TreePlan(previous=cfg.previous_snapshot, last_applied=cfg.last_applied)
     problems: list[str] = []
@@ -108,11 +114,13 @@ def plan_tree(pkg: ExportPackage, roots: StorageRoots, vs: VirtualSystem,
             plan.where[key] = src
             continue
         name = Path(src).name
-        if name.lower() in names_used or (copy_folder / name).exists():
-            problems.append(f"the copy target {copy_folder / name} already exists; an import "
+        folder = overlay_folder if overlay_folder is not None and is_overlay_name(name) \
+            and by_original[key].backing else copy_folder
+        if str(folder / name).lower() in names_used or (folder / name).exists():
+            problems.append(f"the copy target {folder / name} already exists; an import "
                             "never overwrites: set TargetVhdDataRoot to a free folder")
-        names_used.add(name.lower())
-        plan.where[key] = str(copy_folder / name)
+        names_used.add(str(folder / name).lower())
+        plan.where[key] = str(folder / name)
     for key, image in sorted(by_original.items()):
         if copy_folder is not None and key in sources:
             parent = os.path.normpath(image.backing) if image.backing else ""
