@@ -36,6 +36,7 @@ from vsms.cim import names
 from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import ReturnCode
 from vsms.disks import qemuimg
+from vsms.exportdir import writer
 from vsms.exportdir.reader import read_export
 from vsms.mapping import ids
 from vsms.model.vm import ImageFormat
@@ -338,6 +339,24 @@ def test_refusals(tree: Tree) -> None:
                         path], check=True, timeout=60)
         shutil.rmtree(outside.parent, ignore_errors=True)
     assert qemuimg.check(path, ImageFormat.QCOW2) is None
+    # an export whose frozen overlay was re-pointed outside it (manifest made to match): the
+    # import names the image and what it builds on, and imports nothing
+    bad = t.root / "tampered"
+    shutil.copytree(t.root / "all" / t.name, bad)
+    pkg = read_export(bad)
+    frozen = next(i for i in pkg.config.images if i.backing and i.file not in
+                  {d.file for d in pkg.config.disks})
+    subprocess.run(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "/var/tmp/elsewhere.vhd",
+                    "-F", "vpc", str(bad / frozen.file)], check=True, timeout=60)
+    writer.write_manifest(bad)
+    before = {vm["Name"] for vm in t.svc.registry.enumerate_instances(
+        names.NAMESPACE, names.COMPUTER_SYSTEM)}
+    rv, out = t.svc.vsms("ImportVirtualSystem", ImportDirectory=str(bad), GenerateNewID=True)
+    job = t.svc.wait(out["Job"])
+    assert job["JobState"] != 7 and frozen.file in job["ErrorDescription"]
+    assert "builds on" in job["ErrorDescription"], job["ErrorDescription"]
+    assert {vm["Name"] for vm in t.svc.registry.enumerate_instances(
+        names.NAMESPACE, names.COMPUTER_SYSTEM)} == before
     change_state(t.svc, t.vm, 2)
     try:
         assert try_export() == ReturnCode.INVALID_STATE
