@@ -41,6 +41,7 @@ from vsms.exportdir.tree import rel_path_problem
 from vsms.model.vm import ImageFormat
 
 MEMORY_SUFFIX = ".save"
+_FIX = "restore config.xml from the original export or export the virtual machine again"
 
 
 def snapshot_exp(snapshot_id: str) -> str:
@@ -93,7 +94,7 @@ def _format(reader: Reader, text: str | None, what: str) -> ImageFormat | None:
     try:
         return ImageFormat(text)
     except ValueError:
-        reader.problems.append(f"{what} has the unknown image format {q(text)}")
+        reader.problems.append(f"{what} has the unknown image format {q(text)}: {_FIX}")
         return None
 
 
@@ -115,7 +116,7 @@ def read_tree(reader: Reader, root: safexml.Node
             except ValueError:
                 reader.problems.append(f"config.xml gives snapshot {q(attrs.get('id'))} the "
                                        f"creation time {q(attrs.get('created'))}, not an ISO "
-                                       "8601 time")
+                                       f"8601 time: {_FIX}")
                 continue
             memory = safexml.children(snap, "memory")
             snapshots.append(ExportedSnapshot(
@@ -145,6 +146,8 @@ def tree_problems(cfg: ExportConfig) -> list[str]:
     problems: list[str] = []
     ids = [s.id for s in cfg.snapshots]
     for s in cfg.snapshots:
+        if s.created.tzinfo is None:
+            problems.append(f"gives snapshot {q(s.id)} a creation time without a time zone")
         if not is_guid(s.id):
             problems.append(f"gives a snapshot the id {q(s.id)}, which is not a GUID")
         if ids.count(s.id) > 1:

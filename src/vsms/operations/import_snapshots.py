@@ -30,7 +30,7 @@ from vsms.errors import AccessDenied, InvalidParameter, ValidationFailed
 from vsms.exportdir.layout import ExportPackage
 from vsms.jobs.context import OpContext
 from vsms.mapping.system import system_from_instances
-from vsms.model.vm import ImageFormat, Snapshot, VirtualSystem, new_guid
+from vsms.model.vm import DriveKind, ImageFormat, Snapshot, VirtualSystem, new_guid
 from vsms.operations import files
 from vsms.operations.export_snapshots import rebase_relative
 from vsms.operations.identity import new_mac
@@ -72,6 +72,10 @@ def _snapshot_config(instances: list[pywbem.CIMInstance], formats: dict[str, Ima
     config = system_from_instances(items)
     for media in config.disk_media():
         media.format = formats.get(os.path.normpath(media.path), media.format)
+    for media in list(config.media):  # as for the VM: an ISO is not part of an export
+        drive = config.drive(media.drive_id)
+        if drive is not None and drive.kind is DriveKind.DVD and not os.path.exists(media.path):
+            config.media.remove(media)
     config.guid = vm_guid
     return config
 
