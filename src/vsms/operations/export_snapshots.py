@@ -106,6 +106,9 @@ def image_graph(vs: VirtualSystem, roots: StorageRoots, verb: str) -> dict[str, 
         found[path] = Image(path, fmt, parent, parent_fmt)
         if parent and parent_fmt is not None:
             todo.append((parent, parent_fmt))
+    for snap in vs.snapshots:  # memory states are copied too: read only inside the roots
+        if snap.memory:
+            roots.confine(snap.memory, f"the memory state of snapshot '{snap.name}'")
     return found
 
 

@@ -52,6 +52,7 @@ from vsms.operations.import_snapshots import (
     plan_tree,
     refuse_targets,
     renew_tree,
+    tree_bytes,
 )
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
@@ -123,8 +124,11 @@ class ImportWork:
     def _run(self, ctx: OpContext) -> None:
         size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
         create_copy = self.options.create_copy
+        # an export with snapshots has their settings in Snapshots/: its images are copied by
+        # the tree's own phase (a chain without snapshots goes there too, unweighted)
+        tree_size = size if any((self.directory / "Snapshots").glob("*.exp")) else 0
         phases = PhaseProgress(ctx.progress, {"verify": size // 100 + 1, "copy": size,
-                                              "define": 1}
+                                              "tree": tree_size, "define": 1}
                                if create_copy else {"verify": 1, "define": 0.02})
         # with a copy, the disks' checksums are verified while they are copied (one read)
         pkg = read_export(self.directory, verify=True, progress=phases.phase("verify", size),
@@ -140,7 +144,8 @@ class ImportWork:
                 [Path(t) for t in targets], f"the import of {self.directory}")
             self._copy(ctx, pkg, copies, phases)
             if tree is not None:
-                copy_tree(ctx, self.roots, vs, tree)
+                copy_tree(ctx, self.roots, vs, tree, phases.phase("tree", tree_bytes(tree)))
+            phases.done("tree")
         else:
             ctx.add_undo(UnmarkConsumed(str(self.directory), vs.guid))
             self.store.mark_consumed(str(self.directory), vs.guid)

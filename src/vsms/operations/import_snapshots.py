@@ -26,6 +26,7 @@ import pywbem
 from vsms.cim import names
 from vsms.cim.enums import SettingType
 from vsms.disks import copy as diskcopy
+from vsms.disks.api import ProgressFn
 from vsms.errors import AccessDenied, InvalidParameter, ValidationFailed
 from vsms.exportdir.layout import ExportPackage
 from vsms.jobs.context import OpContext
@@ -35,6 +36,7 @@ from vsms.operations import files
 from vsms.operations.export_snapshots import rebase_relative
 from vsms.operations.identity import new_mac
 from vsms.operations.paths import StorageRoots
+from vsms.operations.progress import offset
 from vsms.operations.snapshot_disks import backing_of, is_overlay_name, memory_file
 
 
@@ -203,14 +205,18 @@ def renew_tree(old: VirtualSystem, new: VirtualSystem, plan: TreePlan) -> None:
     new.last_applied = sids.get(new.last_applied, "")
 
 
-def copy_tree(ctx: OpContext, roots: StorageRoots, vs: VirtualSystem, plan: TreePlan) -> None:
+def copy_tree(ctx: OpContext, roots: StorageRoots, vs: VirtualSystem, plan: TreePlan,
+              progress: ProgressFn) -> None:
     """Copy every image (journaled, created exclusively through its folder handle), re-point
-    each copied overlay at the copy of its parent, and copy the memory states kept."""
+    each copied overlay at the copy of its parent, and copy the memory states kept;
+    ``progress`` gets the bytes of data copied out of ``tree_bytes(plan)``."""
+    done = 0
     for c in plan.copies:
         with files.open_target_dir(ctx, Path(c.dst).parent, roots.roots) as d:
             fd = files.create_file(ctx, d, Path(c.dst).name)
             try:
-                diskcopy.copy_file(c.src, c.dst, cancel=ctx.cancel_event, dst_fd=fd)
+                done += diskcopy.copy_file(c.src, c.dst, cancel=ctx.cancel_event, dst_fd=fd,
+                                           progress=offset(progress, done))
                 files.check_in_place(c.dst, roots.roots, fd)
             finally:
                 os.close(fd)
@@ -230,6 +236,11 @@ def copy_tree(ctx: OpContext, roots: StorageRoots, vs: VirtualSystem, plan: Tree
             finally:
                 os.close(fd)
         snap.memory = dst
+
+
+def tree_bytes(plan: TreePlan) -> int:
+    """The bytes of data ``copy_tree`` copies (the images; memory states are small)."""
+    return sum(diskcopy.data_bytes(c.src) for c in plan.copies)
 
 
 def refuse_targets(target_paths: tuple[str, ...]) -> None:
