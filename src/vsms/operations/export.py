@@ -27,7 +27,6 @@ from vsms.cim.enums import (
     RequestedState,
 )
 from vsms.disks import anchor
-from vsms.disks import copy as diskcopy
 from vsms.disks.anchor import Dir, Identity
 from vsms.disks.digests import DigestBook
 from vsms.errors import AccessDenied, InvalidParameter, InvalidState, NotFound, NotSupported
@@ -39,7 +38,13 @@ from vsms.mapping.exportimport import ExportOptions
 from vsms.mapping.system import settings_instances
 from vsms.model.vm import VirtualSystem
 from vsms.operations import files
-from vsms.operations.export_snapshots import Image, image_graph, one_snapshot_view, write_disks
+from vsms.operations.export_snapshots import (
+    Image,
+    copy_bytes,
+    image_graph,
+    one_snapshot_view,
+    write_disks,
+)
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress
 from vsms.operations.reservations import Reservation as TargetHold
@@ -103,8 +108,8 @@ class ExportWork:
 
     def _write(self, ctx: OpContext, tmp: Path) -> None:
         vs = self.vs
-        total = sum(diskcopy.data_bytes(p) for p in self.graph) if self.options.copy_storage \
-            else 0
+        total = copy_bytes(vs, self.graph, self.options.snapshots) \
+            if self.options.copy_storage else 0
         small = max(total // 100, 1)
         phases = PhaseProgress(ctx.progress, {"copy": total, "meta": small, "hash": small})
         disks = write_disks(ctx, tmp, vs, self.graph, self.options.snapshots,

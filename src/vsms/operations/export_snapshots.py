@@ -218,6 +218,17 @@ def rebase_relative(path: str, backing_name: str, backing_fmt: ImageFormat) -> N
                               f"{result.stderr.strip()[:300]}")
 
 
+def copy_bytes(vs: VirtualSystem, graph: dict[str, Image],
+               mode: CopySnapshotConfiguration) -> int:
+    """The bytes of data ``write_disks`` reads (its progress total): every image of a tree, or
+    each current disk (a flattened one counts its own data, as ``convert_file`` reports)."""
+    if mode is CopySnapshotConfiguration.EXPORT_ALL_SNAPSHOTS and has_tree(vs, graph):
+        paths = [*graph, *(s.memory for s in vs.snapshots if s.memory)]
+    else:
+        paths = [m.path for m in vs.disk_media()]
+    return sum(diskcopy.data_bytes(p) for p in paths)
+
+
 def write_disks(ctx: OpContext, tmp: Path, vs: VirtualSystem, graph: dict[str, Image],
                 mode: CopySnapshotConfiguration, copy_storage: bool,
                 book: DigestBook | None, progress: ProgressFn) -> DiskResult:
