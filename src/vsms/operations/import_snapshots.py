@@ -109,8 +109,8 @@ def plan_tree(pkg: ExportPackage, roots: StorageRoots, vs: VirtualSystem,
                             "holds no copy of it (made without storage); restore it there")
             continue
         backing = backing_of(src) if image.format is ImageFormat.QCOW2 else ""
-        if os.path.normpath(backing) != os.path.normpath(image.backing) if backing else \
-                image.backing:
+        if (os.path.normpath(backing) if backing else "") != \
+                (os.path.normpath(image.backing) if image.backing else ""):
             problems.append(f"the image {src} builds on {backing or 'nothing'}, not on "
                             f"{image.backing or 'nothing'} as the export records")
         sources[key] = src
