@@ -5,8 +5,9 @@ VM (busy, "Exporting") in memory; ExportWork.run() is the job, and releases it. 
 built under a hidden temporary name inside the ExportDirectory and renamed into place only when
 complete (manifest written last), so an export that looks complete is complete. Each disk is
 hashed while it is copied (one read of its data), so the manifest costs only the small files on
-top. Every side effect is journaled first, so a failure, a cancel or a crash removes the
-partial export.
+top (and, with a snapshot tree, the overlays whose copies were rebased, and flattened disks).
+What is copied for each CopySnapshotConfiguration: ``operations.export_snapshots``. Every
+side effect is journaled first, so a failure, a cancel or a crash removes the partial export.
 """
 
 from __future__ import annotations
