@@ -238,6 +238,21 @@ def run_snapshots(bench: Bench) -> None:
                                      SnapshotSettingData=_settings(bench.facts["s1"])))
 
 
+def make_tree_and_target(bench: Bench) -> None:
+    make_vm_with_snapshots(bench)
+    bench.facts["target"] = str(mkdir(bench.root / "out"))
+
+
+def run_snapshot_tree(bench: Bench) -> None:
+    """Export a VM with snapshots (v1: the whole tree; every image copied, the overlays'
+    copies rebased onto their parents' copies, each snapshot's settings written), then import
+    that export as a copy (every image copied, the chains rebased onto the copies, the tree
+    rebuilt): the snapshot parts of export and import in one scenario (issue 13)."""
+    run_export(bench)
+    bench.facts["export"] = str(Path(bench.facts["target"]) / f"{bench.prefix}src")
+    run_import_copy(bench)
+
+
 Step = Callable[[Bench], None]
 
 SCENARIOS: dict[str, tuple[Step, Step]] = {
@@ -251,5 +266,6 @@ SCENARIOS: dict[str, tuple[Step, Step]] = {
     "cancel-export": (make_vm_and_target, run_cancel_export),
     "cancel-import": (make_export, run_cancel_import),
     "snapshots": (make_vm_with_snapshots, run_snapshots),
+    "snapshot-tree": (make_tree_and_target, run_snapshot_tree),
 }
 """name -> (set-up, interrupted run)."""

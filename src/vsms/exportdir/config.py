@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 
 from vsms.errors import IncorrectDataType
-from vsms.exportdir import safexml
+from vsms.exportdir import safexml, snapconfig
 from vsms.exportdir.layout import (
     CONFIG,
     CONFIG_FORMAT_VERSION,
@@ -48,7 +48,7 @@ ROOT = "vsms-export"
 _FIX = f"restore {CONFIG} from the original export or export the virtual machine again"
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SINGLE = ("virtual-machine", "exported-at", "source-host", "vsms-version", "contents",
-           "virtual-hard-disks", "network-adapters")
+           "virtual-hard-disks", "network-adapters", "snapshots", "images")
 _BOOL = {"true": True, "false": False}
 
 
@@ -113,6 +113,10 @@ def config_problems(cfg: ExportConfig) -> list[str]:
         texts += [nic.dev_id, nic.switch_id, nic.switch_name]
         if not nic.dev_id or not (nic.switch_id or nic.switch_name):
             problems.append("has a network adapter without a device id or a switch")
+    problems += snapconfig.tree_problems(cfg)
+    texts += [t for s in cfg.snapshots for t in (s.id, s.name, s.parent, s.memory,
+                                                 s.memory_original)]
+    texts += [t for i in cfg.images for t in (i.file, i.original_path, i.backing)]
     if any(_XML_ILLEGAL.search(t) for t in texts):
         problems.append("holds a control character that XML cannot carry")
     return problems
@@ -140,6 +144,7 @@ def config_to_xml(cfg: ExportConfig) -> bytes:
         for n in cfg.nics:
             ET.SubElement(adapters, "adapter", {"device-id": n.dev_id, "switch-id": n.switch_id,
                                                 "switch-name": n.switch_name})
+    snapconfig.write_tree(root, cfg)
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     # ElementTree leaves a carriage return in text as is, and parsers turn it into a line feed
@@ -248,8 +253,10 @@ class _Reader:
                 attrs = node[1]
                 nics.append(ExportedNic(attrs.get("device-id", ""), attrs.get("switch-id", ""),
                                         attrs.get("switch-name", "")))
+        snaps, images, previous, last = snapconfig.read_tree(self, root)
         cfg = ExportConfig(guid.upper() if is_guid(guid) else guid, name, exported_at, storage,
-                           runtime, disks, host, version_text, nics)
+                           runtime, disks, host, version_text, nics, snaps, images, previous,
+                           last)
         self.problems += [_bad(c) for c in config_problems(cfg)]
         return cfg
 

@@ -5,7 +5,7 @@
   config.xml                    ExportConfig as plain XML (config.py)
   Virtual Machines/<GUID>.exp   the VM's settings instances as CIM-XML (expfile.py)
   Virtual Hard Disks/           copies of the disks (only when storage was copied)
-  Snapshots/                    empty until snapshots exist
+  Snapshots/                    <id>.exp (+ <id>.save) per snapshot of an exported tree
   manifest.sha256               sha256sum lines for every other file, written last (manifest.py)
 ```
 """
@@ -94,6 +94,35 @@ class ExportedNic:
 
 
 @dataclass(frozen=True)
+class ExportedImage:
+    """One image of a snapshot chain (an export with its snapshot tree): a frozen image or an
+    overlay, named by the .exp files (by ``original_path``) or by another image as its backing
+    file. ``file`` is its copy under ``Virtual Hard Disks/`` ("" in a configuration-only
+    export); ``backing`` the ``original_path`` of the image it builds on ("" for a base image),
+    opened as ``backing_format``."""
+
+    file: str
+    original_path: str
+    format: ImageFormat
+    backing: str = ""
+    backing_format: ImageFormat | None = None
+
+
+@dataclass(frozen=True)
+class ExportedSnapshot:
+    """One snapshot of the exported tree: its settings are ``Snapshots/<id>.exp``; ``memory``
+    is the copy of its memory state (``Snapshots/<id>.save``, "" when it has none or storage was
+    not copied) and ``memory_original`` where that file was."""
+
+    id: str
+    name: str
+    created: datetime
+    parent: str = ""
+    memory: str = ""
+    memory_original: str = ""
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """What config.xml records about one export."""
 
@@ -106,6 +135,11 @@ class ExportConfig:
     source_host: str = ""
     vsms_version: str = ""
     nics: list[ExportedNic] = field(default_factory=list)  # connected adapters only
+    # the snapshot tree (CopySnapshotConfiguration 0); empty in exports without one
+    snapshots: list[ExportedSnapshot] = field(default_factory=list)
+    images: list[ExportedImage] = field(default_factory=list)
+    previous_snapshot: str = ""
+    last_applied: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,4 +150,6 @@ class ExportPackage:
     config: ExportConfig
     instances: list[Any]  # pywbem.CIMInstance, in file order
     exp_path: Path
+    # snapshot id -> its settings instances (Snapshots/<id>.exp), in config.xml's order
+    snapshot_instances: dict[str, list[Any]] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from typing import Any
 from vsms.disks.api import ProgressFn
 from vsms.disks.digests import DigestBook
 from vsms.errors import InvalidParameter, JobCancelled, ValidationFailed, VsmsError
+from vsms.exportdir import snapreader
 from vsms.exportdir.config import disk_file_clause, parse_config
 from vsms.exportdir.expfile import instance_problems, parse_exp
 from vsms.exportdir.layout import (
@@ -343,6 +344,10 @@ def read_export(directory: Path, *, verify: bool = True, progress: ProgressFn | 
     exp_path, instances = _exp(root, scan, cfg, problems)
     skip = {d.file for d in cfg.disks if d.file} if defer_disks and cfg is not None else set()
     damaged = _manifest(root, scan, verify, skip, progress, cancel, problems, book)
+    snapshots: dict[str, list[Any]] = {}
+    if cfg is not None and (cfg.snapshots or cfg.images):
+        snapshots = snapreader.read_tree(root, scan, cfg, _read_file, probe or _default_probe,
+                                         problems)
     if cfg is not None:
         deep = verify and not problems  # the image checks are the slowest step: only for an
         _disks(root, scan, cfg, probe or _default_probe,  # export that is otherwise valid
@@ -353,7 +358,7 @@ def read_export(directory: Path, *, verify: bool = True, progress: ProgressFn | 
     if problems or cfg is None or exp_path is None:
         raise ValidationFailed(problems or [f"{root} is not a complete export: {_AGAIN}"],
                                summary=f"The export directory {str(root)!r} failed validation")
-    return ExportPackage(root, cfg, instances, exp_path)
+    return ExportPackage(root, cfg, instances, exp_path, snapshots)
 
 
 def listed_checksums(pkg: ExportPackage, rels: Collection[str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.cim.enums import CopySnapshotConfiguration
-from vsms.errors import InvalidParameter, NotSupported
+from vsms.errors import InvalidParameter
 
 EXPORT_CAPTION = "Virtual System Export Setting Data"
 EXPORT_DESCRIPTION = "Microsoft Virtual System Export Setting Data"
@@ -27,6 +27,7 @@ class ExportOptions:
     copy_runtime: bool = True
     create_subdirectory: bool = True
     snapshots: CopySnapshotConfiguration = CopySnapshotConfiguration.EXPORT_ALL_SNAPSHOTS
+    snapshot: str = ""  # SnapshotVirtualSystem (CopySnapshotConfiguration 2): a VSSD reference
 
 
 @dataclass(frozen=True)
@@ -137,15 +138,17 @@ def parse_export_setting_data(inst: pywbem.CIMInstance) -> ExportOptions:
     except (TypeError, ValueError):
         raise InvalidParameter(
             f"CopySnapshotConfiguration {raw!r} is not one of 0 (all), 1 (none), 2 (one)") from None
-    if snaps is CopySnapshotConfiguration.EXPORT_ONE_SNAPSHOT:
-        raise NotSupported(
-            "CopySnapshotConfiguration 2 (export one snapshot) is not supported: this host has no "
-            "snapshots yet; use 0 or 1 to export the virtual machine itself")
+    snapshot = _str(inst, "SnapshotVirtualSystem")
+    if snaps is CopySnapshotConfiguration.EXPORT_ONE_SNAPSHOT and not snapshot:
+        raise InvalidParameter(
+            "CopySnapshotConfiguration 2 (export one snapshot) needs SnapshotVirtualSystem: the "
+            "path of the snapshot's Msvm_VirtualSystemSettingData (SettingType 5)")
     return ExportOptions(
         copy_storage=_bool(inst, "CopyVmStorage", True),
         copy_runtime=_bool(inst, "CopyVmRuntimeInformation", True),
         create_subdirectory=_bool(inst, "CreateVmExportSubdirectory", False),
         snapshots=snaps,
+        snapshot=snapshot if snaps is CopySnapshotConfiguration.EXPORT_ONE_SNAPSHOT else "",
     )
 
 

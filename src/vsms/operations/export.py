@@ -5,8 +5,9 @@ VM (busy, "Exporting") in memory; ExportWork.run() is the job, and releases it. 
 built under a hidden temporary name inside the ExportDirectory and renamed into place only when
 complete (manifest written last), so an export that looks complete is complete. Each disk is
 hashed while it is copied (one read of its data), so the manifest costs only the small files on
-top. Every side effect is journaled first, so a failure, a cancel or a crash removes the
-partial export.
+top (and, with a snapshot tree, the overlays whose copies were rebased, and flattened disks).
+What is copied for each CopySnapshotConfiguration: ``operations.export_snapshots``. Every
+side effect is journaled first, so a failure, a cancel or a crash removes the partial export.
 """
 
 from __future__ import annotations
@@ -15,33 +16,39 @@ import contextlib
 import os
 import socket
 import stat
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from vsms import __version__
-from vsms.cim.enums import EnabledState, OperationalStatus, RequestedState
-from vsms.disks import anchor, qemuimg
-from vsms.disks import copy as diskcopy
+from vsms.cim.enums import (
+    CopySnapshotConfiguration,
+    EnabledState,
+    OperationalStatus,
+    RequestedState,
+)
+from vsms.disks import anchor
 from vsms.disks.anchor import Dir, Identity
-from vsms.disks.api import ProgressFn
 from vsms.disks.digests import DigestBook
-from vsms.disks.lanes import CopyTask, run_lanes
 from vsms.errors import AccessDenied, InvalidParameter, InvalidState, NotFound, NotSupported
 from vsms.exportdir import layout, writer
-from vsms.exportdir.layout import ExportConfig, ExportedDisk
+from vsms.exportdir.layout import ExportConfig
 from vsms.jobs.context import OpContext
 from vsms.mapping import components
 from vsms.mapping.exportimport import ExportOptions
 from vsms.mapping.system import settings_instances
 from vsms.model.vm import VirtualSystem
 from vsms.operations import files
+from vsms.operations.export_snapshots import (
+    Image,
+    copy_bytes,
+    image_graph,
+    one_snapshot_view,
+    write_disks,
+)
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress
 from vsms.operations.reservations import Reservation as TargetHold
-from vsms.operations.snapshots import refuse_export_with_snapshots
 from vsms.operations.switchports import exported_nics
 from vsms.operations.transitions import Reservation, Transition, Transitions
 from vsms.operations.undo import RemoveTree
@@ -72,6 +79,7 @@ class ExportWork:
     allow_saved: bool
     roots: StorageRoots
     book: DigestBook | None = None  # digests of files hashed before (vsms.disks.digests)
+    graph: dict[str, Image] = field(default_factory=dict)  # the images of every disk chain
 
     @property
     def description(self) -> str:
@@ -99,44 +107,25 @@ class ExportWork:
             if targets is not None:
                 targets.release()
 
-    def _copier(self, src: str, dst: str) -> Callable[[ProgressFn, threading.Event],
-                                                      tuple[int, str]]:
-        def run(progress: ProgressFn, cancel: threading.Event) -> tuple[int, str]:
-            return diskcopy.copy_and_hash(src, dst, progress=progress, cancel=cancel,
-                                          book=self.book)
-        return run
-
     def _write(self, ctx: OpContext, tmp: Path) -> None:
         vs = self.vs
-        disks = vs.disk_media() if self.options.copy_storage else []
-        data = {m.dev_id: diskcopy.data_bytes(m.path) for m in disks}
-        total = sum(data.values())
+        total = copy_bytes(vs, self.graph, self.options.snapshots) \
+            if self.options.copy_storage else 0
         small = max(total // 100, 1)
         phases = PhaseProgress(ctx.progress, {"copy": total, "meta": small, "hash": small})
-        exported: list[ExportedDisk] = []
-        used: set[str] = set()
-        tasks: list[CopyTask[tuple[int, str]]] = []
-        for media in vs.disk_media():
-            info = qemuimg.info(media.path, media.format)
-            rel = ""
-            if self.options.copy_storage:
-                rel = f"{layout.VHD_DIR}/{_unique_name(Path(media.path).name, used)}"
-                tasks.append(CopyTask(media.path, str(tmp / rel), self._copier(media.path,
-                                                                                str(tmp / rel))))
-            exported.append(ExportedDisk(dev_id=media.dev_id, original_path=media.path, file=rel,
-                                         format=media.format, virtual_size=info.virtual_size))
-        # each disk hashed while it is copied (read once); disks on other devices in parallel
-        results = run_lanes(tasks, progress=phases.phase("copy", total), cancel=ctx.cancel_event)
+        disks = write_disks(ctx, tmp, vs, self.graph, self.options.snapshots,
+                            self.options.copy_storage, self.book, phases.phase("copy", total))
         ctx.check_cancelled()
-        digests = {d.file: digest for d, (_, digest) in
-                   zip([d for d in exported if d.file], results, strict=True)}
+        digests = disks.digests
         phases.done("copy")
         cfg = ExportConfig(vm_guid=vs.guid, vm_name=vs.name,
                            exported_at=datetime.now(UTC),
                            with_storage=self.options.copy_storage,
-                           with_runtime=self.options.copy_runtime, disks=exported,
+                           with_runtime=self.options.copy_runtime, disks=disks.disks,
                            source_host=socket.gethostname(), vsms_version=__version__,
-                           nics=exported_nics(vs, self.host.networks.switches()))
+                           nics=exported_nics(vs, self.host.networks.switches()),
+                           snapshots=disks.snapshots, images=disks.images,
+                           previous_snapshot=disks.previous, last_applied=disks.last_applied)
         kvp_items = components.export_instance(vs)  # the host's key-value items, if any
         writer.write_exp(tmp, vs.guid, [*settings_instances(vs),
                                         *([kvp_items] if kvp_items is not None else [])])
@@ -176,16 +165,6 @@ class ExportWork:
             anchor.rename_noreplace(src_dir, src, dst_dir, dst)
         except FileExistsError:
             raise _taken(Path(dst_dir.path) / dst) from None
-
-
-def _unique_name(name: str, used: set[str]) -> str:
-    stem, dot, ext = name.rpartition(".")
-    candidate, n = name, 1
-    while candidate.lower() in used:
-        n += 1
-        candidate = f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
-    used.add(candidate.lower())
-    return candidate
 
 
 def _taken(path: Path) -> InvalidParameter:
@@ -240,8 +219,12 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
         raise InvalidState(f"virtual machine '{vs.name}' is busy: {what} is in progress; wait "
                            "for its job to finish")
     _check_state(host, vs, allow_saved, options)
-    refuse_export_with_snapshots(vs)
     check_disks_confined(roots, vs, "export")
+    if options.snapshots is CopySnapshotConfiguration.EXPORT_ONE_SNAPSHOT:
+        # the VM as that snapshot recorded it, its disks merged; storage/runtime flags ignored
+        vs = one_snapshot_view(vs, options.snapshot)
+        options = replace(options, copy_storage=True, copy_runtime=False)
+    graph = image_graph(vs, roots, "export")
     export_dir = roots.confine(export_directory, "ExportDirectory")
     if not export_dir.exists():
         raise InvalidParameter(
@@ -268,7 +251,7 @@ def prepare_export(host: VirtHost, roots: StorageRoots, transitions: Transitions
     held = transitions.begin(vs.guid, _EXPORTING, vs.name)
     return ExportWork(host=host, reservation=held, vs=vs, options=options,
                       export_dir=export_dir, dest=dest, allow_saved=allow_saved, roots=roots,
-                      book=book)
+                      book=book, graph=graph)
 
 
 def _targets(export_dir: Path, dest: Path) -> list[Path]:

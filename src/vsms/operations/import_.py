@@ -44,9 +44,20 @@ from vsms.model.job import AffectedElement
 from vsms.model.vm import DriveKind, ImageFormat, Media, VirtualSystem
 from vsms.operations import files
 from vsms.operations.identity import with_new_identity
+from vsms.operations.import_snapshots import (
+    TreePlan,
+    attach,
+    copy_tree,
+    is_tree,
+    plan_tree,
+    refuse_targets,
+    renew_tree,
+    tree_bytes,
+)
 from vsms.operations.paths import StorageRoots
 from vsms.operations.progress import PhaseProgress, offset
 from vsms.operations.reservations import Reservation
+from vsms.operations.snapshot_disks import SNAPSHOTS
 from vsms.operations.switchports import (
     ImportLinks,
     add_port,
@@ -96,6 +107,7 @@ class ImportWork:
     vhd_root: Path | None = None
     _reservation: Reservation | None = field(default=None, init=False, repr=False)
     _links: ImportLinks = field(default_factory=ImportLinks, init=False, repr=False)
+    _tree: TreePlan | None = field(default=None, init=False, repr=False)
 
     @property
     def description(self) -> str:
@@ -112,8 +124,11 @@ class ImportWork:
     def _run(self, ctx: OpContext) -> None:
         size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
         create_copy = self.options.create_copy
+        # an export with snapshots has their settings in Snapshots/: its images are copied by
+        # the tree's own phase (a chain without snapshots goes there too, unweighted)
+        tree_size = size if any((self.directory / "Snapshots").glob("*.exp")) else 0
         phases = PhaseProgress(ctx.progress, {"verify": size // 100 + 1, "copy": size,
-                                              "define": 1}
+                                              "tree": tree_size, "define": 1}
                                if create_copy else {"verify": 1, "define": 0.02})
         # with a copy, the disks' checksums are verified while they are copied (one read)
         pkg = read_export(self.directory, verify=True, progress=phases.phase("verify", size),
@@ -121,11 +136,16 @@ class ImportWork:
         phases.done("verify")
         ctx.check_cancelled()
         vs, copies = self._plan(pkg)
+        tree = self._tree
         if create_copy:
             # one table for every call that creates files: a target is never shared
+            targets = [c.dst for c in copies] + ([c.dst for c in tree.copies] if tree else [])
             self._reservation = self.roots.targets.reserve(
-                [Path(c.dst) for c in copies], f"the import of {self.directory}")
+                [Path(t) for t in targets], f"the import of {self.directory}")
             self._copy(ctx, pkg, copies, phases)
+            if tree is not None:
+                copy_tree(ctx, self.roots, vs, tree, phases.phase("tree", tree_bytes(tree)))
+            phases.done("tree")
         else:
             ctx.add_undo(UnmarkConsumed(str(self.directory), vs.guid))
             self.store.mark_consumed(str(self.directory), vs.guid)
@@ -139,8 +159,9 @@ class ImportWork:
             "Msvm_ComputerSystem", {"CreationClassName": "Msvm_ComputerSystem", "Name": vs.guid},
             [5]))
         ctx.status(f"imported as virtual machine '{vs.name}' ({vs.guid})")
-        if self._links.notes:
-            ctx.describe("; ".join([self.description, *self._links.notes]))
+        notes = [*self._links.notes, *(tree.notes if tree else [])]
+        if notes:
+            ctx.describe("; ".join([self.description, *notes]))
 
     # ------------------------------------------------------------------ planning (no effects)
     def _plan(self, pkg: ExportPackage) -> tuple[VirtualSystem, list[Copy]]:
@@ -152,7 +173,8 @@ class ImportWork:
         problems: list[str] = []
         by_dev = {d.dev_id: (i, d) for i, d in enumerate(pkg.config.disks)}
         from_export: dict[str, str] = {}  # source path -> path relative to the export
-        media = vs.disk_media()
+        tree = is_tree(pkg)  # then the tree's plan places every image (below)
+        media = [] if tree else vs.disk_media()
         for m in media:
             entry = by_dev.get(m.dev_id)
             if entry is None:
@@ -176,6 +198,7 @@ class ImportWork:
                 vs.media.remove(m)  # the ISO is not part of an export; the drive stays, empty
         if problems:
             raise ValidationFailed(problems, summary=f"cannot import {self.directory}")
+        old = vs
         if opts.generate_new_id:
             vs = with_new_identity(vs)
         else:
@@ -193,8 +216,11 @@ class ImportWork:
         self._links = plan_import_links(self.host.networks.switches(), vs, recorded,
                                         opts.target_network_connections)
         copies: list[Copy] = []
-        if opts.create_copy:
+        if tree:
+            self._tree = self._plan_tree(pkg, old, vs)
+        elif opts.create_copy:
             copies = self._targets(vs, vs.disk_media(), from_export)
+        if opts.create_copy:
             if opts.target_vm_data_root:
                 vs.external_data_root = str(self.roots.confine(opts.target_vm_data_root,
                                                                "TargetVmDataRoot"))
@@ -206,6 +232,33 @@ class ImportWork:
                     raise InUse(f"the disk {m.path} is already used by virtual machine {owner}: "
                                 "import with CreateCopy TRUE to get an independent copy")
         return vs, copies
+
+    def _plan_tree(self, pkg: ExportPackage, old: VirtualSystem,
+                   vs: VirtualSystem) -> TreePlan:
+        """The snapshot tree's plan (import_snapshots), attached to ``vs``."""
+        opts = self.options
+        folder: Path | None = None
+        if opts.create_copy:
+            refuse_targets(opts.target_resource_paths)
+            if opts.target_vhd_data_root:
+                folder = self.roots.confine(opts.target_vhd_data_root, "TargetVhdDataRoot")
+            else:
+                base = self.vhd_root or self.roots.roots[0] / "Virtual Machines"
+                folder = self.roots.confine(str(base / vs.guid / "Virtual Hard Disks"),
+                                            "the default copy target")
+        if opts.create_copy and opts.target_snapshot_data_root:  # where memory states go
+            vs.snapshot_data_root = str(self.roots.confine(opts.target_snapshot_data_root,
+                                                           "TargetSnapshotDataRoot"))
+        overlays = None
+        if folder is not None:  # the folder snapshot_dir() gives the VM once attached
+            root = vs.snapshot_data_root or vs.external_data_root or str(folder)
+            overlays = self.roots.confine(os.path.join(root, SNAPSHOTS, vs.guid.upper()),
+                                          "the snapshot folder")
+        plan = plan_tree(pkg, self.roots, vs, folder, overlays)
+        attach(plan, vs)
+        if opts.generate_new_id:
+            renew_tree(old, vs, plan)
+        return plan
 
     def _source(self, index: int, rel: str, original: str, problems: list[str]) -> str | None:
         opts = self.options

@@ -79,6 +79,11 @@ DEFAULT_TARGETS: tuple[Target, ...] = (
     # snapshot merges (called through the module attribute)
     Target("vsms.disks.qemuimg", "overlay_commit", detail_arg=0),
     Target("vsms.disks.qemuimg", "overlay_rebacked", detail_arg=0),
+    # export and import of a snapshot tree: chains rebased inside the export or onto the
+    # copies, disks flattened (imported by name)
+    Target("vsms.operations.export_snapshots", "rebase_relative", detail_arg=0),
+    Target("vsms.operations.export_snapshots", "convert_file", progress=True),
+    Target("vsms.operations.import_snapshots", "rebase_relative", detail_arg=0),
 )
 
 
