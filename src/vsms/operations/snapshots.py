@@ -84,14 +84,16 @@ def find_snapshot(host: VirtHost, snapshot_id: str) -> tuple[VirtualSystem, Snap
     """The VM holding the snapshot ``snapshot_id`` and the snapshot; NotFound/InvalidParameter
     (a VM's current settings are not a snapshot) naming the cause."""
     sid = snapshot_id.upper()
-    for vs in host.shared_systems():
-        if vs.guid.upper() == sid:
-            raise InvalidParameter(
-                f"Microsoft:{sid} is the current settings of virtual machine '{vs.name}', not a "
-                "snapshot: pass a snapshot's Msvm_VirtualSystemSettingData (SettingType 5)")
-        for snap in vs.snapshots:
-            if snap.id.upper() == sid:
-                return clone(vs), clone(snap)
+    vs = host.get_system(sid)
+    if vs is not None:
+        raise InvalidParameter(
+            f"Microsoft:{sid} is the current settings of virtual machine '{vs.name}', not a "
+            "snapshot: pass a snapshot's Msvm_VirtualSystemSettingData (SettingType 5)")
+    owner = host.snapshot_owner(sid)
+    found = host.get_system(owner) if owner is not None else None
+    snap = next((s for s in found.snapshots if s.id.upper() == sid), None) if found else None
+    if found is not None and snap is not None:
+        return found, snap
     raise NotFound(f"there is no snapshot Microsoft:{sid}: list the snapshots of the virtual "
                    "machine (Msvm_VirtualSystemSettingData with SettingType 5) and pass one")
 

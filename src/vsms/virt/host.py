@@ -107,6 +107,18 @@ class VirtHost:
             return self._cache.get(g)
         return self._conn.run(f"read virtual machine {g}", work)
 
+    def snapshot_owner(self, snapshot_id: str) -> str | None:
+        """The GUID of the VM whose snapshot tree holds the snapshot ``snapshot_id``, or None:
+        one index look-up (kept by the cache with each VM's tree), no walk over the VMs."""
+        g = checks.canonical_guid(snapshot_id)
+        if g is None:
+            return None
+
+        def work(conn: Any) -> str | None:
+            self._refresh(conn, None)
+            return self._cache.snapshot_owner(g)
+        return self._conn.run(f"find the virtual machine of snapshot {g}", work)
+
     def states(self) -> dict[str, EnabledState]:
         """Steady EnabledState of every VM: two libvirt calls whatever the number of VMs (plus
         one re-read per domain whose definition changed since the last call)."""
