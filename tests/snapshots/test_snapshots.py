@@ -285,7 +285,8 @@ def test_refusals_and_states(svc: Harness, storage_root: Path) -> None:
         assert vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=vm,
                     SnapshotSettingData=s1.path)[0] == ReturnCode.INVALID_STATE
         before = current_disk(svc, vm)
-        # removing works while it runs; the merge of the disks it has open waits
+        # removing works while it runs: the frozen image below the one it writes is merged
+        # live (tests/snapshots/test_live_merge.py), the one it writes stays
         rv, out = svc.vsms("RemoveVirtualSystemSnapshot", SnapshotSettingData=s1.path)
         ok_job(svc, rv, out)
         assert current_disk(svc, vm) == before

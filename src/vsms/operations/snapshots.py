@@ -17,8 +17,9 @@ saved next to them; with a VHD/VHDX in a chain (QEMU cannot save it) or a saved 
 is disk-only (a saved VM's stored XML is retargeted onto the overlays). For a running or saved
 VM the point of no return comes before that switch, which is compensated when it fails. A
 snapshot is applied to a VM that is off or saved (the saved state is discarded); the VM ends
-off, or saved when the snapshot holds a memory state. One is removed in any state (merges that
-concern the disks a running or saved VM has open wait until it is off).
+off, or saved when the snapshot holds a memory state. One is removed in any state: the disks
+a running or paused VM has open are merged live (block commit, ``operations.snapshot_live``),
+those of a saved VM once it is off.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +57,7 @@ from vsms.operations.snapshot_disks import (
     snapshot_dir,
     use_overlays,
 )
+from vsms.operations.snapshot_live import live_merger
 from vsms.operations.undo import OpContext, Redefine, RemoveFile
 from vsms.virt.cache import clone
 from vsms.virt.host import VirtHost
@@ -316,6 +319,7 @@ class RemoveSnapshot:
     vs: VirtualSystem
     snap: Snapshot
     tree: bool
+    on_merge: Callable[[], None] = lambda: None  # the merges of a running VM begin
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
@@ -343,8 +347,13 @@ class RemoveSnapshot:
         # the point of no return is the new definition itself: nothing to undo after it
         self.host.define(new)
         ctx.progress(30)
-        live = self.host.state(vs.guid) is not EnabledState.DISABLED
-        _tidy(self.host, self.roots, load_system(self.host, vs.guid), ctx, live=live)
+        state = self.host.state(vs.guid)
+        merging = state in (EnabledState.ENABLED, EnabledState.PAUSED)  # QEMU has the disks
+        if merging:
+            self.on_merge()
+        collapse(load_system(self.host, vs.guid), self.roots, self.host.define,
+                 live=state is not EnabledState.DISABLED, progress=ctx.status,
+                 merge_live=live_merger(self.host, ctx) if merging else None)
         ctx.progress(100)
 
 

@@ -111,6 +111,9 @@ class SnapshotMethods(ServiceProvider):
         with self._hold(owner.guid, OperationalStatus.DELETING_SNAPSHOT,
                         "the removal of a snapshot") as held:
             op = prepare_remove(self.ctx.host, self.ctx.roots, sid, tree)
+            op.on_merge = lambda: self.ctx.transitions.relabel(owner.guid, Transition(
+                None, RequestedState.NOT_APPLICABLE, OperationalStatus.MERGING_DISKS,
+                "the merge of a removed snapshot's disks"))
             what = "snapshot tree" if tree else "snapshot"
             return self.start_job(
                 "Remove Virtual System Snapshot" + (" Tree" if tree else ""),

@@ -19,7 +19,7 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound
 from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
-from vsms.virt import caps, domxml, snapxml, stats
+from vsms.virt import blockcommit, caps, domxml, snapxml, stats
 from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
@@ -450,3 +450,23 @@ class VirtHost:
                 dom.destroy()
                 raise
         self._act(guid, "restore the memory state of", act)
+
+    def block_commit(self, guid: str, top: str, base: str,
+                     progress: Callable[[float], None]) -> None:
+        """Merge ``top`` into its backing file ``base`` while the VM runs or is paused
+        (``virt.blockcommit``: an active commit and pivot when ``top`` is the image the VM
+        writes, else an intermediate commit). The persistent definition is not changed."""
+        def act(dom: Any, state: EnabledState, label: str) -> None:
+            if state not in (EnabledState.ENABLED, EnabledState.PAUSED):
+                raise InvalidState(f"cannot merge the disks of {label} live: "
+                                   f"{describe(state)}")
+            blockcommit.commit(dom, top, base, progress, label)
+        self._act(guid, "merge the disks of", act)
+
+    def settle_block_commit(self, guid: str, top: str) -> bool:
+        """Cancel a block job a crash left on the VM's disk holding ``top``; whether ``top``
+        is still in a running chain (True also when the VM does not run)."""
+        def act(dom: Any, _state: EnabledState, _label: str) -> bool:
+            return blockcommit.settle(dom, top)
+        still: bool = self._act(guid, "look at the disk merges of", act)
+        return still
