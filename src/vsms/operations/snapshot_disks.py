@@ -35,6 +35,7 @@ from pathlib import Path
 
 from vsms.disks import anchor, qemuimg
 from vsms.disks.anchor import Identity
+from vsms.disks.copy import copy_file
 from vsms.errors import InvalidParameter
 from vsms.model.vm import ImageFormat, Media, VirtualSystem, new_guid
 from vsms.operations.files import Journal, create_file, open_target_dir
@@ -95,6 +96,22 @@ def new_overlays(journal: Journal, roots: StorageRoots, folder: str,
                 os.close(fd)
             made[media.dev_id] = os.path.join(d.path, name)
     return made
+
+
+def copy_memory(journal: Journal, roots: StorageRoots, source: str, target: str,
+                progress: Callable[[float], None]) -> None:
+    """Copy the memory state ``source`` (a saved VM's managed save image) to the new file
+    ``target`` in the overlay folder (created exclusively through a folder handle, journaled;
+    cloned where the filesystem can, else sparse), with ``progress`` from 0 to 1."""
+    total = max(1, os.path.getsize(source))
+    with open_target_dir(journal, os.path.dirname(target), roots.roots) as d:
+        name = os.path.basename(target)
+        fd = create_file(journal, d, name, 0o600)
+        try:
+            copy_file(source, os.path.join(d.path, name), dst_fd=fd,
+                      progress=lambda done: progress(min(done / total, 1.0)))
+        finally:
+            os.close(fd)
 
 
 def use_overlays(vs: VirtualSystem, overlays: dict[str, str]) -> None:

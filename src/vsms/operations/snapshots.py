@@ -14,7 +14,8 @@ Each operation changes the VM's definition (its snapshot tree lives in our metad
 A snapshot is taken of a VM that is off, running, paused or saved, which keeps its state: a
 running or paused VM on qcow2 chains is switched onto the overlays live with its memory state
 saved next to them; with a VHD/VHDX in a chain (QEMU cannot save it) or a saved VM the snapshot
-is disk-only (a saved VM's stored XML is retargeted onto the overlays). For a running or saved
+is disk-only; a saved VM's saved state is copied into the snapshot and its stored XML
+retargeted onto the overlays. For a running or saved
 VM the point of no return comes before that switch, which is compensated when it fails. A
 snapshot is applied to a VM that is off or saved (the saved state is discarded); the VM ends
 off, or saved when the snapshot holds a memory state. One is removed in any state: the disks
@@ -47,6 +48,7 @@ from vsms.operations.modify import describe_state, load_system
 from vsms.operations.paths import StorageRoots
 from vsms.operations.snapshot_disks import (
     collapse,
+    copy_memory,
     graph_of,
     is_overlay_of,
     memory_file,
@@ -169,14 +171,21 @@ class CreateSnapshot:
         files = _Recorder(ctx)
         overlays = new_overlays(files, self.roots, snapshot_dir(vs), vs.disk_media())
         ctx.progress(50)
+        saved = state is EnabledState.SUSPENDED and bool(self.memory) and bool(overlays)
+        if saved:  # a copy of the saved state (journaled: a failure removes it)
+            ctx.status(f"Copying the saved state of '{vs.name}'")
+            copy_memory(files, self.roots, self.host.saved_state_file(vs.guid), self.memory,
+                        lambda f: ctx.progress(50 + 40 * f))
         new = clone(vs)
         use_overlays(new, overlays)
         new.snapshots.append(snap)
         new.previous_snapshot = snap.id
         seq = ctx.add_undo(Redefine(to_json(vs)))
         self.host.define(new)  # a crash before the job ends undoes it all: consistent
-        # the memory state is saved only if the VM still runs as when it was prepared
-        memory = self.memory if state in (EnabledState.ENABLED, EnabledState.PAUSED) else ""
+        # the memory state is saved only if the VM still runs (or is saved) as when it was
+        # prepared
+        memory = self.memory if state in (EnabledState.ENABLED, EnabledState.PAUSED) or saved \
+            else ""
         if live and overlays:
             self._switch(ctx, files, seq, vs, new, overlays, state, memory)
         if memory and overlays:
@@ -225,9 +234,11 @@ def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnap
         roots.confine(folder, f"the snapshot folder of disk {media.path}")
     state = host.state(guid)
     sid = new_guid()
-    # the memory state is saved when QEMU can: a running or paused VM on qcow2 chains only
-    memory = memory_file(vs, sid) if state in (EnabledState.ENABLED, EnabledState.PAUSED) \
-        and vs.disk_media() and qcow2_only(graph_of(vs), vs) else ""
+    # the memory state is saved when QEMU can: a running or paused VM on qcow2 chains only;
+    # a saved VM's saved state is copied
+    memory = memory_file(vs, sid) if (state in (EnabledState.ENABLED, EnabledState.PAUSED)
+                                      and vs.disk_media() and qcow2_only(graph_of(vs), vs)) \
+        or (state is EnabledState.SUSPENDED and vs.disk_media()) else ""
     return CreateSnapshot(host, roots, vs, sid, state is not EnabledState.DISABLED, memory)
 
 

@@ -65,9 +65,8 @@ class SnapshotMethods(ServiceProvider):
                 what = f"a snapshot of {label} with its memory state"
             elif op.live:
                 what = (f"a disk-only snapshot of {label}: its memory state is not captured "
-                        "(QEMU saves it only for qcow2 disks, and the saved state of a saved "
-                        "machine is not copied), so applying the snapshot gives a turned-off "
-                        "machine")
+                        "(QEMU saves it only for qcow2 disks), so applying the snapshot gives "
+                        "a turned-off machine")
             else:
                 what = f"a snapshot of {label}"
             rv, out = self.start_job(

@@ -19,7 +19,7 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound
 from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
-from vsms.virt import blockcommit, caps, domxml, snapxml, stats
+from vsms.virt import blockcommit, caps, domxml, savedstate, snapxml, stats
 from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
@@ -432,6 +432,16 @@ class VirtHost:
             xml = snapxml.retarget_disks(dom.managedSaveGetXMLDesc(0), overlays)
             dom.managedSaveDefineXML(xml, 0)
         self._act(guid, "change the saved state of", act)
+
+    def saved_state_file(self, guid: str) -> str:
+        """The file holding the memory state of the saved (Suspended) VM (libvirt's managed
+        save image, ``virt.savedstate``), to be read only."""
+        def act(dom: Any, state: EnabledState, label: str) -> str:
+            if state is not EnabledState.SUSPENDED:
+                raise InvalidState(f"{label} has no saved state: {describe(state)}")
+            return savedstate.managed_save_file(dom, self.uri, label)
+        path: str = self._act(guid, "find the saved state of", act)
+        return path
 
     def restore_as_saved(self, guid: str, memory: str) -> None:
         """Make the turned-off VM saved (Suspended) with the memory state in the file
