@@ -10,6 +10,7 @@ bookkeeping finished at start-up)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import time
@@ -34,7 +35,9 @@ from tests.snapshots.test_snapshots import (
     write,
 )
 from vsms.app import Service
-from vsms.disks import qemuimg
+from vsms.disks import digests, qemuimg
+from vsms.disks.digests import FileIdentity
+from vsms.disks.reading import sha256_file
 from vsms.model.vm import ImageFormat
 from vsms.operations.snapshot_disks import backing_of
 from vsms.operations.snapshot_live import LiveMerge
@@ -125,11 +128,17 @@ def test_live_merges_and_recovery(served: Served) -> None:
     guid = str(vm["Name"])
     served.defined.append(guid)
     write(svc, vm, 0x41, 0)  # A in the VHD
-    s1 = snapshot(svc, vm)
+    time.sleep(2 * digests.SETTLE_NS / 1e9)
+    store = served.service.store
+    digest = sha256_file(str(vhd), book=store)  # as an export or import records it
+    s1 = snapshot(svc, vm)  # freezes the VHD: the book is told
     write(svc, vm, 0x42, 1)  # B in the first overlay
     ov1, _ = current_disk(svc, vm)
     change_state(svc, vm, 2)
     try:
+        # libvirt relabelled the frozen VHD for QEMU (a new ctime): its digest is still known
+        assert store.known_digest(FileIdentity.of(os.stat(vhd))) is None
+        assert digests.lookup(store, FileIdentity.of(os.stat(vhd))) == digest
         s2 = snapshot(svc, vm)  # live, disk-only: the VM now writes ov2 on ov1
         ov2, _ = current_disk(svc, vm)
         guest_write(guid, 0x43, 2)  # C, into ov2
@@ -158,6 +167,8 @@ def test_live_merges_and_recovery(served: Served) -> None:
         assert [m.path for m in vs.snapshots[0].config.disk_media()] == [str(vhd)]
         assert svc.get(vm)["EnabledState"] == 2
         assert reads(str(vhd), ImageFormat.VHD, {0: 0x41, 1: 0x42})
+        # merged into, the VHD changed: its frozen digest is no longer trusted
+        assert digests.lookup(store, FileIdentity.of(os.stat(vhd))) is None
 
         # an active commit and pivot: ov2 (the image the VM writes) into the VHD
         guest_write(guid, 0x44, 3)  # D, into ov2

@@ -33,6 +33,8 @@ from datetime import datetime
 from typing import Any
 
 from vsms.cim.enums import EnabledState
+from vsms.disks import digests
+from vsms.disks.digests import DigestBook
 from vsms.errors import (
     InvalidParameter,
     InvalidState,
@@ -156,6 +158,7 @@ class CreateSnapshot:
     snapshot_id: str
     live: bool = False  # the VM ran (or was saved) when it was prepared
     memory: str = ""  # the file for its memory state ("": disk-only)
+    book: DigestBook | None = None  # told that the images this snapshot freezes are frozen
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
@@ -191,6 +194,9 @@ class CreateSnapshot:
         if memory and overlays:
             new.snapshots[-1].memory = memory  # claimed once the file is complete
             self.host.define(new)
+        for media in vs.disk_media():  # nothing writes these any more
+            if media.dev_id in overlays:
+                digests.freeze(self.book, media.path)
         ctx.set_result(snapshot=snap.id)
         ctx.progress(100)
 
@@ -226,7 +232,8 @@ class CreateSnapshot:
 _CREATE_HINT = ("wait until it is running, paused, saved or off")
 
 
-def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnapshot:
+def prepare_create(host: VirtHost, roots: StorageRoots, guid: str,
+                   book: DigestBook | None = None) -> CreateSnapshot:
     vs = load_system(host, guid)
     _state_check(host, vs, CREATABLE, "take a snapshot", _CREATE_HINT)
     for media in vs.disk_media():  # a root outside the storage roots fails now, not in the job
@@ -239,7 +246,8 @@ def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnap
     memory = memory_file(vs, sid) if (state in (EnabledState.ENABLED, EnabledState.PAUSED)
                                       and vs.disk_media() and qcow2_only(graph_of(vs), vs)) \
         or (state is EnabledState.SUSPENDED and vs.disk_media()) else ""
-    return CreateSnapshot(host, roots, vs, sid, state is not EnabledState.DISABLED, memory)
+    return CreateSnapshot(host, roots, vs, sid, state is not EnabledState.DISABLED, memory,
+                          book)
 
 
 @dataclasses.dataclass

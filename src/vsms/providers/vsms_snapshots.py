@@ -58,7 +58,7 @@ class SnapshotMethods(ServiceProvider):
     def create_snapshot(self, target: CIMTarget, params: Params) -> Result:
         guid = target_guid(self.ctx, params, "SourceSystem")
         with self._hold(guid, OperationalStatus.CREATING_SNAPSHOT, "a snapshot") as held:
-            op = prepare_create(self.ctx.host, self.ctx.roots, guid)
+            op = prepare_create(self.ctx.host, self.ctx.roots, guid, self.ctx.store)
             settings = vssd_path(op.snapshot_id)
             label = f"virtual machine '{op.vs.name}' ({guid})"
             if op.memory:
