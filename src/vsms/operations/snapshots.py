@@ -30,6 +30,7 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from vsms.cim.enums import EnabledState
@@ -399,6 +400,43 @@ def tidy_after_crash(host: VirtHost, roots: StorageRoots) -> int:
         except VsmsError as exc:
             log.warning("VM %s: the snapshot disks could not be tidied: %s", vs.guid, exc)
     return seen
+
+
+def drop_for_destroy(host: VirtHost, roots: StorageRoots, guid: str,
+                     ctx: OpContext) -> VirtualSystem:
+    """What DestroyVirtualSystem does first to a VM with snapshots, as Hyper-V does: the
+    snapshots' files go (their overlays, their memory files; a saved state is discarded
+    first), the VM's current data is merged into the disks it was given, which stay. Every
+    snapshot record is dropped (the point of no return: a crash after it leaves the VM defined
+    without snapshots, and the start-up tidy finishes the merges), then a collapse merges and
+    removes what nobody names, and the empty overlay folder is removed. An image that cannot be
+    merged (the parent of two branches, outside the roots) stays: no data is deleted. Returns
+    the VM as defined now."""
+    vs = load_system(host, guid)
+    folder = snapshot_dir(vs)
+    current = [m.path for m in vs.disk_media() if is_overlay_of(vs, m.path)]
+    if not (vs.snapshots or vs.discarded or current or (folder and os.path.isdir(folder))):
+        return vs
+    ctx.status(f"Removing the snapshots of '{vs.name}' and merging its disks")
+    if host.state(guid) is EnabledState.SUSPENDED:
+        host.discard_saved_state(guid)  # destroyed anyway; its chain can merge now
+    new = clone(vs)
+    new.snapshots, new.previous_snapshot, new.last_applied = [], "", ""
+    kept = {m.path for m in referenced(new)}
+    new.discarded = [*vs.discarded, *(m.path for s in vs.snapshots
+                                      for m in s.config.disk_media()
+                                      if is_overlay_of(vs, m.path) and m.path not in kept)]
+    host.define(new)
+    ctx.progress(20)
+    vs = collapse(load_system(host, guid), roots, host.define, live=False,
+                  progress=ctx.status)
+    ctx.progress(90)
+    if folder and roots.contains(Path(os.path.realpath(folder))):
+        try:
+            os.rmdir(folder)  # only when empty: whatever is left in it is kept
+        except OSError as exc:
+            log.info("VM %s: the overlay folder %s stays: %s", guid, folder, exc)
+    return vs
 
 
 def refuse_export_with_snapshots(vs: VirtualSystem) -> None:
