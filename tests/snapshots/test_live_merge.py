@@ -38,6 +38,7 @@ from vsms.app import Service
 from vsms.disks import digests, qemuimg
 from vsms.disks.digests import FileIdentity
 from vsms.disks.reading import sha256_file
+from vsms.errors import OperationFailed
 from vsms.model.vm import ImageFormat
 from vsms.operations.snapshot_disks import backing_of
 from vsms.operations.snapshot_live import LiveMerge
@@ -252,6 +253,25 @@ def _recovery(served: Served, vm: pywbem.CIMInstanceName, vhd: Path) -> None:
         assert current_disk(svc, vm) == (ov2, ImageFormat.QCOW2)
         assert svc.get(vm)["EnabledState"] == 2
         assert Path(ov2).is_file()
+
+        # 3. a block commit that fails (injected): the snapshot is removed, the merge waits
+        s4 = snapshot(svc, vm)
+        assert s4.path is not None
+        ov3, _ = current_disk(svc, vm)
+
+        def refuse(*_args: object) -> None:
+            raise OperationFailed("injected: libvirt refuses the block commit")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(svc.host, "block_commit", refuse)
+            job = ok_job(svc, *svc.vsms("RemoveVirtualSystemSnapshot",
+                                        SnapshotSettingData=s4.path))
+        assert "waits until the virtual machine is off" in job["Description"], job["Description"]
+        assert "injected" in job["Description"]
+        assert live_chain(guid, ov3) == [ov3, ov2, str(vhd)]
+        vs = svc.host.get_system(guid)
+        assert vs is not None and vs.snapshots == [] and current_disk(svc, vm)[0] == ov3
+        assert served.service.store.jobs_with_undo() == []
+        assert svc.get(vm)["EnabledState"] == 2
     finally:
         change_state(svc, vm, 3)
     # the merge that did not happen is done by the next snapshot job (here with the VM off)

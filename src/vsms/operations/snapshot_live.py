@@ -58,22 +58,28 @@ class LiveMerge(UndoStep["UndoEnv"]):
             finish_live_merge(env.host, self.guid, self.child, self.target)
 
 
-def live_merger(host: VirtHost, ctx: OpContext, first: float = 30.0,
-                last: float = 95.0) -> LiveMergeFn:
+def live_merger(host: VirtHost, ctx: OpContext, first: float = 30.0, last: float = 95.0,
+                deferred: Callable[[str], None] = lambda _reason: None) -> LiveMergeFn:
     """What ``collapse`` calls to merge an image the running VM has open: a journaled block
-    commit whose progress is the job's from ``first`` to ``last`` percent."""
+    commit whose progress is the job's from ``first`` to ``last`` percent (each merge takes
+    half of what is left of that range); ``deferred`` is told why when one cannot be done."""
+    span = [first]
+
     def merge(vs: VirtualSystem, child: str, target: str) -> VirtualSystem | None:
         from vsms.operations.snapshot_disks import finish_live_merge
+        lo = span[0]
+        hi = span[0] = lo + (last - lo) / 2
         step = LiveMerge(vs.guid, child, target)
         seq = ctx.add_undo(step)
         ctx.status(f"Merging {child} into {target} while the virtual machine runs")
         try:
             host.block_commit(vs.guid, child, target,
-                              lambda f: ctx.progress(first + (last - first) * f))
+                              lambda f: ctx.progress(lo + (hi - lo) * f))
         except VsmsError as exc:
             log.warning("VM %s: live merge of %s into %s failed, deferred until it is off: "
                         "%s", vs.guid, child, target, exc)
             ctx.status(f"The merge of {child} waits until the virtual machine is off ({exc})")
+            deferred(str(exc))
             finish_live_merge(host, vs.guid, child, target)  # settles; changes nothing
             ctx.amend_undo(seq, replace(step, done=True))
             return None

@@ -373,7 +373,10 @@ class RemoveSnapshot:
             self.on_merge()
         collapse(load_system(self.host, vs.guid), self.roots, self.host.define,
                  live=state is not EnabledState.DISABLED, progress=ctx.status,
-                 merge_live=live_merger(self.host, ctx) if merging else None)
+                 merge_live=live_merger(self.host, ctx, deferred=lambda why: ctx.describe(
+                     f"Removed the snapshot '{self.snap.name}' of '{vs.name}' ({vs.guid}); "
+                     "the merge of its disks waits until the virtual machine is off (then "
+                     f"the next snapshot operation does it): {why}")) if merging else None)
         ctx.progress(100)
 
 
