@@ -59,14 +59,18 @@ class LiveMerge(UndoStep["UndoEnv"]):
 
 
 def live_merger(host: VirtHost, ctx: OpContext, first: float = 30.0, last: float = 95.0,
-                deferred: Callable[[str], None] = lambda _reason: None) -> LiveMergeFn:
+                deferred: Callable[[str], None] = lambda _reason: None,
+                started: Callable[[], None] = lambda: None) -> LiveMergeFn:
     """What ``collapse`` calls to merge an image the running VM has open: a journaled block
     commit whose progress is the job's from ``first`` to ``last`` percent (each merge takes
-    half of what is left of that range); ``deferred`` is told why when one cannot be done."""
+    half of what is left of that range); ``started`` is called before the first one (the VM
+    shows Merging Disks from then on), ``deferred`` is told why when one cannot be done."""
     span = [first]
 
     def merge(vs: VirtualSystem, child: str, target: str) -> VirtualSystem | None:
         from vsms.operations.snapshot_disks import finish_live_merge
+        if span[0] == first:
+            started()
         lo = span[0]
         hi = span[0] = lo + (last - lo) / 2
         step = LiveMerge(vs.guid, child, target)

@@ -369,14 +369,13 @@ class RemoveSnapshot:
         ctx.progress(30)
         state = self.host.state(vs.guid)
         merging = state in (EnabledState.ENABLED, EnabledState.PAUSED)  # QEMU has the disks
-        if merging:
-            self.on_merge()
         collapse(load_system(self.host, vs.guid), self.roots, self.host.define,
                  live=state is not EnabledState.DISABLED, progress=ctx.status,
                  merge_live=live_merger(self.host, ctx, deferred=lambda why: ctx.describe(
                      f"Removed the snapshot '{self.snap.name}' of '{vs.name}' ({vs.guid}); "
                      "the merge of its disks waits until the virtual machine is off (then "
-                     f"the next snapshot operation does it): {why}")) if merging else None)
+                     f"the next snapshot operation does it): {why}"),
+                     started=self.on_merge) if merging else None)
         ctx.progress(100)
 
 
