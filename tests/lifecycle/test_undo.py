@@ -56,7 +56,7 @@ class Rows:
 def test_one_class_per_contract_kind(host: VirtHost, store: Store) -> None:
     book = undo_handlers(host, store)
     assert book.kinds == {"remove_file", "remove_tree", "undefine", "redefine",
-                          "unmark_consumed", "remove_switch_port"}
+                          "unmark_consumed", "remove_switch_port", "snapshot_live_merge"}
     assert {cls.kind for cls in STEPS} == book.kinds
     step = RemoveFile("/r", "d.vhd", 1, 2)
     assert book.load(step.kind, step.args()) == step  # what the journal stores, read back

@@ -1,5 +1,6 @@
 """Snapshots through a real ``vsms serve`` (qemu:///system): ``vsms snapshot`` end to end, and
-CreateVirtualSystemSnapshot invoked over WS-Management (pypsrp) with an EPR argument."""
+CreateVirtualSystemSnapshot and RemoveVirtualSystemSnapshot invoked over WS-Management (pypsrp)
+with EPR arguments."""
 
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ def test_cli_and_wsman(ws: WsServer, vsms: Vsms) -> None:
     snap = cimxml(ws).GetInstance(pywbem.CIMInstanceName(
         "Msvm_VirtualSystemSettingData", {"InstanceID": iid}))
     assert snap["SettingType"] == 5 and snap["SystemName"] == vm["id"]
+    # and removed over WS-Man, the EPR it returned passed back as SnapshotSettingData
+    out = invoke(ws, "RemoveVirtualSystemSnapshot", [("SnapshotSettingData", made)])
+    assert out.findtext(f"{{{VSMS_URI}}}ReturnValue") == "4096", ET.tostring(out)
+    assert wait_job(ws, out) == "7"
+    with pytest.raises(pywbem.CIMError):
+        cimxml(ws).GetInstance(snap.path)
 
     applied = vsms.ok("--output", "json", "snapshot", "apply", name, first["id"]).json()
     assert applied["ok"] and applied["job"]["state"] == "Completed"

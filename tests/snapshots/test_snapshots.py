@@ -280,7 +280,8 @@ def test_refusals_and_states(svc: Harness, storage_root: Path) -> None:
         assert vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=vm,
                     SnapshotSettingData=s1.path)[0] == ReturnCode.INVALID_STATE
         before = current_disk(svc, vm)
-        # removing works while it runs; the merge of the disks it has open waits
+        # removing works while it runs: the frozen image below the one it writes is merged
+        # live (tests/snapshots/test_live_merge.py), the one it writes stays
         rv, out = svc.vsms("RemoveVirtualSystemSnapshot", SnapshotSettingData=s1.path)
         ok_job(svc, rv, out)
         assert current_disk(svc, vm) == before
@@ -329,9 +330,9 @@ def qcow2_vm(svc: Harness, storage_root: Path) -> tuple[pywbem.CIMInstanceName, 
 
 def test_running_saved_and_memory(svc: Harness, storage_root: Path) -> None:
     """A running VM on a qcow2 disk: its snapshot holds the memory state (the VM keeps
-    running); saved, it takes a disk-only snapshot and stays saved, its saved state resuming
-    onto the new overlay; the first snapshot applied with the VM off gives a saved (Suspended)
-    VM that resumes running; removing the tree merges everything back."""
+    running); saved, its snapshot holds a copy of the saved state and it stays saved, its saved
+    state resuming onto the new overlay; each snapshot applied with the VM off gives a saved
+    (Suspended) VM that resumes running; removing the tree merges everything back."""
     vm, disk = qcow2_vm(svc, storage_root)
     guid = str(vm["Name"])
     change_state(svc, vm, 2)
@@ -344,8 +345,9 @@ def test_running_saved_and_memory(svc: Harness, storage_root: Path) -> None:
         change_state(svc, vm, 32769)
         rv, out = svc.vsms("CreateVirtualSystemSnapshot", SourceSystem=vm)
         job = ok_job(svc, rv, out)
-        assert "disk-only" in job["Description"], job["Description"]
+        assert "with its memory state" in job["Description"], job["Description"]
         assert svc.get(vm)["EnabledState"] == 32769  # still saved
+        s2 = svc.get(out["SnapshotSettingData"])
         path, _ = current_disk(svc, vm)
         change_state(svc, vm, 2)  # resumes from the saved state, onto the newest overlay
         conn = libvirt.open(svc.host.uri)
@@ -358,8 +360,24 @@ def test_running_saved_and_memory(svc: Harness, storage_root: Path) -> None:
         change_state(svc, vm, 3)
     assert s1.path is not None
     first, second = svc.host.get_system(guid).snapshots  # type: ignore[union-attr]
-    assert first.memory and Path(first.memory).is_file() and not second.memory
+    assert first.memory and Path(first.memory).is_file()
     assert Path(first.memory).parent == storage_root / SNAPSHOTS / guid
+    # the saved VM's snapshot: a copy of its saved state, which libvirt reads as that VM's
+    assert second.memory == str(storage_root / SNAPSHOTS / guid / f"{second.id}.save")
+    conn = libvirt.open(svc.host.uri)
+    try:
+        assert guid.lower() in conn.saveImageGetXMLDesc(second.memory, 0).lower()
+    finally:
+        conn.close()
+    assert s2.path is not None
+    ok_job(svc, *svc.vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=vm,
+                          SnapshotSettingData=s2.path))
+    assert svc.get(vm)["EnabledState"] == 32769  # Suspended with the copied state
+    change_state(svc, vm, 2)
+    try:
+        assert svc.get(vm)["EnabledState"] == 2
+    finally:
+        change_state(svc, vm, 3)
     rv, out = svc.vsms("ApplyVirtualSystemSnapshotEx", ComputerSystem=vm,
                        SnapshotSettingData=s1.path)
     ok_job(svc, rv, out)
@@ -373,3 +391,4 @@ def test_running_saved_and_memory(svc: Harness, storage_root: Path) -> None:
     ok_job(svc, rv, out)
     assert current_disk(svc, vm) == (str(disk), ImageFormat.QCOW2)
     assert overlays(storage_root, vm) == [] and not Path(first.memory).exists()
+    assert not Path(second.memory).exists()

@@ -13,7 +13,9 @@ operation) and filters in one place, whatever the provider:
 
 * instances (enumerations, GetInstance, associations, references, queries and pull
   enumerations, which all go through these calls) are shown only when every VM and job they
-  name is visible; a hidden one is CIM_ERR_NOT_FOUND, the same answer as a missing one;
+  name is visible; a snapshot's settings (named after the snapshot's own GUID) count as its
+  VM's, found through the host's snapshot index (``VirtHost.snapshot_owner``); a hidden one
+  is CIM_ERR_NOT_FOUND, the same answer as a missing one;
 * a job is visible to the user who started it (its ``Owner``, kept with the job record) and
   to users who can see every VM it affects (a job that names no VM: its owner and unscoped or
   globally granted users only);
@@ -43,8 +45,10 @@ from vsms.cim import names
 from vsms.cim.embedded import parse_instance
 from vsms.cim.enums import ReturnCode
 from vsms.mapping.checks import canonical_guid
+from vsms.mapping.snapshots import PREVIOUS_SD
 from vsms.providers.context import visible_vm
 from vsms.providers.registry import CIMTarget, Registry
+from vsms.providers.snapshots import SnapshotTreeProvider
 
 log = logging.getLogger("vsms.auth")
 
@@ -87,6 +91,7 @@ class ScopedRegistry(Registry):
         self.principal = principal
         self.scoped = bool(principal.grants)
         self._vm_scopes: dict[str, str] | None = None  # GUID -> scope, read once per request
+        self._snapshot_vms: dict[str, str | None] = {}  # snapshot GUID -> its VM's GUID
         self._job_vms: dict[str, set[str]] | None = None
         self._job_owners: dict[str, str] | None = None  # job InstanceID -> Owner
 
@@ -103,8 +108,23 @@ class ScopedRegistry(Registry):
         return self._vm_scopes
 
     def _vm_role(self, guid: str) -> Role | None:
-        scope = self._scopes().get(guid.upper())
+        """The role on the VM ``guid``, or on the VM whose snapshot ``guid`` is (a snapshot's
+        settings are named after its own GUID); None: hidden or missing."""
+        scopes = self._scopes()
+        scope = scopes.get(guid.upper())
+        if scope is None:
+            owner = self._snapshot_vm(guid.upper())
+            scope = scopes.get(owner) if owner is not None else None
         return None if scope is None else role_in(self.principal, scope)
+
+    def _snapshot_vm(self, guid: str) -> str | None:
+        """The VM of the snapshot ``guid`` (None: no such snapshot), asked of the provider of
+        the snapshot tree once per GUID and request."""
+        if guid not in self._snapshot_vms:
+            provider = self.base.namespace(names.NAMESPACE).providers.get(PREVIOUS_SD.lower())
+            self._snapshot_vms[guid] = provider.snapshot_owner(guid) \
+                if isinstance(provider, SnapshotTreeProvider) else None
+        return self._snapshot_vms[guid]
 
     def _affected(self, job_id: str) -> set[str]:
         if self._job_vms is None:

@@ -19,8 +19,9 @@ children are re-parented onto it, the child's owner (the VM or a snapshot) is re
 it, and the child is removed. Each step leaves a consistent graph, and a collapse stopped at
 any point is finished by the next one. An unreferenced image with two children or more (the
 common parent of two branches) stays until one branch goes. While the VM runs (``live``), the
-images of its current disks are left alone: their merge waits for the next collapse with the
-VM off.
+images of its current disks are merged by block commit in the running QEMU when the caller
+gives a ``merge_live`` (``operations.snapshot_live``), else left alone: their merge waits for
+the next collapse with the VM off.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ from pathlib import Path
 
 from vsms.disks import anchor, qemuimg
 from vsms.disks.anchor import Identity
+from vsms.disks.copy import copy_file
 from vsms.errors import InvalidParameter
 from vsms.model.vm import ImageFormat, Media, VirtualSystem, new_guid
 from vsms.operations.files import Journal, create_file, open_target_dir
 from vsms.operations.paths import StorageRoots
+from vsms.operations.snapshot_live import LiveMergeFn
+from vsms.virt.host import VirtHost
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,22 @@ def new_overlays(journal: Journal, roots: StorageRoots, folder: str,
                 os.close(fd)
             made[media.dev_id] = os.path.join(d.path, name)
     return made
+
+
+def copy_memory(journal: Journal, roots: StorageRoots, source: str, target: str,
+                progress: Callable[[float], None]) -> None:
+    """Copy the memory state ``source`` (a saved VM's managed save image) to the new file
+    ``target`` in the overlay folder (created exclusively through a folder handle, journaled;
+    cloned where the filesystem can, else sparse), with ``progress`` from 0 to 1."""
+    total = max(1, os.path.getsize(source))
+    with open_target_dir(journal, os.path.dirname(target), roots.roots) as d:
+        name = os.path.basename(target)
+        fd = create_file(journal, d, name, 0o600)
+        try:
+            copy_file(source, os.path.join(d.path, name), dst_fd=fd,
+                      progress=lambda done: progress(min(done / total, 1.0)))
+        finally:
+            os.close(fd)
 
 
 def use_overlays(vs: VirtualSystem, overlays: dict[str, str]) -> None:
@@ -231,25 +251,39 @@ def _drop_discarded(vs: VirtualSystem, roots: StorageRoots, graph: Graph,
 
 
 def collapse(vs: VirtualSystem, roots: StorageRoots, redefine: Redefine, *, live: bool,
-             progress: Callable[[str], None] = lambda _t: None) -> VirtualSystem:
+             progress: Callable[[str], None] = lambda _t: None,
+             merge_live: LiveMergeFn | None = None) -> VirtualSystem:
     """Remove and merge the images of ``vs`` that no definition names (see the module text);
-    ``redefine`` stores a changed definition. Returns the VM as last defined."""
+    ``redefine`` stores a changed definition. With ``live``, the images of the VM's current
+    chains are merged by ``merge_live`` (a block commit in the running VM) when given, else
+    left for a later collapse. Returns the VM as last defined."""
+    failed: set[str] = set()  # images a live merge could not merge this time
     for _ in range(_MAX_ROUNDS):
         graph = graph_of(vs)
         protected: set[str] = set()
         if live:
             for media in vs.disk_media():
                 protected.update(graph.chain(os.path.normpath(media.path)))
+        movable = protected - failed if merge_live is not None else set()
         merge = next(((img, kids[0]) for img in sorted(graph.parent)
-                      if img not in graph.owned and img not in protected
+                      if img not in graph.owned and (img not in protected or img in movable)
                       and len(kids := graph.children(img)) == 1
-                      and kids[0] not in protected and is_overlay_of(vs, kids[0])
+                      and (kids[0] not in protected or kids[0] in movable)
+                      and is_overlay_of(vs, kids[0])
                       and roots.contains(Path(os.path.realpath(img)))), None)
         if merge is None:
             _drop_discarded(vs, roots, graph, protected, redefine)
             _sweep_memory(vs, roots)
             return vs
         target, child = merge
+        if child in protected and merge_live is not None:
+            progress(f"Merging {child} into {target} (block commit)")
+            merged = merge_live(vs, child, target)
+            if merged is None:
+                failed.add(child)
+            else:
+                vs = merged
+            continue
         progress(f"Merging {child} into {target}")
         fmt = qemuimg.probe_format(target)
         qemuimg.overlay_commit(child, target, fmt)
@@ -261,3 +295,25 @@ def collapse(vs: VirtualSystem, roots: StorageRoots, redefine: Redefine, *, live
         remove_overlay(roots, child)
     raise InvalidParameter(f"the disks of VM {vs.guid} form more than {_MAX_ROUNDS} images "
                            "to merge in one go; run the removal again")
+
+
+def finish_live_merge(host: VirtHost, guid: str, child: str, target: str
+                      ) -> VirtualSystem | None:
+    """After a block commit of ``child`` into ``target`` in VM ``guid`` ended (or a crash
+    interrupted it): cancel a job still running, and when ``child`` has left the VM's chain,
+    point the definitions that named it at ``target``, re-parent its other children (not open:
+    QEMU re-parented the one it had open) and list it as discarded. Returns the VM as defined
+    now (None: it is gone)."""
+    vs = host.get_system(guid)
+    if vs is None:
+        return None
+    if host.settle_block_commit(guid, child):
+        return vs  # still in the chain: nothing merged, a later collapse merges it
+    fmt = qemuimg.probe_format(target)
+    for grandchild in graph_of(vs).children(child):
+        qemuimg.overlay_rebacked(grandchild, target, fmt)
+    _repoint(vs, child, target, fmt)
+    if child not in vs.discarded:
+        vs.discarded.append(child)
+    host.define(vs)
+    return vs

@@ -14,11 +14,13 @@ Each operation changes the VM's definition (its snapshot tree lives in our metad
 A snapshot is taken of a VM that is off, running, paused or saved, which keeps its state: a
 running or paused VM on qcow2 chains is switched onto the overlays live with its memory state
 saved next to them; with a VHD/VHDX in a chain (QEMU cannot save it) or a saved VM the snapshot
-is disk-only (a saved VM's stored XML is retargeted onto the overlays). For a running or saved
+is disk-only; a saved VM's saved state is copied into the snapshot and its stored XML
+retargeted onto the overlays. For a running or saved
 VM the point of no return comes before that switch, which is compensated when it fails. A
 snapshot is applied to a VM that is off or saved (the saved state is discarded); the VM ends
-off, or saved when the snapshot holds a memory state. One is removed in any state (merges that
-concern the disks a running or saved VM has open wait until it is off).
+off, or saved when the snapshot holds a memory state. One is removed in any state: the disks
+a running or paused VM has open are merged live (block commit, ``operations.snapshot_live``),
+those of a saved VM once it is off.
 """
 
 from __future__ import annotations
@@ -26,15 +28,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from vsms.cim.enums import EnabledState
+from vsms.disks import digests
+from vsms.disks.digests import DigestBook
 from vsms.errors import (
     InvalidParameter,
     InvalidState,
     NotFound,
-    NotSupported,
     OperationFailed,
     VsmsError,
 )
@@ -45,6 +50,7 @@ from vsms.operations.modify import describe_state, load_system
 from vsms.operations.paths import StorageRoots
 from vsms.operations.snapshot_disks import (
     collapse,
+    copy_memory,
     graph_of,
     is_overlay_of,
     memory_file,
@@ -55,6 +61,7 @@ from vsms.operations.snapshot_disks import (
     snapshot_dir,
     use_overlays,
 )
+from vsms.operations.snapshot_live import live_merger
 from vsms.operations.undo import OpContext, Redefine, RemoveFile
 from vsms.virt.cache import clone
 from vsms.virt.host import VirtHost
@@ -84,14 +91,16 @@ def find_snapshot(host: VirtHost, snapshot_id: str) -> tuple[VirtualSystem, Snap
     """The VM holding the snapshot ``snapshot_id`` and the snapshot; NotFound/InvalidParameter
     (a VM's current settings are not a snapshot) naming the cause."""
     sid = snapshot_id.upper()
-    for vs in host.shared_systems():
-        if vs.guid.upper() == sid:
-            raise InvalidParameter(
-                f"Microsoft:{sid} is the current settings of virtual machine '{vs.name}', not a "
-                "snapshot: pass a snapshot's Msvm_VirtualSystemSettingData (SettingType 5)")
-        for snap in vs.snapshots:
-            if snap.id.upper() == sid:
-                return clone(vs), clone(snap)
+    vs = host.get_system(sid)
+    if vs is not None:
+        raise InvalidParameter(
+            f"Microsoft:{sid} is the current settings of virtual machine '{vs.name}', not a "
+            "snapshot: pass a snapshot's Msvm_VirtualSystemSettingData (SettingType 5)")
+    owner = host.snapshot_owner(sid)
+    found = host.get_system(owner) if owner is not None else None
+    snap = next((s for s in found.snapshots if s.id.upper() == sid), None) if found else None
+    if found is not None and snap is not None:
+        return found, snap
     raise NotFound(f"there is no snapshot Microsoft:{sid}: list the snapshots of the virtual "
                    "machine (Msvm_VirtualSystemSettingData with SettingType 5) and pass one")
 
@@ -149,6 +158,7 @@ class CreateSnapshot:
     snapshot_id: str
     live: bool = False  # the VM ran (or was saved) when it was prepared
     memory: str = ""  # the file for its memory state ("": disk-only)
+    book: DigestBook | None = None  # told that the images this snapshot freezes are frozen
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
@@ -164,19 +174,29 @@ class CreateSnapshot:
         files = _Recorder(ctx)
         overlays = new_overlays(files, self.roots, snapshot_dir(vs), vs.disk_media())
         ctx.progress(50)
+        saved = state is EnabledState.SUSPENDED and bool(self.memory) and bool(overlays)
+        if saved:  # a copy of the saved state (journaled: a failure removes it)
+            ctx.status(f"Copying the saved state of '{vs.name}'")
+            copy_memory(files, self.roots, self.host.saved_state_file(vs.guid), self.memory,
+                        lambda f: ctx.progress(50 + 40 * f))
         new = clone(vs)
         use_overlays(new, overlays)
         new.snapshots.append(snap)
         new.previous_snapshot = snap.id
         seq = ctx.add_undo(Redefine(to_json(vs)))
         self.host.define(new)  # a crash before the job ends undoes it all: consistent
-        # the memory state is saved only if the VM still runs as when it was prepared
-        memory = self.memory if state in (EnabledState.ENABLED, EnabledState.PAUSED) else ""
+        # the memory state is saved only if the VM still runs (or is saved) as when it was
+        # prepared
+        memory = self.memory if state in (EnabledState.ENABLED, EnabledState.PAUSED) or saved \
+            else ""
         if live and overlays:
             self._switch(ctx, files, seq, vs, new, overlays, state, memory)
         if memory and overlays:
             new.snapshots[-1].memory = memory  # claimed once the file is complete
             self.host.define(new)
+        for media in vs.disk_media():  # nothing writes these any more
+            if media.dev_id in overlays:
+                digests.freeze(self.book, media.path)
         ctx.set_result(snapshot=snap.id)
         ctx.progress(100)
 
@@ -212,7 +232,8 @@ class CreateSnapshot:
 _CREATE_HINT = ("wait until it is running, paused, saved or off")
 
 
-def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnapshot:
+def prepare_create(host: VirtHost, roots: StorageRoots, guid: str,
+                   book: DigestBook | None = None) -> CreateSnapshot:
     vs = load_system(host, guid)
     _state_check(host, vs, CREATABLE, "take a snapshot", _CREATE_HINT)
     for media in vs.disk_media():  # a root outside the storage roots fails now, not in the job
@@ -220,10 +241,13 @@ def prepare_create(host: VirtHost, roots: StorageRoots, guid: str) -> CreateSnap
         roots.confine(folder, f"the snapshot folder of disk {media.path}")
     state = host.state(guid)
     sid = new_guid()
-    # the memory state is saved when QEMU can: a running or paused VM on qcow2 chains only
-    memory = memory_file(vs, sid) if state in (EnabledState.ENABLED, EnabledState.PAUSED) \
-        and vs.disk_media() and qcow2_only(graph_of(vs), vs) else ""
-    return CreateSnapshot(host, roots, vs, sid, state is not EnabledState.DISABLED, memory)
+    # the memory state is saved when QEMU can: a running or paused VM on qcow2 chains only;
+    # a saved VM's saved state is copied
+    memory = memory_file(vs, sid) if (state in (EnabledState.ENABLED, EnabledState.PAUSED)
+                                      and vs.disk_media() and qcow2_only(graph_of(vs), vs)) \
+        or (state is EnabledState.SUSPENDED and vs.disk_media()) else ""
+    return CreateSnapshot(host, roots, vs, sid, state is not EnabledState.DISABLED, memory,
+                          book)
 
 
 @dataclasses.dataclass
@@ -314,6 +338,7 @@ class RemoveSnapshot:
     vs: VirtualSystem
     snap: Snapshot
     tree: bool
+    on_merge: Callable[[], None] = lambda: None  # the merges of a running VM begin
 
     def run(self, ctx: OpContext) -> None:
         ctx.check_cancelled()
@@ -341,8 +366,15 @@ class RemoveSnapshot:
         # the point of no return is the new definition itself: nothing to undo after it
         self.host.define(new)
         ctx.progress(30)
-        live = self.host.state(vs.guid) is not EnabledState.DISABLED
-        _tidy(self.host, self.roots, load_system(self.host, vs.guid), ctx, live=live)
+        state = self.host.state(vs.guid)
+        merging = state in (EnabledState.ENABLED, EnabledState.PAUSED)  # QEMU has the disks
+        collapse(load_system(self.host, vs.guid), self.roots, self.host.define,
+                 live=state is not EnabledState.DISABLED, progress=ctx.status,
+                 merge_live=live_merger(self.host, ctx, deferred=lambda why: ctx.describe(
+                     f"Removed the snapshot '{self.snap.name}' of '{vs.name}' ({vs.guid}); "
+                     "the merge of its disks waits until the virtual machine is off (then "
+                     f"the next snapshot operation does it): {why}"),
+                     started=self.on_merge) if merging else None)
         ctx.progress(100)
 
 
@@ -371,14 +403,39 @@ def tidy_after_crash(host: VirtHost, roots: StorageRoots) -> int:
     return seen
 
 
-def refuse_export_with_snapshots(vs: VirtualSystem) -> None:
-    """NotSupported (32770) for a VM with snapshots or with a disk that is still a snapshot
-    overlay: exporting the snapshot tree is not implemented yet, and copying only the current
-    overlay would give an export that depends on files outside it."""
-    overlays = [m.path for m in vs.disk_media() if is_overlay_of(vs, m.path)]
-    if vs.snapshots or overlays:
-        raise NotSupported(
-            f"cannot export '{vs.name}' ({vs.guid}): it has {len(vs.snapshots)} snapshot(s) "
-            f"and {len(overlays)} disk(s) on snapshot overlays; exporting snapshots is not "
-            "supported yet: remove them first (RemoveVirtualSystemSnapshotTree, or "
-            "`vsms snapshot remove --tree`), which merges the disks back")
+def drop_for_destroy(host: VirtHost, roots: StorageRoots, guid: str,
+                     ctx: OpContext) -> VirtualSystem:
+    """What DestroyVirtualSystem does first to a VM with snapshots, as Hyper-V does: the
+    snapshots' files go (their overlays, their memory files; a saved state is discarded
+    first), the VM's current data is merged into the disks it was given, which stay. Every
+    snapshot record is dropped (the point of no return: a crash after it leaves the VM defined
+    without snapshots, and the start-up tidy finishes the merges), then a collapse merges and
+    removes what nobody names, and the empty overlay folder is removed. An image that cannot be
+    merged (the parent of two branches, outside the roots) stays: no data is deleted. Returns
+    the VM as defined now."""
+    vs = load_system(host, guid)
+    folder = snapshot_dir(vs)
+    current = [m.path for m in vs.disk_media() if is_overlay_of(vs, m.path)]
+    if not (vs.snapshots or vs.discarded or current or (folder and os.path.isdir(folder))):
+        return vs
+    ctx.status(f"Removing the snapshots of '{vs.name}' and merging its disks")
+    if host.state(guid) is EnabledState.SUSPENDED:
+        host.discard_saved_state(guid)  # destroyed anyway; its chain can merge now
+    new = clone(vs)
+    new.snapshots, new.previous_snapshot, new.last_applied = [], "", ""
+    kept = {m.path for m in referenced(new)}
+    new.discarded = [*vs.discarded, *(m.path for s in vs.snapshots
+                                      for m in s.config.disk_media()
+                                      if is_overlay_of(vs, m.path) and m.path not in kept)]
+    host.define(new)
+    ctx.progress(20)
+    vs = collapse(load_system(host, guid), roots, host.define, live=False,
+                  progress=ctx.status)
+    ctx.progress(90)
+    if folder and roots.contains(Path(os.path.realpath(folder))):
+        try:
+            os.rmdir(folder)  # only when empty: whatever is left in it is kept
+        except OSError as exc:
+            log.info("VM %s: the overlay folder %s stays: %s", guid, folder, exc)
+    return vs
+

@@ -80,6 +80,13 @@ class Transitions:
             self._by_guid[guid] = transition
         return Reservation(self, guid)
 
+    def relabel(self, guid: str, transition: Transition) -> None:
+        """Show ``transition`` for a VM whose reservation is held (a job entering a new
+        phase, e.g. Deleting Snapshot → Merging Disks); nothing when none is held."""
+        with self._lock:
+            if guid in self._by_guid:
+                self._by_guid[guid] = transition
+
     def end(self, guid: str) -> None:
         with self._lock:
             self._by_guid.pop(guid, None)

@@ -28,6 +28,7 @@ from vsms.jobs.context import OpContext, Work
 from vsms.jobs.undo import UndoBook, UndoStep
 from vsms.mapping.vmjson import from_json
 from vsms.model.job import AffectedElement
+from vsms.operations.snapshot_live import LiveMerge
 from vsms.store.db import Store
 from vsms.virt.host import VirtHost
 
@@ -195,7 +196,8 @@ class RemoveSwitchPort(UndoStep[UndoEnv]):
 
 
 STEPS: tuple[type[UndoStep[UndoEnv]], ...] = (RemoveFile, RemoveTree, Undefine, Redefine,
-                                              UnmarkConsumed, RemoveSwitchPort)
+                                              UnmarkConsumed, RemoveSwitchPort,
+                                              LiveMerge)
 
 
 def undo_handlers(host: VirtHost, store: Store) -> UndoBook[UndoEnv]:

@@ -68,7 +68,7 @@ def tree_associations(vs: VirtualSystem, classname: str) -> list[pywbem.CIMInsta
 
 def system_of_setting(host: VirtHost, ref: pywbem.CIMInstanceName) -> VirtualSystem | None:
     """The VM a reference belongs to: the VM itself, one of its current settings (one libvirt
-    look-up), or one of its snapshots' settings (a walk over the VMs)."""
+    look-up), or one of its snapshots' settings (the host's snapshot index)."""
     try:
         if ref.classname.lower() == names.COMPUTER_SYSTEM.lower():
             return host.get_system(key(ref, "Name"))
@@ -78,12 +78,16 @@ def system_of_setting(host: VirtHost, ref: pywbem.CIMInstanceName) -> VirtualSys
     vs = host.get_system(guid)
     if vs is not None:
         return vs
-    return next((vs for vs in host.shared_systems()
-                 if any(s.id.upper() == guid for s in vs.snapshots)), None)
+    owner = host.snapshot_owner(guid)
+    return host.get_system(owner) if owner is not None else None
 
 
 class SnapshotTreeProvider(ServiceProvider):
     classnames = ASSOCIATIONS
+
+    def snapshot_owner(self, snapshot_id: str) -> str | None:
+        """The GUID of the VM that has the snapshot ``snapshot_id`` (the scope filter asks)."""
+        return self.ctx.host.snapshot_owner(snapshot_id)
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         return [a for vs in self.ctx.host.shared_systems() for a in

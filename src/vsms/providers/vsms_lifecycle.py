@@ -164,7 +164,7 @@ class LifecycleMethods(ServiceProvider):
         guid = target_guid(self.ctx, params, "ComputerSystem")
         with self.ctx.transitions.begin(guid, _busy("the destruction of the machine"),
                                         self._vm_name(guid)) as held:
-            op = prepare_destroy(self.ctx.host, guid)
+            op = prepare_destroy(self.ctx.host, guid, self.ctx.roots)
             return self.start_job(
                 "Destroy Virtual Machine", f"Destroying virtual machine '{op.vs.name}' ({guid})",
                 op, affected=[vm_element(guid, ElementEffects.ELEMENT_INTEGRITY)],

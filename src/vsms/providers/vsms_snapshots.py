@@ -58,16 +58,15 @@ class SnapshotMethods(ServiceProvider):
     def create_snapshot(self, target: CIMTarget, params: Params) -> Result:
         guid = target_guid(self.ctx, params, "SourceSystem")
         with self._hold(guid, OperationalStatus.CREATING_SNAPSHOT, "a snapshot") as held:
-            op = prepare_create(self.ctx.host, self.ctx.roots, guid)
+            op = prepare_create(self.ctx.host, self.ctx.roots, guid, self.ctx.store)
             settings = vssd_path(op.snapshot_id)
             label = f"virtual machine '{op.vs.name}' ({guid})"
             if op.memory:
                 what = f"a snapshot of {label} with its memory state"
             elif op.live:
                 what = (f"a disk-only snapshot of {label}: its memory state is not captured "
-                        "(QEMU saves it only for qcow2 disks, and the saved state of a saved "
-                        "machine is not copied), so applying the snapshot gives a turned-off "
-                        "machine")
+                        "(QEMU saves it only for qcow2 disks), so applying the snapshot gives "
+                        "a turned-off machine")
             else:
                 what = f"a snapshot of {label}"
             rv, out = self.start_job(
@@ -111,6 +110,9 @@ class SnapshotMethods(ServiceProvider):
         with self._hold(owner.guid, OperationalStatus.DELETING_SNAPSHOT,
                         "the removal of a snapshot") as held:
             op = prepare_remove(self.ctx.host, self.ctx.roots, sid, tree)
+            op.on_merge = lambda: self.ctx.transitions.relabel(owner.guid, Transition(
+                None, RequestedState.NOT_APPLICABLE, OperationalStatus.MERGING_DISKS,
+                "the merge of a removed snapshot's disks"))
             what = "snapshot tree" if tree else "snapshot"
             return self.start_job(
                 "Remove Virtual System Snapshot" + (" Tree" if tree else ""),

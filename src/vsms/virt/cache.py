@@ -284,6 +284,11 @@ class SystemCache:
         with self._lock:
             return self._usage.paths()
 
+    def snapshot_owner(self, snapshot_id: str) -> str | None:
+        """The GUID of the listed VM that has the snapshot ``snapshot_id`` (None: none)."""
+        with self._lock:
+            return self._usage.snapshot_owner(snapshot_id)
+
     def get(self, guid: str) -> VirtualSystem | None:
         with self._lock:
             vs = self._ours.get(guid)

@@ -19,7 +19,7 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound
 from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
-from vsms.virt import caps, domxml, snapxml, stats
+from vsms.virt import blockcommit, caps, domxml, savedstate, snapxml, stats
 from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
@@ -107,6 +107,18 @@ class VirtHost:
             self._cache.read_one(conn, g)
             return self._cache.get(g)
         return self._conn.run(f"read virtual machine {g}", work)
+
+    def snapshot_owner(self, snapshot_id: str) -> str | None:
+        """The GUID of the VM whose snapshot tree holds the snapshot ``snapshot_id``, or None:
+        one index look-up (kept by the cache with each VM's tree), no walk over the VMs."""
+        g = checks.canonical_guid(snapshot_id)
+        if g is None:
+            return None
+
+        def work(conn: Any) -> str | None:
+            self._refresh(conn, None)
+            return self._cache.snapshot_owner(g)
+        return self._conn.run(f"find the virtual machine of snapshot {g}", work)
 
     def states(self) -> dict[str, EnabledState]:
         """Steady EnabledState of every VM: two libvirt calls whatever the number of VMs (plus
@@ -430,6 +442,16 @@ class VirtHost:
             dom.managedSaveDefineXML(xml, 0)
         self._act(guid, "change the saved state of", act)
 
+    def saved_state_file(self, guid: str) -> str:
+        """The file holding the memory state of the saved (Suspended) VM (libvirt's managed
+        save image, ``virt.savedstate``), to be read only."""
+        def act(dom: Any, state: EnabledState, label: str) -> str:
+            if state is not EnabledState.SUSPENDED:
+                raise InvalidState(f"{label} has no saved state: {describe(state)}")
+            return savedstate.managed_save_file(dom, self.uri, label)
+        path: str = self._act(guid, "find the saved state of", act)
+        return path
+
     def restore_as_saved(self, guid: str, memory: str) -> None:
         """Make the turned-off VM saved (Suspended) with the memory state in the file
         ``memory`` (left as it is), resumed onto the disks its definition names now."""
@@ -447,3 +469,23 @@ class VirtHost:
                 dom.destroy()
                 raise
         self._act(guid, "restore the memory state of", act)
+
+    def block_commit(self, guid: str, top: str, base: str,
+                     progress: Callable[[float], None]) -> None:
+        """Merge ``top`` into its backing file ``base`` while the VM runs or is paused
+        (``virt.blockcommit``: an active commit and pivot when ``top`` is the image the VM
+        writes, else an intermediate commit). The persistent definition is not changed."""
+        def act(dom: Any, state: EnabledState, label: str) -> None:
+            if state not in (EnabledState.ENABLED, EnabledState.PAUSED):
+                raise InvalidState(f"cannot merge the disks of {label} live: "
+                                   f"{describe(state)}")
+            blockcommit.commit(dom, top, base, progress, label)
+        self._act(guid, "merge the disks of", act)
+
+    def settle_block_commit(self, guid: str, top: str) -> bool:
+        """Cancel a block job a crash left on the VM's disk holding ``top``; whether ``top``
+        is still in a running chain (True also when the VM does not run)."""
+        def act(dom: Any, _state: EnabledState, _label: str) -> bool:
+            return blockcommit.settle(dom, top)
+        still: bool = self._act(guid, "look at the disk merges of", act)
+        return still
