@@ -11,18 +11,26 @@ import pytest
 
 from tests.integration.conftest import client, service  # noqa: F401  (the same fixtures)
 
-FIGURES = pytest.StashKey[list[dict[str, Any]]]()
+FIGURES_PROPERTY = "killpoint-figures"  # a user property of each sweep's report (JSON)
 
 
-@pytest.fixture
-def killpoint_figures(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    """Where each kill-point sweep records its figures for the end-of-run summary."""
-    return request.config.stash.setdefault(FIGURES, [])
+@pytest.hookimpl
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collects the figures each kill-point sweep attached to its report (in the main process,
+    whether the test ran there or in a pytest-xdist worker)."""
+    if report.when != "call":
+        return
+    for name, value in report.user_properties:
+        if name == FIGURES_PROPERTY:
+            COLLECTED.append(json.loads(str(value)))
+
+
+COLLECTED: list[dict[str, Any]] = []
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
-    figures = config.stash.get(FIGURES, [])
+    figures = COLLECTED
     if not figures:
         return
     terminalreporter.section("kill points (SIGKILL + restart + invariants)")
