@@ -56,7 +56,7 @@ class LogicalDeviceProvider(_Classes):
         vs = self._one(guid) if guid else None
         if vs is None:
             return None
-        state = self.ctx.host.state(vs.guid)
+        state = self.ctx.host.cached_state(vs.guid)
         return next((i for i in self._instances(vs, state, path.classname)
                      if i.path is not None and same_path(i.path, path)), None)
 
