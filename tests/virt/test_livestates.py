@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import libvirt
+import pytest
 
+from vsms.virt import livestates
 from vsms.virt.livestates import LiveStates
 
 RUNNING, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_SHUTOFF
@@ -51,3 +53,19 @@ def test_a_listing_forgets_only_domains_gone_before_it_began() -> None:
     t.keep_only(set(), listing)
     assert t.valid([A, B]) == ({}, [A, B])
     assert B in t._last_event and A not in t._entries and B not in t._entries
+
+
+def test_the_event_marks_stay_bounded_and_dropping_one_voids_its_entry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(livestates, "MARKS", 8)
+    t = LiveStates()
+    begun = t.begin()
+    t.mark(A)  # A changed after that read began...
+    t.put(A, RUNNING, False, begun)  # ...so this read of it is void
+    t.put(B, RUNNING, False, t.begin())
+    for n in range(20):  # other domains' events push A's mark out
+        t.mark(f"{n:08d}-0000-0000-0000-000000000000")
+    assert len(t._last_event) <= 8
+    assert A not in t._last_event
+    found, missing = t.valid([A, B])
+    assert list(found) == [B] and missing == [A]  # A's void read did not come back to life

@@ -29,6 +29,7 @@ import libvirt
 from vsms.cim.enums import EnabledState
 from vsms.virt.states import steady_state
 
+MARKS = 8192  # event marks kept at most (see mark)
 FEW = 32  # at most this many domains are read one by one; more, and all are listed
 
 
@@ -60,6 +61,16 @@ class LiveStates:
         with self._lock:
             self._count += 1
             self._last_event[guid.upper()] = self._count
+            if len(self._last_event) > MARKS:  # domains come and go: keep the marks bounded
+                self._forget_oldest_marks()
+
+    def _forget_oldest_marks(self) -> None:
+        """Drop the older half of the event marks, and the entries of their domains with them
+        (a mark may only go with what it voids: those domains are read again)."""
+        floor = sorted(self._last_event.values())[len(self._last_event) // 2]
+        for g in [g for g, n in self._last_event.items() if n < floor]:
+            del self._last_event[g]
+            self._entries.pop(g, None)
 
     def reset(self) -> None:
         """Events may have been lost (a new connection): every entry is void."""
