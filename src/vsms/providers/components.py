@@ -1,7 +1,8 @@
 """The integration components of every VM (``mapping.components``) and their settings, and
 Msvm_ShutdownComponent.InitiateShutdown.
 
-Enumerating costs two libvirt calls whatever the number of VMs (``host.inventory()``), plus,
+Enumerating reads the VMs and their states once (``host.inventory()``: from the event-kept
+table, no libvirt call when nothing changed), plus,
 for the heartbeat and KVP components only, one guest-agent round trip per running VM whose
 agent channel is connected. Their associations (Msvm_SystemDevice, Msvm_ElementSettingData,
 Msvm_VirtualSystemSettingDataComponent) are served with the other devices' and settings'.

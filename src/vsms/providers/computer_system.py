@@ -2,7 +2,7 @@
 
 Enumeration and Get read the VMs' states from the table libvirt's lifecycle events keep
 (``host.inventory()``, ``host.cached_state()``: no libvirt call when nothing changed; a listing
-of every domain when events are not delivered; docs/architecture.md "VM states"); a VM
+of every domain when events are not delivered; docs/architecture.md, Sources of truth); a VM
 with a state change, export or configuration change in flight shows what ``ctx.transitions``
 holds (transitional EnabledState, RequestedState, OperationalStatus[1]). TimeOfLastStateChange
 and OnTimeInMilliseconds are measured from when this service first saw the VM in its current
