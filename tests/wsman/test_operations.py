@@ -421,3 +421,53 @@ def test_a_reader_may_read_but_not_delete(ws: WsServer) -> None:
     assert r.get(VSMS_URI, selector_set=vsms_selectors(ws)) is not None
     err = fault_of(lambda: r.delete(VSMS_URI, selector_set=vsms_selectors(ws)))
     assert err.code == 5 and "access denied" in str(err.reason).lower()
+
+
+def test_a_pull_that_cannot_write_an_item_within_max_time_times_out(ws: WsServer) -> None:
+    w = ws.client()
+    resp = w.enumerate(CS, resource=ET.Element(f"{{{WSEN}}}Enumerate"))
+    ctx = text(resp.find("n:EnumerateResponse/n:EnumerationContext", NS))
+    pull = ET.Element(f"{{{WSEN}}}Pull")
+    ET.SubElement(pull, f"{{{WSEN}}}EnumerationContext").text = ctx
+    ET.SubElement(pull, f"{{{WSEN}}}MaxTime").text = "PT0.000001S"  # gone before any item
+    err = fault_of(lambda: w.pull(CS, resource=pull))
+    assert err.code == 2150858793 and "MaxTime" in str(err.reason)  # wsman:TimedOut
+    # the context is still valid and nothing was taken from it: a Pull with time to spare
+    # gets the first items
+    pull = ET.Element(f"{{{WSEN}}}Pull")
+    ET.SubElement(pull, f"{{{WSEN}}}EnumerationContext").text = ctx
+    ET.SubElement(pull, f"{{{WSEN}}}MaxTime").text = "PT60S"
+    ET.SubElement(pull, f"{{{WSEN}}}MaxElements").text = "100"
+    got = w.pull(CS, resource=pull).find("n:PullResponse", NS)
+    assert got is not None and got.find("n:EndOfSequence", NS) is not None
+    items = got.find("n:Items", NS)
+    assert items is not None
+    seen = {el.findtext(f"{{{CS}}}Name") for el in items}
+    assert seen == {str(p["Name"]) for p in cimxml(ws).EnumerateInstanceNames(
+        "Msvm_ComputerSystem")}  # every one, the first included
+
+
+def test_the_host_hosts_every_service_over_both_protocols(ws: WsServer) -> None:
+    conn = cimxml(ws)
+    services = {"Msvm_VirtualSystemManagementService", "Msvm_ImageManagementService",
+                "Msvm_VirtualSwitchManagementService"}
+    want = {str(p): p for cn in services for p in conn.EnumerateInstanceNames(cn)}
+    assert len(want) == 3
+    host = next(p for p in conn.EnumerateInstanceNames("Msvm_ComputerSystem")
+                if p["Name"] == next(iter(want.values()))["SystemName"])
+    links = conn.EnumerateInstances("Msvm_HostedService")
+    assert {str(i["Dependent"]) for i in links} >= set(want)
+    assert all(i["Antecedent"] == host for i in links)
+    got = conn.Associators(host, AssocClass="Msvm_HostedService")
+    assert {i.classname for i in got} >= services
+    # the services from the host over WS-Man (association filter), and the links
+    enum = association_enum(host, "AssociatedInstances",
+                            AssociationClassName="Msvm_HostedService")
+    ET.SubElement(enum, f"{{{WSMAN}}}OptimizeEnumeration")
+    ET.SubElement(enum, f"{{{WSMAN}}}MaxElements").text = "100"
+    items = ws.client().enumerate("http://schemas.dmtf.org/wbem/wscim/1/*", resource=enum).find(
+        "n:EnumerateResponse/w:Items", NS)
+    assert items is not None
+    assert {i.tag.split("}")[1] for i in items} >= services
+    hosted = enumerate_all(ws, WMI + "Msvm_HostedService")
+    assert len(hosted) == len(links)

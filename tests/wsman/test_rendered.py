@@ -1,22 +1,24 @@
 """The text of shared instances is kept between enumerations (vsms.wbem.rendered), and never
 shows an old value: the table on its own, and over WS-Man on qemu:///system a repeated
 enumeration that is served from it, a VM changed behind the server's back (started and
-stopped through libvirt directly, renamed through ModifyVirtualSystem) showing at once, and a
-scoped user still seeing only its scope's VM after an administrator warmed the table."""
+stopped through libvirt directly: shown once its lifecycle event arrived; renamed through
+ModifyVirtualSystem: at once), and a scoped user still seeing only its scope's VM after an
+administrator warmed the table."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
 import pytest
 import pywbem
-from pypsrp.wsman import NAMESPACES, WSMan
+from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan
 
 from tests.conftest import QEMU_URI, fresh_dir
 from tests.e2e import wbemflow
@@ -154,6 +156,18 @@ def _domain(guid: str) -> libvirt.virDomain:
     return libvirt.open(QEMU_URI).lookupByUUIDString(guid)
 
 
+def settles(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Does ``check()`` come true within ``timeout`` seconds? (A change made through another
+    libvirt connection shows once its lifecycle event reached the server: milliseconds when
+    the machine is idle; the bound allows for a loaded one.)"""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def systems(w: WSMan) -> dict[str, dict[str, str]]:
     """Optimized Enumerate of every Msvm_ComputerSystem in one response: Name -> values."""
     enum = ET.Element(f"{{{NAMESPACES['wsen']}}}Enumerate")
@@ -188,18 +202,18 @@ def test_an_enumeration_shows_every_change_at_once(live: Live) -> None:
     hits = cimxml_encode.RENDERED.hits
     assert cim_states()[live.a] == 3
     assert cimxml_encode.RENDERED.hits - hits >= 2  # over CIM-XML too
-    # started behind the server's back: the next enumeration says so, for both users and
-    # both protocols
+    # started behind the server's back: the enumerations say so once its event arrived, for
+    # both users and both protocols
     dom = _domain(live.a)
     dom.create()
     try:
-        assert systems(admin)[live.a]["EnabledState"] == "2"
+        assert settles(lambda: systems(admin)[live.a]["EnabledState"] == "2")
         mine = systems(alice)
         assert mine[live.a]["EnabledState"] == "2" and live.c not in mine
         assert cim_states()[live.a] == 2
     finally:
         dom.destroy()
-    assert systems(admin)[live.a]["EnabledState"] == "3"
+    assert settles(lambda: systems(admin)[live.a]["EnabledState"] == "3")
     assert cim_states()[live.a] == 3
     # renamed through the management service: the new name at once
     vm = pywbem.CIMInstanceName(names.COMPUTER_SYSTEM, {
@@ -215,3 +229,67 @@ def test_an_enumeration_shows_every_change_at_once(live: Live) -> None:
             if i["Name"] == live.c} == {f"renamed-{live.root.name}"}
     assert after[live.a] == {**first[live.a], "TimeOfLastStateChange":
                              after[live.a]["TimeOfLastStateChange"]}
+
+
+# ------------------------------------------------- states kept by libvirt's lifecycle events
+def _get_state(w: WSMan, guid: str) -> str:
+    selectors = SelectorSet()
+    selectors.add_option("CreationClassName", names.COMPUTER_SYSTEM)
+    selectors.add_option("Name", guid)
+    got = w.get(CS, selector_set=selectors)
+    return got.findtext(f".//{{{CS}}}EnabledState") or ""
+
+
+@pytest.mark.qemu
+def test_states_come_from_events_and_from_a_listing_when_events_fail(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    host, admin, conn = live.service.host, live.client("admin"), live.cimxml()
+    vm = pywbem.CIMInstanceName(names.COMPUTER_SYSTEM, {
+        "CreationClassName": names.COMPUTER_SYSTEM, "Name": live.a}, namespace=names.NAMESPACE)
+    assert host.events_healthy()
+    assert systems(admin)[live.a]["EnabledState"] == "3"  # the table is filled
+    # while events are delivered, no enumeration or Get lists the domains (injected: a
+    # listing through the server's connection fails the test)
+    libvirt_conn = host._conn.get()
+
+    def listed(*_args: object) -> None:
+        raise AssertionError("an enumeration listed every domain")
+    monkeypatch.setattr(libvirt_conn, "getAllDomainStats", listed, raising=False)
+    monkeypatch.setattr(libvirt_conn, "listAllDomains", listed, raising=False)
+    dom = _domain(live.a)
+    try:
+        dom.create()  # behind the server's back: shown once its event arrived
+        assert settles(lambda: systems(admin)[live.a]["EnabledState"] == "2")
+        assert _get_state(admin, live.a) == "2"
+        assert int(conn.GetInstance(vm)["EnabledState"]) == 2
+        # a change vsms makes shows as soon as its job ended, before any event
+        wbemflow.completed(conn, *wbemflow.invoke(conn, vm, "RequestStateChange",
+                                                  RequestedState=pywbem.Uint16(3)))
+        assert systems(admin)[live.a]["EnabledState"] == "3"
+        assert int(conn.GetInstance(vm)["EnabledState"]) == 3
+        monkeypatch.undo()
+        # events lost and reported as not registered: every enumeration lists again, and
+        # a change made elsewhere shows at the next one
+        monkeypatch.setattr(host._conn, "_on_lifecycle", lambda _guid: None)
+        monkeypatch.setattr(host._conn, "events_ok", False)
+        assert not host.events_healthy()
+        dom.create()
+        assert systems(admin)[live.a]["EnabledState"] == "2"
+        assert _get_state(admin, live.a) == "2"
+        dom.destroy()
+        assert int(conn.GetInstance(vm)["EnabledState"]) == 3
+        assert systems(admin)[live.a]["EnabledState"] == "3"
+        # events lost unnoticed, then the connection dropped (what keep-alive or the close
+        # callback reports): the new connection voids the table, the next read lists again
+        monkeypatch.setattr(host._conn, "events_ok", True)
+        dom.create()
+        host._conn._dead_generation = host._conn._generation
+        assert systems(admin)[live.a]["EnabledState"] == "2"
+        monkeypatch.undo()
+        assert host.events_healthy()
+        dom.destroy()
+        assert settles(lambda: systems(admin)[live.a]["EnabledState"] == "3")
+        assert settles(lambda: int(conn.GetInstance(vm)["EnabledState"]) == 3)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.destroy()

@@ -8,6 +8,7 @@ from vsms.providers.computer_system import ComputerSystemProvider
 from vsms.providers.context import ServiceContext
 from vsms.providers.devices import DeviceAssociationProvider, LogicalDeviceProvider
 from vsms.providers.export_settings import ExportSettingsProvider
+from vsms.providers.hosted import HostedServiceProvider
 from vsms.providers.image_service import ImageManagementServiceProvider
 from vsms.providers.jobs import AffectedJobElementProvider, JobProvider
 from vsms.providers.management_service import ManagementServiceProvider
@@ -41,6 +42,7 @@ PROVIDERS: tuple[type[ServiceProvider], ...] = (
 
     ComponentProvider, ShutdownComponentProvider,
     ServiceSettingsProvider,
+    HostedServiceProvider,
 )
 
 

@@ -1,7 +1,8 @@
 """The integration components of every VM (``mapping.components``) and their settings, and
 Msvm_ShutdownComponent.InitiateShutdown.
 
-Enumerating costs two libvirt calls whatever the number of VMs (``host.inventory()``), plus,
+Enumerating reads the VMs and their states once (``host.inventory()``: from the event-kept
+table, no libvirt call when nothing changed), plus,
 for the heartbeat and KVP components only, one guest-agent round trip per running VM whose
 agent channel is connected. Their associations (Msvm_SystemDevice, Msvm_ElementSettingData,
 Msvm_VirtualSystemSettingDataComponent) are served with the other devices' and settings'.
@@ -103,7 +104,7 @@ class ComponentProvider(ServiceProvider):
         vs = self.ctx.host.get_system(guid) if guid else None
         if vs is None:
             return None
-        state = self.ctx.host.state(vs.guid)
+        state = self.ctx.host.cached_state(vs.guid)
         return next((i for i in self._instances(vs, state, path.classname)
                      if i.path is not None and same_path(i.path, path)), None)
 

@@ -1,6 +1,8 @@
 """Msvm_ComputerSystem: the host and every VM, and RequestStateChange on a VM.
 
-Enumeration costs two libvirt calls whatever the number of VMs (``host.inventory()``); a VM
+Enumeration and Get read the VMs' states from the table libvirt's lifecycle events keep
+(``host.inventory()``, ``host.cached_state()``: no libvirt call when nothing changed; a listing
+of every domain when events are not delivered; docs/architecture.md, Sources of truth); a VM
 with a state change, export or configuration change in flight shows what ``ctx.transitions``
 holds (transitional EnabledState, RequestedState, OperationalStatus[1]). TimeOfLastStateChange
 and OnTimeInMilliseconds are measured from when this service first saw the VM in its current
@@ -117,7 +119,7 @@ class ComputerSystemProvider(ServiceProvider):
         vs = self.ctx.host.get_system(guid)
         if vs is None:
             return None
-        steady = self.ctx.host.state(vs.guid)
+        steady = self.ctx.host.cached_state(vs.guid)
         return self._instance(vs, steady, self.ctx.transitions.get(vs.guid.upper()),
                               *self._observed(vs.guid.upper(), steady))
 

@@ -4,10 +4,11 @@
 (Msvm_LogicalDisk), Ethernet ports, keyboard, mouse, display, serial and diskette devices and
 Msvm_BIOSElement; ``DeviceAssociationProvider`` serves Msvm_SystemDevice, Msvm_SystemBIOS,
 Msvm_ControlledBy, Msvm_ProtocolControllerForUnit, Msvm_MediaPresent,
-Msvm_SerialPortOnSerialController and Msvm_VideoHeadOnController. Enumeration costs two libvirt
-calls whatever the number of VMs (``host.inventory()``); ``get`` and the associations of one
-VM read that VM only. The instances are built from the class definitions of our MOF (compiled
-once per provider, on first use), so each carries every property of its class.
+Msvm_SerialPortOnSerialController and Msvm_VideoHeadOnController. Enumeration reads the VMs and
+their states once (``host.inventory()``: from the event-kept table, no libvirt call when
+nothing changed); ``get`` and the associations of one VM read that VM only. The instances are
+built from the class definitions of our MOF (compiled once per provider, on first use), so each
+carries every property of its class.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class LogicalDeviceProvider(_Classes):
         vs = self._one(guid) if guid else None
         if vs is None:
             return None
-        state = self.ctx.host.state(vs.guid)
+        state = self.ctx.host.cached_state(vs.guid)
         return next((i for i in self._instances(vs, state, path.classname)
                      if i.path is not None and same_path(i.path, path)), None)
 

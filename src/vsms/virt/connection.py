@@ -6,7 +6,8 @@ passed, and ``fn`` runs once more. Any other libvirt error becomes a ``vsms.erro
 
 Each new connection registers, before anything is read through it, for the lifecycle events
 DEFINED/UNDEFINED and for metadata changes; those report the domain's GUID to
-``on_domain_changed``. ``on_reset`` is called whenever a new connection replaces an old one,
+``on_domain_changed``; every lifecycle event (state changes too) reports it to ``on_lifecycle``
+when given. ``on_reset`` is called whenever a new connection replaces an old one,
 since events may have been missed in between.
 """
 
@@ -36,12 +37,14 @@ _KEEPALIVE_COUNT = 3
 
 class Connection:
     def __init__(self, uri: str, *, on_domain_changed: Callable[[str], None],
-                 on_reset: Callable[[], None], reconnect_timeout: float) -> None:
+                 on_reset: Callable[[], None], reconnect_timeout: float,
+                 on_lifecycle: Callable[[str], None] | None = None) -> None:
         events.ensure_event_loop()
         self.uri = uri
         self.reconnect_timeout = reconnect_timeout
         self._on_domain_changed = on_domain_changed
         self._on_reset = on_reset
+        self._on_lifecycle = on_lifecycle
         self._lock = threading.Lock()
         self._conn: Any = None
         self._generation = 0
@@ -109,8 +112,11 @@ class Connection:
 
     def _lifecycle_event(self, _conn: Any, dom: Any, event: int, _detail: int,
                          _opaque: Any) -> None:
+        guid = dom.UUIDString().upper()
+        if self._on_lifecycle is not None:
+            self._on_lifecycle(guid)
         if event in _DEFINITION_EVENTS:
-            self._on_domain_changed(dom.UUIDString().upper())
+            self._on_domain_changed(guid)
 
     def _metadata_event(self, _conn: Any, dom: Any, _mtype: int, _nsuri: Any,
                         _opaque: Any) -> None:

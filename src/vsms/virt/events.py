@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _THREAD_NAME = "vsms-libvirt-events"
 _START_LOCK = threading.Lock()
 _STOP = threading.Event()
+_BEAT = 1.0  # seconds between the loop's heartbeats
+_last_beat = [0.0]  # time.monotonic() of the loop's last heartbeat
 
 
 def _quiet(_ctx: Any, _err: Any) -> None:
@@ -47,6 +49,16 @@ def _wake(timer: int, _opaque: Any) -> None:
     libvirt.virEventRemoveTimeout(timer)
 
 
+def _heartbeat(_timer: int, _opaque: Any) -> None:
+    _last_beat[0] = time.monotonic()
+
+
+def loop_alive() -> bool:
+    """Has the event loop run lately (its heartbeat within a few beats)? When it has not,
+    events are not being delivered, whatever the connections registered."""
+    return time.monotonic() - _last_beat[0] < 5 * _BEAT
+
+
 def _stop_at_exit() -> None:
     """Stop the loop thread before the interpreter finalises (bounded wait)."""
     _STOP.set()
@@ -65,7 +77,9 @@ def ensure_event_loop() -> None:
         libvirt.registerErrorHandler(_quiet, None)
         if libvirt.virEventRegisterDefaultImpl() < 0:
             raise RuntimeError("libvirt could not register its default event loop")
-        # A periodic timer makes sure the loop wakes up even with nothing else registered.
-        libvirt.virEventAddTimeout(1000, lambda _timer, _opaque: None, None)
+        # A periodic timer makes sure the loop wakes up even with nothing else registered,
+        # and shows that it still runs (``loop_alive``).
+        _last_beat[0] = time.monotonic()
+        libvirt.virEventAddTimeout(int(_BEAT * 1000), _heartbeat, None)
         threading.Thread(target=_run_forever, name=_THREAD_NAME, daemon=True).start()
         atexit.register(_stop_at_exit)

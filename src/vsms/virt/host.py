@@ -19,10 +19,11 @@ from vsms.cim.enums import EnabledState
 from vsms.errors import InUse, InvalidParameter, InvalidState, NotFound
 from vsms.mapping import checks
 from vsms.model.vm import VirtualSystem
-from vsms.virt import blockcommit, caps, domxml, savedstate, snapxml, stats
+from vsms.virt import blockcommit, caps, domxml, events, savedstate, snapxml, stats
 from vsms.virt.adopt import Adoption, adopted_xml
 from vsms.virt.cache import SystemCache, clone
 from vsms.virt.connection import Connection
+from vsms.virt.livestates import LiveStates
 from vsms.virt.networks import Networks
 from vsms.virt.portindex import HeldPorts
 from vsms.virt.states import describe, steady_state
@@ -55,8 +56,10 @@ class VirtHost:
         self._domain_type = caps.check_requested(domain_type)
         self.instance = instance.upper() if instance is not None else None
         self._cache = SystemCache(self.instance)
+        self._states = LiveStates()  # run states kept by lifecycle events (inventory())
         self._conn = Connection(uri, on_domain_changed=self._cache.mark,
-                                on_reset=self._cache.reset, reconnect_timeout=reconnect_timeout)
+                                on_reset=self._reset, reconnect_timeout=reconnect_timeout,
+                                on_lifecycle=self._states.mark)
         self.uri = uri
         self.networks = Networks(self._conn)  # the virtual switches (libvirt networks)
 
@@ -69,6 +72,15 @@ class VirtHost:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    def _reset(self) -> None:
+        self._cache.reset()
+        self._states.reset()
+
+    def events_healthy(self) -> bool:
+        """Are libvirt's events being delivered: both callbacks registered on the live
+        connection and the event loop running? Only then are states served from the table."""
+        return self._conn.events_ok and events.loop_alive()
 
     # -- listing -------------------------------------------------------------------------
 
@@ -139,20 +151,43 @@ class VirtHost:
         return self._conn.run("read the states of the virtual machines", work)
 
     def inventory(self) -> list[tuple[VirtualSystem, EnabledState]]:
-        """Every VM (sorted by GUID) with its steady EnabledState, from two libvirt calls
-        whatever the number of VMs: what ``list_systems()`` and ``states()`` give together,
-        for half the calls and without copying. The models are the cache's own: callers read
-        them and never change them (use ``list_systems()`` for copies to change)."""
+        """Every VM (sorted by GUID) with its steady EnabledState. The models are the cache's
+        own: callers read them and never change them (use ``list_systems()`` for copies).
+
+        While libvirt's events are delivered (``events_healthy``) the states come from the
+        event-kept table (``vsms.virt.livestates``): no libvirt call when nothing changed, one
+        per VM whose lifecycle event arrived since it was last read. Otherwise, or when many
+        changed, every domain is listed with its state: two libvirt calls whatever the number
+        of VMs (what ``list_systems()`` and ``states()`` give together)."""
         def work(conn: Any) -> list[tuple[VirtualSystem, EnabledState]]:
+            if self.events_healthy():
+                self._refresh(conn, None)
+                shared = self._cache.shared()
+                kept = self._states.steady(conn, [g for g, _ in shared])
+                if kept is not None:
+                    return [(vs, kept[g]) for g, vs in shared if g in kept]
             since = self._cache.seq()
-            stats = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
-            saved = {d.UUIDString().upper() for d in
-                     conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)}
-            self._refresh(conn, [dom for dom, _ in stats], since)
-            raw = {dom.UUIDString().upper(): values.get("state.state", 0) for dom, values in stats}
-            return [(vs, steady_state(raw[guid], guid in saved))
-                    for guid, vs in self._cache.shared() if guid in raw]
+            listing = self._states.listing(conn)
+            self._refresh(conn, listing.domains, since)
+            return [(vs, listing.states[g]) for g, vs in self._cache.shared()
+                    if g in listing.states]
         return self._conn.run("list the virtual machines and their states", work)
+
+    def cached_state(self, guid: str) -> EnabledState:
+        """``state(guid)`` from the event-kept table when events are delivered (for reading
+        an instance; operations that act on a state use ``state``)."""
+        g = checks.canonical_guid(guid)
+        if g is not None and self.events_healthy():
+            def work(conn: Any) -> EnabledState | None:
+                self._refresh(conn, None)
+                self._cache.read_one(conn, g)
+                if not self._cache.is_ours(g):
+                    return None
+                return (self._states.steady(conn, [g]) or {}).get(g)
+            found = self._conn.run(f"read the state of VM {g}", work)
+            if found is not None:
+                return found
+        return self.state(guid)
 
     def statistics(self, groups: int = 0, *, agent: bool = False
                    ) -> list[tuple[VirtualSystem, stats.DomainStats]]:
@@ -340,9 +375,7 @@ class VirtHost:
                                f"GUID on {self.uri}; list the virtual machines and use an "
                                "existing GUID")
             dom = conn.lookupByUUIDString(g)
-            state = dom.state()[0]
-            saved = state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0))
-            return action(dom, steady_state(state, saved), self._label(g))
+            return action(dom, self._states.observe(dom), self._label(g))
         return self._conn.run(f"{verb} {self._label(g)}", work)
 
     def _change(self, guid: str, verb: str, allowed: Collection[EnabledState],
@@ -352,6 +385,7 @@ class VirtHost:
                 extra = f"; {hint}" if hint else ""
                 raise InvalidState(f"cannot {verb} {label}: {describe(state)}{extra}")
             call(dom, state)
+            self._states.observe(dom)  # shown at once, before the event arrives
         self._act(guid, verb, act)
 
     def start(self, guid: str) -> None:
@@ -468,6 +502,7 @@ class VirtHost:
             except libvirt.libvirtError:
                 dom.destroy()
                 raise
+            self._states.observe(dom)
         self._act(guid, "restore the memory state of", act)
 
     def block_commit(self, guid: str, top: str, base: str,

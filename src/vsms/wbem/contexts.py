@@ -122,15 +122,19 @@ class EnumerationContexts:
         return e
 
     def pull(self, key: str, namespace: str, kind: str, max_count: int,
-             owner: str | None = None) -> tuple[str, str | None, int]:
+             owner: str | None = None, deadline: float | None = None
+             ) -> tuple[str, str | None, int]:
         """The next batch (rendered), the context id (None: finished) and the batch size.
         ``kind`` must be the kind the context was opened with (else UnknownContext naming
-        it)."""
+        it). With a ``deadline`` (time.monotonic()), items are rendered while it has not
+        passed: the batch may be shorter, or empty (the context is then left as it was)."""
         with self._lock:
             self._expire()
             e = self._find(key, namespace, owner)
             if e.kind != kind:
                 raise UnknownContext(f"enumeration context {key!r} yields {e.kind}", e.kind)
+            if deadline is not None:
+                return self._pull_until(key, e, max_count, deadline)
             batch = e.items[e.pos:e.pos + max_count]
             e.pos += len(batch)
             if e.pos >= len(e.items):
@@ -140,6 +144,21 @@ class EnumerationContexts:
                 e.expires = self._clock() + e.timeout
                 nxt = key
         return "".join(e.render(i) for i in batch), nxt, len(batch)
+
+    def _pull_until(self, key: str, e: Enumeration, max_count: int, deadline: float
+                    ) -> tuple[str, str | None, int]:
+        """``pull`` with a deadline (under the lock: what is rendered is what is taken)."""
+        parts: list[str] = []
+        while e.pos < len(e.items) and len(parts) < max_count and time.monotonic() < deadline:
+            parts.append(e.render(e.items[e.pos]))
+            e.pos += 1
+        nxt: str | None = key
+        if e.pos >= len(e.items):
+            del self._open[key]
+            nxt = None
+        else:
+            e.expires = self._clock() + e.timeout
+        return "".join(parts), nxt, len(parts)
 
     def close(self, key: str, namespace: str, owner: str | None = None) -> None:
         with self._lock:

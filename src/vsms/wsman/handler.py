@@ -201,7 +201,7 @@ class WsmanHandler:
             op = "Enumerate"
         elif action == n.PULL:
             content = self._read("PullInstancesWithPath", principal,
-                                 lambda r: ops.pull(r, contexts, req, user))
+                                 lambda r: ops.pull(r, contexts, req, user, started))
             op = "Pull"
         elif action == n.RELEASE:
             content = self._read("CloseEnumeration", principal,

@@ -223,16 +223,24 @@ def _unknown(exc: UnknownContext) -> Fault:
 
 
 def pull(registry: Registry, contexts: EnumerationContexts, req: Request,
-         owner: str | None) -> str:
+         owner: str | None, started: float | None = None) -> str:
+    """PullResponse content. With ``wsen:MaxTime`` (counted from ``started``,
+    time.monotonic(), when the request was taken up) the items written by then are returned;
+    when none could be, wsman:TimedOut, and the context stays as it was (DSP0226)."""
     body = req.body
     key = _context(body)
     most = _count(_child(body, n.WSEN, "MaxElements"), "wsen:MaxElements", 1)
     maxtime = _child(body, n.WSEN, "MaxTime")
+    deadline = None
     if maxtime is not None:
-        soap.duration(maxtime.text)  # a snapshot: every item is ready at once
+        deadline = (time.monotonic() if started is None else started) + \
+            soap.duration(maxtime.text)
     for mode in ("obj", "epr", "objepr"):
         try:
-            items, nxt, _ = contexts.pull(key, CONTEXTS, f"wsman-{mode}", most, owner)
+            items, nxt, count = contexts.pull(key, CONTEXTS, f"wsman-{mode}", most, owner,
+                                              deadline)
+            if count == 0 and nxt is not None:
+                raise soap.pull_timed_out(soap.duration(maxtime.text) if maxtime else 0.0)
             break
         except UnknownContext as exc:
             if exc.yields is None or not exc.yields.startswith("wsman-"):

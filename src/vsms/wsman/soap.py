@@ -105,6 +105,12 @@ def timed_out(operation: str, seconds: float) -> Fault:
                  f"{seconds:g} s", WSMAN_TIMED_OUT, sender=False)
 
 
+def pull_timed_out(seconds: float) -> Fault:
+    return Fault("w:TimedOut", f"no item could be written within the wsen:MaxTime of "
+                 f"{seconds:g} s; the enumeration context is still valid: pull again, with a "
+                 f"longer MaxTime", WSMAN_TIMED_OUT, sender=False)
+
+
 # ---------------------------------------------------------------------- the request
 @dataclass
 class Request:
