@@ -30,10 +30,11 @@ import libvirt
 import pytest
 import pywbem
 
-from tests.conftest import QEMU_URI, TEST_ROOT, fresh_dir
+from tests.conftest import QEMU_URI, fresh_dir
 from tests.e2e import wbemflow
 from tests.e2e.conftest import Served, remove_vms
 from tests.guest import guests
+from tests.guest.conftest import GuestImage
 from vsms.cim import names
 from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import EnabledState, JobState, ReturnCode
@@ -177,11 +178,9 @@ def _boot(lab: Lab, networks: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    cache = TEST_ROOT / "guest-cache"
+def lab(guest_image: GuestImage) -> Iterator[Lab]:
     t0 = time.monotonic()
-    image = guestos.guest_image(cache)
-    dtype = guests.domain_type(image, cache)
+    image, dtype = guest_image.path, guest_image.domain_type
     root = fresh_dir()
     served = guests.serve(root, dtype)
     lab = Lab(served.connect(), libvirt.open(QEMU_URI), served, root, dtype)

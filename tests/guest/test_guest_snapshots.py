@@ -27,14 +27,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import libvirt
 import pytest
 import pywbem
 
-from tests.conftest import QEMU_URI, TEST_ROOT, fresh_dir
+from tests.conftest import fresh_dir
 from tests.e2e import wbemflow
 from tests.e2e.conftest import Served, remove_vms
 from tests.guest import guests
+from tests.guest.conftest import GuestImage
 from vsms.cim import names
 from vsms.cim.enums import EnabledState, JobState, ReturnCode
 from vsms.testing import guestos
@@ -46,7 +46,6 @@ SHA = r"marker sha256=([0-9a-f]{64})"
 @dataclass
 class Rig:
     conn: pywbem.WBEMConnection
-    virt: libvirt.virConnect
     served: Served
     root: Path
     vm: pywbem.CIMInstanceName
@@ -73,13 +72,11 @@ def sha(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def rig() -> Iterator[Rig]:
-    cache = TEST_ROOT / "guest-cache"
-    image = guestos.guest_image(cache)
-    dtype = guests.domain_type(image, cache)
+def rig(guest_image: GuestImage) -> Iterator[Rig]:
+    image, dtype = guest_image.path, guest_image.domain_type
     root = fresh_dir()
     served = guests.serve(root, dtype)
-    conn, virt = served.connect(), libvirt.open(QEMU_URI)
+    conn = served.connect()
     rig = None
     try:
         serial = root / "serial"
@@ -96,7 +93,7 @@ def rig() -> Iterator[Rig]:
         guests.add_disk(conn, vm, boot, 0)
         guests.add_disk(conn, vm, data, 1)
         guests.set_com1(conn, vm, serial / "g.sock")
-        rig = Rig(conn, virt, served, root, vm, boot, data)
+        rig = Rig(conn, served, root, vm, boot, data)
         yield rig
     finally:
         if rig is not None:
@@ -108,7 +105,6 @@ def rig() -> Iterator[Rig]:
         served.service.jobs.shutdown(60)
         remove_vms(served)
         served.service.close()
-        virt.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
