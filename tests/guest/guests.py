@@ -1,10 +1,13 @@
-"""Helpers of the guest-OS tests: the serial console reader, isolated libvirt networks, the
-domain type the guests run with, and the Hyper-V calls that build a guest VM over pywbem."""
+"""Helpers of the guest-OS tests: the served service, the serial console reader, isolated
+libvirt networks, the domain type the guests run with, the Hyper-V calls that build a guest VM
+over pywbem, and a host-side read of a data disk's marker."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -13,12 +16,44 @@ from pathlib import Path
 import libvirt
 import pywbem
 
+from tests.conftest import QEMU_URI
 from tests.e2e import wbemflow
+from tests.e2e.conftest import Served
+from vsms.app import Service
 from vsms.cim import names
+from vsms.settings import Settings
 from vsms.testing import guestos
 from vsms.testing.serialconsole import BOOT_TIMEOUT, Console, link_local
+from vsms.wbem.server import WbemServer
 
 __all__ = ["BOOT_TIMEOUT", "Console", "link_local"]
+
+
+def serve(root: Path, domain_type: str) -> Served:
+    """A Service on qemu:///system (storage root ``root``, VMs of ``domain_type``) served by a
+    WbemServer on 127.0.0.1."""
+    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI,
+                        domain_type=domain_type)
+    service = Service(settings)
+    try:
+        server = WbemServer(service.registry, listen="127.0.0.1", http_port=0, workers=4)
+        server.start()
+    except BaseException:
+        service.close()
+        raise
+    return Served(service, server, root)
+
+
+def marker_in(image: Path, fmt: str) -> bytes:
+    """The ``marker`` file of the ext2 data disk ``image`` (qemu-img format ``fmt``), read on
+    the host: converted to raw (``-U``: a running VM may hold the image) and read by debugfs."""
+    with tempfile.TemporaryDirectory(prefix="vsms-marker-") as tmp:
+        raw, out = Path(tmp) / "data.raw", Path(tmp) / "marker"
+        subprocess.run(["qemu-img", "convert", "-U", "-f", fmt, "-O", "raw", str(image),
+                        str(raw)], check=True, capture_output=True, timeout=60)
+        subprocess.run(["debugfs", "-R", f"dump /marker {out}", str(raw)], check=True,
+                       capture_output=True, timeout=60)
+        return out.read_bytes()
 
 
 def isolated_network(conn: libvirt.virConnect, name: str, bridge: str, mac: str

@@ -30,18 +30,16 @@ import libvirt
 import pytest
 import pywbem
 
-from tests.conftest import QEMU_URI, TEST_ROOT, fresh_dir
+from tests.conftest import QEMU_URI, fresh_dir
 from tests.e2e import wbemflow
 from tests.e2e.conftest import Served, remove_vms
 from tests.guest import guests
-from vsms.app import Service
+from tests.guest.conftest import GuestImage
 from vsms.cim import names
 from vsms.cim.embedded import serialize_instance
 from vsms.cim.enums import EnabledState, JobState, ReturnCode
 from vsms.mapping import switch_paths
-from vsms.settings import Settings
 from vsms.testing import guestos
-from vsms.wbem.server import WbemServer
 
 pytestmark = pytest.mark.qemu
 SWITCH_SERVICE = "Msvm_VirtualSwitchManagementService"
@@ -78,19 +76,6 @@ class Lab:
     bridges: dict[str, str] = field(default_factory=dict)  # switch -> host's link-local
     switches: list[str] = field(default_factory=list)  # libvirt networks of the switches
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def _served(root: Path, domain_type: str) -> Served:
-    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI,
-                        domain_type=domain_type)
-    service = Service(settings)
-    try:
-        server = WbemServer(service.registry, listen="127.0.0.1", http_port=0, workers=4)
-        server.start()
-    except BaseException:
-        service.close()
-        raise
-    return Served(service, server, root)
 
 
 def _dir(parent: Path, name: str, mode: int = 0o755) -> Path:
@@ -193,13 +178,11 @@ def _boot(lab: Lab, networks: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    cache = TEST_ROOT / "guest-cache"
+def lab(guest_image: GuestImage) -> Iterator[Lab]:
     t0 = time.monotonic()
-    image = guestos.guest_image(cache)
-    dtype = guests.domain_type(image, cache)
+    image, dtype = guest_image.path, guest_image.domain_type
     root = fresh_dir()
-    served = _served(root, dtype)
+    served = guests.serve(root, dtype)
     lab = Lab(served.connect(), libvirt.open(QEMU_URI), served, root, dtype)
     conn, virt = lab.conn, lab.virt
     lab.timings["image"] = time.monotonic() - t0

@@ -10,14 +10,26 @@ Every line the guest reports on its serial console (ttyS0, the kernel console) s
 - ``vsms-guest: nic missing``                        no network interface appeared
 - ``vsms-guest: waiting for go``                    (``wait go`` in ``peers``) before pinging
 - ``vsms-guest: ping <addr> ok`` / ``… failed``      one line per peer
-- ``vsms-guest: ready``                              all the above done; waiting for ACPI events
+- ``vsms-guest: ready``                              all the above done; reading commands
 - ``vsms-guest: power button: powering off``         the ACPI power button was pressed
+
+After ``ready`` init reads commands from its console, one per line, and answers each (acpid
+handles the power button meanwhile):
+
+- ``write <text>``: remounts ``/data`` read-write, replaces ``marker`` with ``<text>`` (the
+  rest of the line, without its newline), syncs, remounts it read-only and prints
+  ``marker sha256=<hex>`` of the new content (``write failed`` when it could not);
+- ``show``: prints ``marker sha256=<hex>`` of ``marker`` as the guest sees it now (from the
+  page cache when cached: after a restored memory state, what that memory held);
+- ``reread``: drops the page cache first, so the SHA-256 printed is read from the disk;
+- an empty line is ignored; anything else prints ``unknown command <word>``.
 
 The data disk is an ext2 file system (whole disk, label ``VSMSDATA``) holding ``marker`` and
 optionally ``peers``: one link-local address per line (the guest's own is skipped), a line
 ``deadline <seconds>`` bounding how long unreachable peers are retried (default 60), and a line
 ``wait go`` to make the guest wait for a line on its console before it pings (so a test can
-ping from it only once the other guests are up).
+ping from it only once the other guests are up). A file ``no-nic`` on it says the VM has no
+network adapter: init looks for one once instead of waiting up to 10 s for it to appear.
 """
 
 from __future__ import annotations
@@ -56,7 +68,9 @@ else
 fi
 nic=""
 n=0
-while [ -z "$nic" ] && [ $n -lt 100 ]; do
+tries=100
+[ -n "$found" ] && [ -f /data/no-nic ] && tries=1
+while [ -z "$nic" ] && [ $n -lt $tries ]; do
   for i in /sys/class/net/*; do
     i=${i##*/}
     [ "$i" = lo ] || { nic="$i"; break; }
@@ -102,7 +116,27 @@ if [ -n "$me" ] && [ -f /data/peers ]; then
   done
 fi
 say ready
-while true; do sleep 3600; done
+sha() { say "marker sha256=$(sha256sum /data/marker | cut -d' ' -f1)"; }
+while true; do
+  if ! read -r cmd arg < /dev/console; then sleep 1; continue; fi
+  case "$cmd" in
+    write)
+      if [ -n "$found" ] && mount -o remount,rw /data \
+         && printf '%s' "$arg" > /data/marker && sync && mount -o remount,ro /data; then
+        sha
+      else
+        say "write failed"
+      fi ;;
+    show)
+      if [ -f /data/marker ]; then sha; else say "marker missing"; fi ;;
+    reread)
+      sync
+      echo 3 > /proc/sys/vm/drop_caches
+      if [ -f /data/marker ]; then sha; else say "marker missing"; fi ;;
+    "") ;;
+    *) say "unknown command $cmd" ;;
+  esac
+done
 """
 
 POWER_BUTTON = r"""#!/bin/sh

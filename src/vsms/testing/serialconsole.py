@@ -3,7 +3,10 @@ guest's NIC takes. Product code never imports this module.
 
 ``Console(path)`` connects as soon as QEMU has made the socket (it retries until then, so start
 it before the VM) and keeps every ``vsms-guest:`` line the guest prints, with the time it
-arrived; ``wait(pattern)`` returns the first line matching, ``send(line)`` types on the console.
+arrived; ``wait(pattern)`` returns the first line matching (``since=n``: among the lines after
+the first ``n``), ``send(line)`` types on the console, and ``ask(command, pattern)`` types a
+command and returns the first line matching that the guest printed after it (the commands the
+guest's init reads once ready, see ``vsms.testing.guestinit``).
 """
 
 from __future__ import annotations
@@ -80,13 +83,15 @@ class Console:
             self.closed = True
             self._cond.notify_all()
 
-    def wait(self, pattern: str, timeout: float = BOOT_TIMEOUT) -> tuple[float, re.Match[str]]:
-        """The first line matching ``pattern`` (time, match); fails after ``timeout``."""
+    def wait(self, pattern: str, timeout: float = BOOT_TIMEOUT, since: int = 0
+             ) -> tuple[float, re.Match[str]]:
+        """The first line matching ``pattern`` (time, match) among the lines after the first
+        ``since``; fails after ``timeout``."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for at, line in self.lines:
+                for at, line in self.lines[since:]:
                     found = rx.fullmatch(line)
                     if found:
                         return at, found
@@ -100,6 +105,13 @@ class Console:
         """Type ``line`` on the guest's console."""
         assert self._sock is not None, f"{self.path.name}: not connected"
         self._sock.sendall(line.encode() + b"\n")
+
+    def ask(self, command: str, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        """Type ``command`` and return the first line matching ``pattern`` printed after it."""
+        with self._cond:
+            since = len(self.lines)
+        self.send(command)
+        return self.wait(pattern, timeout, since)[1]
 
     def text(self) -> list[str]:
         with self._cond:
