@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -226,10 +225,7 @@ def test_registry_accepts_the_schema() -> None:
 
 
 def test_each_call_compiles_fresh_objects() -> None:
-    started = time.perf_counter()
     first = schema.load_schema()
-    elapsed = time.perf_counter() - started
-    assert elapsed < 5.0, f"compiling took {elapsed:.2f} s"
     assert first.namespace == names.NAMESPACE
     assert {q.name.lower() for q in first.qualifiers} >= {"key", "valuemap", "values", "in",
                                                           "out", "embeddedinstance"}

@@ -29,7 +29,7 @@ VSMS_URI = WMI + "Msvm_VirtualSystemManagementService"
 
 def cimxml(ws: WsServer) -> pywbem.WBEMConnection:
     s = ws.served
-    return pywbem.WBEMConnection(s.url, (s.user, s.password),
+    return pywbem.WBEMConnection(s.url, (s.user, s.password), timeout=120,
                                  default_namespace="root/virtualization")
 
 
