@@ -212,7 +212,9 @@ class WsmanHandler:
             raise AssertionError("unreachable")
         else:
             return self._invoke(req, principal)
-        if req.timeout is not None and time.monotonic() - started > req.timeout:
+        # a Pull honours the OperationTimeout itself (ops.pull): the items it took from the
+        # context are in ``content`` and must reach the client
+        if req.timeout is not None and op != "Pull" and time.monotonic() - started > req.timeout:
             raise timed_out(op, req.timeout)
         return content, action + "Response", op, self._classname(req)
 

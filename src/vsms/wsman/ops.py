@@ -226,21 +226,26 @@ def pull(registry: Registry, contexts: EnumerationContexts, req: Request,
          owner: str | None, started: float | None = None) -> str:
     """PullResponse content. With ``wsen:MaxTime`` (counted from ``started``,
     time.monotonic(), when the request was taken up) the items written by then are returned;
-    when none could be, wsman:TimedOut, and the context stays as it was (DSP0226)."""
+    when none could be, wsman:TimedOut, and the context stays as it was (DSP0226). The
+    request's OperationTimeout bounds the Pull the same way: items taken from the context are
+    always returned, never dropped by a timeout found after they were written."""
     body = req.body
     key = _context(body)
     most = _count(_child(body, n.WSEN, "MaxElements"), "wsen:MaxElements", 1)
     maxtime = _child(body, n.WSEN, "MaxTime")
-    deadline = None
-    if maxtime is not None:
-        deadline = (time.monotonic() if started is None else started) + \
-            soap.duration(maxtime.text)
+    base = time.monotonic() if started is None else started
+    limits = [base + soap.duration(maxtime.text)] if maxtime is not None else []
+    if req.timeout is not None:
+        limits.append(base + req.timeout)
+    deadline = min(limits) if limits else None
     for mode in ("obj", "epr", "objepr"):
         try:
             items, nxt, count = contexts.pull(key, CONTEXTS, f"wsman-{mode}", most, owner,
                                               deadline)
             if count == 0 and nxt is not None:
-                raise soap.pull_timed_out(soap.duration(maxtime.text) if maxtime else 0.0)
+                if maxtime is None:
+                    raise soap.timed_out("Pull", req.timeout or 0.0)
+                raise soap.pull_timed_out(soap.duration(maxtime.text))
             break
         except UnknownContext as exc:
             if exc.yields is None or not exc.yields.startswith("wsman-"):
