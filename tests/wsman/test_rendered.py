@@ -293,3 +293,30 @@ def test_states_come_from_events_and_from_a_listing_when_events_fail(
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             dom.destroy()
+
+
+@pytest.mark.qemu
+def test_a_transient_domain_appears_and_vanishes_with_its_events(live: Live) -> None:
+    """A domain of this instance created transiently through another connection (``virsh
+    create``: libvirt sends STARTED, never DEFINED) is listed once its event arrived, while
+    states come from events, and is gone once it stopped (a transient domain vanishes)."""
+    host, admin = live.service.host, live.client("admin")
+    assert host.events_healthy()
+    other = libvirt.open(QEMU_URI)
+    xml = other.lookupByUUIDString(live.c).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    guid = new_guid()
+    root = ET.fromstring(xml)
+    uuid_el = root.find("uuid")
+    name_el = root.find("name")
+    assert uuid_el is not None and name_el is not None
+    uuid_el.text = guid
+    name_el.text = f"transient-{live.root.name}"
+    text = ET.tostring(root, encoding="unicode").replace(live.c, guid)
+    assert systems(admin).get(guid) is None
+    dom = other.createXML(text, 0)
+    try:
+        assert settles(lambda: systems(admin).get(guid, {}).get("EnabledState") == "2")
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.destroy()
+    assert settles(lambda: guid not in systems(admin))

@@ -30,7 +30,11 @@ from vsms.virt.translate import is_connection_error, message_of, translate, unre
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_DEFINITION_EVENTS = (libvirt.VIR_DOMAIN_EVENT_DEFINED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED)
+# events after which a domain's definition is read again: defined / undefined, and started /
+# stopped, which are how a transient domain (virsh create) appears and vanishes (no
+# DEFINED / UNDEFINED event comes for one); for a persistent domain it is one more read
+_DEFINITION_EVENTS = (libvirt.VIR_DOMAIN_EVENT_DEFINED, libvirt.VIR_DOMAIN_EVENT_UNDEFINED,
+                      libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVENT_STOPPED)
 _KEEPALIVE_INTERVAL = 5
 _KEEPALIVE_COUNT = 3
 
