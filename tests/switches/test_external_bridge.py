@@ -20,7 +20,7 @@ import pytest
 import pywbem
 
 from tests.e2e import wbemflow
-from tests.switches.conftest import Net, domain_xml, guid_of, net_xml
+from tests.switches.conftest import Net, domain_xml, guid_of, net_xml, virsh
 from vsms.mapping import switch_paths as sp
 from vsms.operations import switchbridge
 from vsms.operations.switches import SwitchOps
@@ -149,6 +149,9 @@ def test_crash_between_steps_and_stray_bridges_are_repaired(
     before = state(veth)
     ops.bind(veth)
 
+    def crash(*_: object) -> None:
+        raise Crash
+
     def enslave_then_crash(ifname: str, bridge: str) -> None:
         ip("link", "set", "dev", ifname, "master", bridge)
         raise Crash
@@ -165,6 +168,37 @@ def test_crash_between_steps_and_stray_bridges_are_repaired(
     assert ops.bridges.records() == []
     sw = service.host.networks.get(name)
     assert sw is not None and sw.active and not sw.external and sw.forward == ""
+    # a crash in the middle of an unbind: finished at the next start
+    port = str(uplink["Name"])
+    ops.connect_host(name, port, veth)
+    (rec,) = ops.bridges.records()
+    monkeypatch.setattr(switchbridge, "release_interface", crash)
+    with pytest.raises(Crash):
+        ops.disconnect(name, port)
+    monkeypatch.undo()
+    assert ops.bridges.records()[0].step == "unbind" and state(veth)[0] == rec.bridge
+    SwitchOps(service.host, tmp_path, ops.hostname).recover()
+    assert state(veth) == before and ops.bridges.records() == []
+    sw = service.host.networks.get(name)
+    assert sw is not None and sw.active and not sw.external
+    # a reboot took the bridge away: the complete binding gets it back at the next start
+    ops.connect_host(name, port, veth)
+    (rec,) = ops.bridges.records()
+    virsh("net-destroy", name)
+    ip("link", "del", rec.bridge)
+    SwitchOps(service.host, tmp_path, ops.hostname).recover()
+    assert state(veth)[0] == rec.bridge and ops.bridges.records()[0].step == "bound"
+    sw = service.host.networks.get(name)
+    assert sw is not None and sw.active and sw.external == veth
+    # a crash in DeleteSwitch after the network went: the interface released at the next start
+    monkeypatch.setattr(switchbridge, "release_interface", crash)
+    with pytest.raises(Crash):
+        ops.delete_switch(name)
+    monkeypatch.undo()
+    assert service.host.networks.get(name) is None and state(veth)[0] == rec.bridge
+    SwitchOps(service.host, tmp_path, ops.hostname).recover()
+    assert state(veth) == before and not (SYS / rec.bridge).exists()
+    assert ops.bridges.records() == []
     # a bridge of ours without its record, the interface on it: released and removed; a
     # bridge with another mark is never touched
     switchbridge.create_bridge("vxbstray0", ops.bridges.mark)
@@ -177,4 +211,25 @@ def test_crash_between_steps_and_stray_bridges_are_repaired(
     finally:
         for br in ("vxbstray0", "vxbother0"):
             subprocess.run(["ip", "link", "del", br], check=False, capture_output=True)
-    net.ok("DeleteSwitch", VirtualSwitch=switch)
+
+
+def test_macvtap_network_defined_outside_vsms_stays_a_read_only_switch(net: Net,
+                                                                      veth: str) -> None:
+    name = f"vsms-xbr-macvtap-{net.token}"
+    xml = (f"<network><name>{name}</name><forward mode='bridge'><interface dev='{veth}'/>"
+           "</forward></network>")
+    (Path(net.served.root) / "macvtap.xml").write_text(xml)
+    virsh("net-define", str(Path(net.served.root) / "macvtap.xml"))
+    net.switches.append(name)
+    try:
+        (sw,) = [s for s in net.conn.EnumerateInstances(sp.SWITCH) if s["ElementName"] == name]
+        port = net.create_port(sw.path, "outside")
+        ops = service_ops(net)
+        net.ok("BindExternalEthernetPort", ExternalEthernetPort=_external(net, veth))
+        rv, out = net.call("ConnectSwitchPort", SwitchPort=port,
+                           LANEndpoint=sp.host_endpoint_path(ops.hostname, veth))
+        assert rv != 0 and "outside vsms" in out["ErrorDescription"]
+        assert state(veth)[0] == "" and ops.bridges.records() == []
+        net.ok("UnbindExternalEthernetPort", ExternalEthernetPort=_external(net, veth))
+    finally:
+        virsh("net-undefine", name, check=False)

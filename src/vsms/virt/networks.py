@@ -327,7 +327,12 @@ class Networks:
             if before_start is not None:
                 before_start()
             if rebuild or not active:
-                start_network(net)
+                try:
+                    start_network(net)
+                except libvirt.libvirtError as exc:  # another service's start-up started it
+                    if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID \
+                            or not net.isActive():
+                        raise
             return parse(_inactive_xml(net), True)
         saved: Switch = self._run(f"update virtual switch '{sw.friendly}'", work)
         host_link_local(saved)
