@@ -18,9 +18,14 @@ from pathlib import Path
 
 import pytest
 import pywbem
+from pypsrp.wsman import SelectorSet, WSMan
 
 from tests.e2e import wbemflow
 from tests.switches.conftest import Net, domain_xml, guid_of, net_xml, virsh
+from tests.switches.test_wsman_switch import _invoke
+from tests.wsman.conftest import NS, WMI
+from vsms.cim.enums import ReturnCode
+from vsms.errors import InvalidState
 from vsms.mapping import switch_paths as sp
 from vsms.operations import switchbridge
 from vsms.operations.switches import SwitchOps
@@ -112,6 +117,8 @@ def test_external_switch_is_a_bridge_owning_the_interface(net: Net, veth: str) -
             addrs = info["addr_info"]
             time.sleep(0.2)
         assert addrs and all(a["family"] == "inet6" and a["scope"] == "link" for a in addrs)
+        assert str(info["address"]).replace(":", "").upper() == str(
+            net.conn.GetInstance(internal)["PermanentAddress"])  # the internal port's MAC
         # the switch is in use: disconnecting the interface while a VM runs is refused
         rv, _ = net.call("DisconnectSwitchPort", SwitchPort=uplink)
         assert rv != 0 and state(veth)[0] == bridge
@@ -208,6 +215,12 @@ def test_crash_between_steps_and_stray_bridges_are_repaired(
         ops.recover()
         assert state(veth)[0] == "" and not (SYS / "vxbstray0").exists()
         assert (SYS / "vxbother0").exists()
+        # an interface on a bridge vsms did not make stays there, and is refused for binding
+        ip("link", "set", "dev", veth, "master", "vxbother0")
+        ops.recover()
+        assert state(veth)[0] == "vxbother0"
+        with pytest.raises(InvalidState, match="vxbother0"):
+            ops.bridges.prior(veth)
     finally:
         for br in ("vxbstray0", "vxbother0"):
             subprocess.run(["ip", "link", "del", br], check=False, capture_output=True)
@@ -228,8 +241,47 @@ def test_macvtap_network_defined_outside_vsms_stays_a_read_only_switch(net: Net,
         net.ok("BindExternalEthernetPort", ExternalEthernetPort=_external(net, veth))
         rv, out = net.call("ConnectSwitchPort", SwitchPort=port,
                            LANEndpoint=sp.host_endpoint_path(ops.hostname, veth))
-        assert rv != 0 and "outside vsms" in out["ErrorDescription"]
+        assert rv == ReturnCode.INVALID_STATE and "outside vsms" in out["ErrorDescription"]
         assert state(veth)[0] == "" and ops.bridges.records() == []
         net.ok("UnbindExternalEthernetPort", ExternalEthernetPort=_external(net, veth))
     finally:
         virsh("net-undefine", name, check=False)
+
+
+def _epr(path: pywbem.CIMInstanceName) -> ET.Element:
+    """A WS-Addressing reference to ``path`` (its children go into a method's parameter)."""
+    holder = ET.Element("epr")
+    ET.SubElement(holder, f"{{{NS['a']}}}Address").text = \
+        "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+    params = ET.SubElement(holder, f"{{{NS['a']}}}ReferenceParameters")
+    ET.SubElement(params, f"{{{NS['w']}}}ResourceURI").text = WMI + path.classname
+    selectors = ET.SubElement(params, f"{{{NS['w']}}}SelectorSet")
+    for key, value in path.keybindings.items():
+        ET.SubElement(selectors, f"{{{NS['w']}}}Selector", Name=key).text = str(value)
+    return holder
+
+
+def test_bind_and_connect_over_wsman(net: Net, veth: str) -> None:
+    client = WSMan("127.0.0.1", port=net.served.server.ports["wsman-http"], ssl=False,
+                   auth="basic", encryption="never", username="any", password="any",
+                   operation_timeout=20, read_timeout=60)
+    sel = SelectorSet()
+    for k, v in net.conn.EnumerateInstanceNames(sp.SERVICE)[0].keybindings.items():
+        sel.add_option(k, str(v))
+    ops = service_ops(net)
+    switch, name = net.create_switch("xbr-ws")
+    uplink = net.create_port(switch, "uplink")
+    ext = _external(net, veth)
+    uri = WMI + sp.SERVICE
+    out = _invoke(client, sel, "BindExternalEthernetPort", [("ExternalEthernetPort",
+                                                             _epr(ext))])
+    assert out.findtext(f"{{{uri}}}ReturnValue") == "0"
+    endpoint = sp.host_endpoint_path(ops.hostname, veth)
+    out = _invoke(client, sel, "ConnectSwitchPort", [("SwitchPort", _epr(uplink)),
+                                                     ("LANEndpoint", _epr(endpoint))])
+    assert out.findtext(f"{{{uri}}}ReturnValue") == "0"
+    sw = net.served.service.host.networks.get(name)
+    assert sw is not None and sw.external == veth and state(veth)[0] == sw.bridge
+    net.ok("DeleteSwitch", VirtualSwitch=switch)
+    assert state(veth)[0] == "" and not (SYS / sw.bridge).exists()
+    net.ok("UnbindExternalEthernetPort", ExternalEthernetPort=ext)
