@@ -167,8 +167,14 @@ class Bridges:
         return saved
 
     def _record(self, sw: Switch) -> BridgeRecord:
+        """The journal's record of ``sw``'s binding; without one (a switch bound by an older
+        vsms, with macvtap) the interface's current state is kept as it is."""
         found = next((r for r in self.records() if r.ifname == sw.external), None)
-        return found or BridgeRecord(sw.external, sw.bridge, sw.network, "unbind")
+        if found is not None:
+            return found
+        info = link(sw.external) or {}
+        return BridgeRecord(sw.external, sw.bridge, sw.network, "unbind",
+                            up="UP" in info.get("flags", []), mtu=int(info.get("mtu", 0)))
 
     def unbind(self, sw: Switch, rec: BridgeRecord | None = None) -> None:
         """Put ``sw`` back to an isolated switch: interface released and restored, bridge
