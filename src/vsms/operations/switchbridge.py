@@ -195,7 +195,11 @@ class Bridges:
         """DeleteSwitch of an external switch: journal, ``remove`` the network, release."""
         rec = replace(self._record(sw), step="unbind")
         self._journal(rec, rec.ifname)
-        remove()
+        try:
+            remove()
+        except VsmsError:  # the switch stays, bound as it was
+            self._journal(replace(rec, step="bound"), rec.ifname)
+            raise
         self._unplug(rec)
         self._journal(None, rec.ifname)
 
