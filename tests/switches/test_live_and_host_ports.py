@@ -176,7 +176,9 @@ def test_external_switch_on_a_dummy_interface(net: Net, dummy: str) -> None:
     root = ET.fromstring(net_xml(name))
     fwd = root.find("forward")
     assert fwd is not None and fwd.get("mode") == "bridge"
-    assert [i.get("dev") for i in fwd.findall("interface")] == [dummy]
+    bridge = root.find("bridge")  # vsms's bridge, the interface its port
+    assert bridge is not None and fwd.find("interface") is None
+    assert (Path("/sys/class/net") / dummy / "master").resolve().name == bridge.get("name")
     assert net.conn.GetInstance(switch)["Description"] == "Virtual switch (external)"
     (connected,) = net.conn.Associators(port, AssocClass=sp.ACTIVE_CONNECTION)
     assert connected.classname == sp.SWITCH_ENDPOINT

@@ -23,6 +23,7 @@ from vsms.mapping import switch_paths as sp
 from vsms.mapping.resources import new_mac
 from vsms.model.switch import HostPort, Port, Switch
 from vsms.operations import switching
+from vsms.operations.switchbridge import Bridges
 from vsms.operations.switchports import compact, full
 from vsms.operations.undo import OpContext
 from vsms.virt import hostnet
@@ -103,13 +104,16 @@ class SwitchOps:
         self.ports_file = hostnet.HostPortFile(state_dir)
         self.hostname = hostname
         self.allow_management = allow_management
+        self.bridges = Bridges(self.nets, self.ports_file, f"vsms:{state_dir.resolve()}")
 
     # -- start-up ------------------------------------------------------------------------
 
     def recover(self) -> None:
         """Start the inactive switches vsms made (a crash between defining and starting one)
-        and drop lines of host-ports.json whose port is on a switch already."""
+        and drop lines of host-ports.json whose port is on a switch already; first repair
+        the external switches' bridges from their journal."""
         try:
+            self.bridges.repair()
             switches = self.nets.switches()
             for sw in switches:
                 if sw.made_here and not sw.active:
@@ -159,7 +163,10 @@ class SwitchOps:
                 raise InUse(f"virtual switch '{sw.friendly}' has connected ports: "
                             f"{', '.join(users)}; disconnect them first (DisconnectSwitchPort "
                             "or the adapters' Connection)")
-            self.nets.delete(sw)
+            if sw.external and sw.made_here:
+                self.bridges.delete(sw, lambda: self.nets.delete(sw))
+            else:
+                self.nets.delete(sw)
             if sw.internal is not None:  # the host's port goes back to being on no switch
                 self._hold_internal(replace(sw.internal, port=""))
 
@@ -281,8 +288,7 @@ class SwitchOps:
             if sw.external:
                 raise InUse(f"switch '{sw.friendly}' is bound to {sw.external} already")
             self._require_idle(sw, "bind the switch to a host interface")
-            return self.nets.save(replace(sw, external=device_id, external_port=p.name),
-                                  rebuild=True)
+            return self.bridges.bind(sw, device_id, p.name)
 
     def external_switch(self, ifname: str) -> Switch | None:
         return next((s for s in self.nets.switches() if s.external == ifname), None)
@@ -297,7 +303,7 @@ class SwitchOps:
                 return
             if sw.external and sw.external_port.casefold() == p.name.casefold():
                 self._require_idle(sw, "unbind the switch from its host interface")
-                self.nets.save(replace(sw, external="", external_port=""), rebuild=True)
+                self.bridges.unbind(sw)
                 return
             found = self.host.held_ports().user_nic(sw.id, p.name)
             if found is None:

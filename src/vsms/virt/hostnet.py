@@ -8,7 +8,9 @@ one of them to a switch would take the host's own connection away, so it is refu
 service setting ``switch_allow_management_interface`` says otherwise.
 
 Ports on no switch are kept in ``<state_dir>/host-ports.json`` (written whole to a temporary
-file, fsynced and renamed into place): a crash leaves the old record or the new one.
+file, fsynced and renamed into place): a crash leaves the old record or the new one. The
+bindings of external switches' bridges are journaled there too (``bridges``,
+``operations.switchbridge``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import subprocess
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vsms.errors import InvalidParameter, OperationFailed
 from vsms.model.switch import HostPort
@@ -100,6 +103,7 @@ class HostPorts:
 
     internal: list[HostPort] = field(default_factory=list)
     bound: list[str] = field(default_factory=list)
+    bridges: list[dict[str, Any]] = field(default_factory=list)  # operations.switchbridge
 
 
 class HostPortFile:
@@ -119,14 +123,15 @@ class HostPortFile:
                                   ) from None
         try:
             return HostPorts([HostPort(**p) for p in raw.get("internal", [])],
-                             [str(b) for b in raw.get("bound", [])])
+                             [str(b) for b in raw.get("bound", [])],
+                             [dict(b) for b in raw.get("bridges", [])])
         except TypeError as exc:
             raise InvalidParameter(f"{self.path} is not valid: {exc}") from None
 
     def save(self, ports: HostPorts) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         data = json.dumps({"internal": [asdict(p) for p in ports.internal],
-                           "bound": ports.bound}, indent=1).encode()
+                           "bound": ports.bound, "bridges": ports.bridges}, indent=1).encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

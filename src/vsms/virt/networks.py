@@ -4,8 +4,8 @@ A switch vsms creates is an isolated libvirt network: a bridge of its own (``vsw
 digits), no ``<forward>`` (no NAT, no routing), no ``<ip>`` (no host address, no DHCP) and no
 ``ipv6`` attribute, so libvirt disables IPv6 on the bridge: the host has no address on it.
 An internal port (a host-side port) sets ``ipv6='yes'`` and the bridge's MAC: the bridge then
-carries only an IPv6 link-local address. An external switch is bound to a host interface with
-``<forward mode='bridge'><interface dev=…/></forward>`` (macvtap in bridge mode).
+carries only an IPv6 link-local address. An external switch is ``<forward mode='bridge'/>``
+on a bridge vsms made with the host interface as its port (``operations.switchbridge``).
 
 The switch's identity (its Name, ElementName, NumLearnableAddresses, ScopeOfResidence), its
 ports and its host-side ports live in the network's ``<metadata>`` under our namespace, so the
@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
 import threading
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -80,9 +82,9 @@ def build_xml(sw: Switch) -> str:
     if sw.uuid:
         ET.SubElement(net, "uuid").text = sw.uuid
     ET.SubElement(ET.SubElement(net, "metadata"), "placeholder")
-    if sw.external:
-        fwd = ET.SubElement(net, "forward", mode="bridge")
-        ET.SubElement(fwd, "interface", dev=sw.external)
+    if sw.external:  # vsms's own bridge (operations.switchbridge), the interface on it
+        ET.SubElement(net, "forward", mode="bridge")
+        ET.SubElement(net, "bridge", name=sw.bridge or new_bridge_name())
     else:
         ET.SubElement(net, "bridge", name=sw.bridge or new_bridge_name(), stp="off", delay="0")
         if sw.internal is not None:
@@ -140,11 +142,18 @@ def host_link_local(sw: Switch, proc: Path = Path("/proc/sys/net/ipv6/conf")) ->
     """Give an active switch with an internal port its IPv6 link-local address: libvirt turns
     IPv6 off on a bridge without IPv6 addresses, so vsms turns it on again after each start (the
     kernel adds the fe80:: address once the bridge has a port up). Needs root."""
-    if sw.internal is None or sw.external or not sw.bridge:
+    if not sw.bridge or (sw.internal is None and not sw.external):
         return
     try:
+        if sw.external:  # our own bridge: the internal port's MAC, IPv6 only with the port
+            if sw.internal is not None:
+                subprocess.run(["ip", "link", "set", "dev", sw.bridge, "address",
+                                sw.internal.mac.lower()], capture_output=True, timeout=10,
+                               check=True)
+            (proc / sw.bridge / "disable_ipv6").write_text("1" if sw.internal is None else "0")
+            return
         (proc / sw.bridge / "disable_ipv6").write_text("0")
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         raise OperationFailed(f"cannot enable IPv6 on bridge {sw.bridge} of switch "
                               f"'{sw.friendly}' ({exc}): the internal port needs vsms to run "
                               "as root") from None
@@ -296,10 +305,12 @@ class Networks:
         made: Switch = self._run(f"create virtual switch '{sw.friendly}'", work)
         return made
 
-    def save(self, sw: Switch, *, rebuild: bool = False) -> Switch:
+    def save(self, sw: Switch, *, rebuild: bool = False,
+             before_start: Callable[[], None] | None = None) -> Switch:
         """Write ``sw``'s record into its network's persistent definition. With ``rebuild``
         (a switch vsms made whose bridge, host port or binding changed) the whole definition is
-        rebuilt and an active network restarted so the change applies now."""
+        rebuilt and an active network restarted so the change applies now; ``before_start``
+        runs between the stop and the start (an external switch's bridge)."""
         def work(conn: Any) -> Switch:
             net = conn.networkLookupByName(sw.network)
             active = bool(net.isActive())
@@ -313,8 +324,15 @@ class Networks:
             net = define_network(conn, xml)
             if rebuild and active:
                 stop_network(net)
+            if before_start is not None:
+                before_start()
             if rebuild or not active:
-                start_network(net)
+                try:
+                    start_network(net)
+                except libvirt.libvirtError as exc:  # another service's start-up started it
+                    if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID \
+                            or not net.isActive():
+                        raise
             return parse(_inactive_xml(net), True)
         saved: Switch = self._run(f"update virtual switch '{sw.friendly}'", work)
         host_link_local(saved)
