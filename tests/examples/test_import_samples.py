@@ -91,7 +91,7 @@ def test_import_virtual_system_ex_bad_directory(served: Served, samples: Samples
 
 def _drop_sample_switch() -> None:
     """The samples' CreateSwitch made a libvirt network: remove it (its VMs never ran)."""
-    for verb in ("net-destroy", "net-undefine"):
+    for verb in ("net-undefine", "net-destroy"):  # see tests/switches/conftest.py
         subprocess.run(["virsh", "-c", QEMU_URI, verb, "Switch_For_Import_Export_Sample"],
                        capture_output=True, check=False, timeout=60)
 

@@ -109,8 +109,11 @@ def net() -> Iterator[Net]:
         remove_vms(served)
         for name in n.switches:
             with contextlib.suppress(Exception):
-                virsh("net-destroy", name, check=False)
+                # undefined first: a service starting meanwhile (another test) starts every
+                # inactive switch network it finds, and undefining an active network only
+                # makes it transient; an undefined one is gone once destroyed
                 virsh("net-undefine", name, check=False)
+                virsh("net-destroy", name, check=False)
         # external switches' bridges this service left (a failed test): released and removed
         # as at the service's next start
         SwitchOps(service.host, settings.state_dir, "localhost").bridges.repair()

@@ -77,8 +77,8 @@ def cleanup(work: Path, switch: str) -> None:
     if (work / "vm").exists():
         guid = (work / "vm").read_text()
         virsh("undefine", guid, check=False)
+    virsh("net-undefine", switch, check=False)  # first: see conftest.py
     virsh("net-destroy", switch, check=False)
-    virsh("net-undefine", switch, check=False)
 
 
 DEFAULT_POINTS = {"create": 2, "delete": 2, "connect": 2}

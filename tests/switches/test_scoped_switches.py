@@ -67,8 +67,8 @@ def scoped() -> Iterator[Scoped]:
                     service.host.undefine(vs.guid)
         for sw in service.host.networks.switches():
             if root.name in sw.friendly:
+                virsh("net-undefine", sw.network, check=False)  # first: see conftest.py
                 virsh("net-destroy", sw.network, check=False)
-                virsh("net-undefine", sw.network, check=False)
         service.close()
         shutil.rmtree(root, ignore_errors=True)
 
