@@ -58,10 +58,11 @@ def remove_vms(served: Served) -> None:
             host.undefine(vs.guid)
 
 
-@pytest.fixture
-def served(storage_root: Path, qemu_uri: str) -> Iterator[Served]:
-    settings = Settings(state_dir=storage_root / "state", storage_roots=(storage_root,),
-                        libvirt_uri=qemu_uri)
+def start_served(root: Path, uri: str, domain_type: str = "auto") -> Served:
+    """A Service on ``uri`` (storage root ``root``, state in ``root/state``; VMs of
+    ``domain_type``) served by a WbemServer on 127.0.0.1 (no authentication)."""
+    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=uri,
+                        domain_type=domain_type)
     service = Service(settings)
     try:
         server = WbemServer(service.registry, listen="127.0.0.1", http_port=0, workers=4)
@@ -69,14 +70,19 @@ def served(storage_root: Path, qemu_uri: str) -> Iterator[Served]:
     except BaseException:
         service.close()
         raise
-    s = Served(service, server, storage_root)
+    return Served(service, server, root)
+
+
+@pytest.fixture
+def served(storage_root: Path, qemu_uri: str) -> Iterator[Served]:
+    s = start_served(storage_root, qemu_uri)
     try:
         yield s
     finally:
-        server.stop()
-        service.jobs.shutdown(60)  # a job a failed test left running ends (rolled back) first
+        s.server.stop()
+        s.service.jobs.shutdown(60)  # a job a failed test left running ends (rolled back) first
         remove_vms(s)
-        service.close()
+        s.service.close()
 
 
 @pytest.fixture

@@ -18,13 +18,10 @@ import pywbem
 
 from tests.conftest import QEMU_URI
 from tests.e2e import wbemflow
-from tests.e2e.conftest import Served
-from vsms.app import Service
+from tests.e2e.conftest import Served, start_served
 from vsms.cim import names
-from vsms.settings import Settings
 from vsms.testing import guestos
 from vsms.testing.serialconsole import BOOT_TIMEOUT, Console, link_local
-from vsms.wbem.server import WbemServer
 
 __all__ = ["BOOT_TIMEOUT", "Console", "link_local"]
 
@@ -32,16 +29,7 @@ __all__ = ["BOOT_TIMEOUT", "Console", "link_local"]
 def serve(root: Path, domain_type: str) -> Served:
     """A Service on qemu:///system (storage root ``root``, VMs of ``domain_type``) served by a
     WbemServer on 127.0.0.1."""
-    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI,
-                        domain_type=domain_type)
-    service = Service(settings)
-    try:
-        server = WbemServer(service.registry, listen="127.0.0.1", http_port=0, workers=4)
-        server.start()
-    except BaseException:
-        service.close()
-        raise
-    return Served(service, server, root)
+    return start_served(root, QEMU_URI, domain_type)
 
 
 def marker_in(image: Path, fmt: str) -> bytes:

@@ -8,25 +8,18 @@ the configuration, which is all the scope rules look at)."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import pywbem
 
-from tests.conftest import QEMU_URI, fresh_dir
+from tests.authserved import AuthServed, auth_served, define_in_scope
 from tests.e2e import wbemflow
-from vsms.app import Service
 from vsms.auth.policy import Role
-from vsms.auth.setup import audit_from_settings, authenticator_from_settings
-from vsms.auth.users import UsersFile
 from vsms.cim import names
 from vsms.cim.enums import ReturnCode
 from vsms.model.vm import new_guid
-from vsms.settings import Settings
-from vsms.wbem.server import WbemServer
 
 pytestmark = pytest.mark.qemu
 PASSWORD = "scoped-pass-123"
@@ -35,25 +28,14 @@ DENIED = int(ReturnCode.ACCESS_DENIED)
 
 @dataclass
 class Scoped:
-    server: WbemServer
+    served: AuthServed
     a: pywbem.CIMInstanceName
     b: pywbem.CIMInstanceName
     snap_a: pywbem.CIMInstanceName
     snap_b: pywbem.CIMInstanceName
 
     def connect(self, user: str) -> pywbem.WBEMConnection:
-        return pywbem.WBEMConnection(f"http://127.0.0.1:{self.server.ports['http']}",
-                                     (user, PASSWORD), default_namespace=names.NAMESPACE,
-                                     timeout=60)
-
-
-def _define(conn: pywbem.WBEMConnection, name: str, scope: str) -> pywbem.CIMInstanceName:
-    gsd = pywbem.CIMInstance(names.VSGSD, properties={"ElementName": name,
-                                                       "ScopeOfResidence": scope})
-    out = wbemflow.completed(conn, *wbemflow.invoke(conn, names.VSMS, "DefineVirtualSystem",
-                                                    SystemSettingData=gsd))
-    vm: pywbem.CIMInstanceName = out["DefinedSystem"]
-    return vm
+        return self.served.connect(user, timeout=60)
 
 
 def _snapshot(conn: pywbem.WBEMConnection, vm: pywbem.CIMInstanceName
@@ -68,30 +50,15 @@ def _snapshot(conn: pywbem.WBEMConnection, vm: pywbem.CIMInstanceName
 
 @pytest.fixture(scope="module")
 def scoped() -> Iterator[Scoped]:
-    root = fresh_dir()
-    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI)
-    users = UsersFile(settings.users_file)
-    users.add("admin", Role.ADMINISTRATOR, PASSWORD)
-    users.add("alice", Role.ADMINISTRATOR, PASSWORD, scope="t1")
-    service = Service(settings)
-    server = WbemServer(service.registry, http_port=0, workers=2,
-                        auth=authenticator_from_settings(settings),
-                        audit=audit_from_settings(settings))
-    server.start()
-    try:
-        admin = pywbem.WBEMConnection(f"http://127.0.0.1:{server.ports['http']}",
-                                      ("admin", PASSWORD), default_namespace=names.NAMESPACE)
-        a = _define(admin, f"snapscope-a-{root.name}", "t1")
-        b = _define(admin, f"snapscope-b-{root.name}", "t2")
-        yield Scoped(server, a, b, _snapshot(admin, a), _snapshot(admin, b))
-    finally:
-        server.stop()
-        for vs in service.host.list_systems():
-            if root.name in vs.name:
-                with contextlib.suppress(Exception):
-                    service.host.undefine(vs.guid)
-        service.close()
-        shutil.rmtree(root, ignore_errors=True)
+    users = [("admin", Role.ADMINISTRATOR, None), ("alice", Role.ADMINISTRATOR, "t1")]
+    with auth_served(PASSWORD, users, workers=2) as served:
+        try:
+            admin = served.connect("admin")
+            a = define_in_scope(admin, f"snapscope-a-{served.root.name}", "t1")
+            b = define_in_scope(admin, f"snapscope-b-{served.root.name}", "t2")
+            yield Scoped(served, a, b, _snapshot(admin, a), _snapshot(admin, b))
+        finally:
+            served.remove_vms()
 
 
 def _ids(found: list[pywbem.CIMInstance]) -> set[str]:

@@ -6,8 +6,6 @@ change the switches themselves. Nothing is started."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,18 +13,13 @@ from dataclasses import dataclass
 import pytest
 import pywbem
 
-from tests.conftest import QEMU_URI, fresh_dir
+from tests.authserved import auth_served
 from tests.e2e import wbemflow
 from tests.switches.conftest import virsh
-from vsms.app import Service
 from vsms.auth.policy import Role
-from vsms.auth.setup import audit_from_settings, authenticator_from_settings
-from vsms.auth.users import UsersFile
 from vsms.cim import names
 from vsms.cim.enums import ReturnCode
 from vsms.mapping import switch_paths as sp
-from vsms.settings import Settings
-from vsms.wbem.server import WbemServer
 
 pytestmark = pytest.mark.qemu
 PASSWORD = "scoped-switch-123"
@@ -42,35 +35,17 @@ class Scoped:
 
 @pytest.fixture(scope="module")
 def scoped() -> Iterator[Scoped]:
-    root = fresh_dir()
-    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI)
-    users = UsersFile(settings.users_file)
-    users.add("admin", Role.ADMINISTRATOR, PASSWORD)
-    users.add("alice", Role.ADMINISTRATOR, PASSWORD, scope="t1")
-    service = Service(settings)
-    server = WbemServer(service.registry, http_port=0, workers=4,
-                        auth=authenticator_from_settings(settings),
-                        audit=audit_from_settings(settings))
-    server.start()
-
-    def connect(user: str) -> pywbem.WBEMConnection:
-        return pywbem.WBEMConnection(f"http://127.0.0.1:{server.ports['http']}",
-                                     (user, PASSWORD), default_namespace=names.NAMESPACE,
-                                     timeout=60)
-    try:
-        yield Scoped(connect("admin"), connect("alice"), root.name)
-    finally:
-        server.stop()
-        for vs in service.host.list_systems():
-            if root.name in vs.name:
-                with contextlib.suppress(Exception):
-                    service.host.undefine(vs.guid)
-        for sw in service.host.networks.switches():
-            if root.name in sw.friendly:
-                virsh("net-undefine", sw.network, check=False)  # first: see conftest.py
-                virsh("net-destroy", sw.network, check=False)
-        service.close()
-        shutil.rmtree(root, ignore_errors=True)
+    users = [("admin", Role.ADMINISTRATOR, None), ("alice", Role.ADMINISTRATOR, "t1")]
+    with auth_served(PASSWORD, users) as served:
+        try:
+            yield Scoped(served.connect("admin", timeout=60), served.connect("alice", timeout=60),
+                         served.root.name)
+        finally:
+            served.remove_vms()
+            for sw in served.service.host.networks.switches():
+                if served.root.name in sw.friendly:
+                    virsh("net-undefine", sw.network, check=False)  # first: see conftest.py
+                    virsh("net-destroy", sw.network, check=False)
 
 
 def _call(conn: pywbem.WBEMConnection, method: str, **params: object

@@ -8,8 +8,6 @@ has. Alice must see and manage A, never see B or C, and get the same answers for
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,19 +17,16 @@ from typing import Any
 import pytest
 import pywbem
 
-from tests.conftest import QEMU_URI, fresh_dir
+from tests.authserved import auth_served, define_in_scope
 from tests.e2e import wbemflow
 from vsms.app import Service
 from vsms.auth.basic import Principal
 from vsms.auth.policy import Role
 from vsms.auth.scopes import ScopedRegistry
-from vsms.auth.setup import audit_from_settings, authenticator_from_settings
-from vsms.auth.users import UsersFile
 from vsms.cim import names
 from vsms.cim.enums import ReturnCode
 from vsms.cim.schema import load_schema
 from vsms.model.vm import new_guid
-from vsms.settings import Settings
 from vsms.wbem.dispatch import INTRINSIC
 from vsms.wbem.pull import PULL_OPS
 from vsms.wbem.server import WbemServer
@@ -58,47 +53,24 @@ class Live:
                                      timeout=60)
 
 
-def _define(conn: pywbem.WBEMConnection, name: str, scope: str) -> pywbem.CIMInstanceName:
-    gsd = pywbem.CIMInstance(names.VSGSD, properties={"ElementName": name,
-                                                       "ScopeOfResidence": scope})
-    out = wbemflow.completed(conn, *wbemflow.invoke(conn, names.VSMS, "DefineVirtualSystem",
-                                                    SystemSettingData=gsd))
-    vm: pywbem.CIMInstanceName = out["DefinedSystem"]
-    return vm
-
-
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    root = fresh_dir()
-    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI)
-    users = UsersFile(settings.users_file)
-    users.add("admin", Role.ADMINISTRATOR, PASSWORD)
-    users.add("alice", Role.ADMINISTRATOR, PASSWORD, scope="t1")
-    users.add("bob", Role.READER, PASSWORD, scope="t2")
-    service = Service(settings)
-    server = WbemServer(service.registry, http_port=0, workers=4,
-                        auth=authenticator_from_settings(settings),
-                        audit=audit_from_settings(settings))
-    server.start()
-    try:
-        admin = pywbem.WBEMConnection(f"http://127.0.0.1:{server.ports['http']}",
-                                      ("admin", PASSWORD), default_namespace=names.NAMESPACE)
-        a = _define(admin, f"scope-a-{root.name}", "t1")
-        b = _define(admin, f"scope-b-{root.name}", "t2")
-        c = _define(admin, f"scope-c-{root.name}", "")
-        ghost = pywbem.CIMInstanceName(names.COMPUTER_SYSTEM, keybindings={
-            "CreationClassName": names.COMPUTER_SYSTEM, "Name": new_guid()},
-            namespace=names.NAMESPACE)
-        VM_GUIDS.update(guid(v) for v in (a, b, c, ghost))
-        yield Live(service, server, root, a, b, c, ghost)
-    finally:
-        server.stop()
-        for vs in service.host.list_systems():
-            if root.name in vs.name:
-                with contextlib.suppress(Exception):
-                    service.host.undefine(vs.guid)
-        service.close()
-        shutil.rmtree(root, ignore_errors=True)
+    users = [("admin", Role.ADMINISTRATOR, None), ("alice", Role.ADMINISTRATOR, "t1"),
+             ("bob", Role.READER, "t2")]
+    with auth_served(PASSWORD, users) as served:
+        try:
+            admin = served.connect("admin")
+            token = served.root.name
+            a = define_in_scope(admin, f"scope-a-{token}", "t1")
+            b = define_in_scope(admin, f"scope-b-{token}", "t2")
+            c = define_in_scope(admin, f"scope-c-{token}", "")
+            ghost = pywbem.CIMInstanceName(names.COMPUTER_SYSTEM, keybindings={
+                "CreationClassName": names.COMPUTER_SYSTEM, "Name": new_guid()},
+                namespace=names.NAMESPACE)
+            VM_GUIDS.update(guid(v) for v in (a, b, c, ghost))
+            yield Live(served.service, served.server, served.root, a, b, c, ghost)
+        finally:
+            served.remove_vms()
 
 
 def guid(vm: pywbem.CIMInstanceName) -> str:
@@ -314,7 +286,7 @@ def test_vm_methods(live: Live) -> None:
             assert call(alice, names.VSMS, method, build(live, hidden)) == DENIED, method
         # bob reads B but is no administrator there
         assert call(bob, names.VSMS, method, build(live, live.b)) == DENIED, method
-        mine = live.a if method != "DestroyVirtualSystem" else _define(
+        mine = live.a if method != "DestroyVirtualSystem" else define_in_scope(
             admin, f"scope-a2-{live.root.name}", "t1")
         assert call(alice, names.VSMS, method, build(live, mine)) not in (DENIED, NOT_FOUND)
     assert live.service.host.get_system(guid(live.b)) is not None

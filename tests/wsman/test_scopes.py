@@ -4,28 +4,21 @@ over CIM-XML; another VM answers as one that does not exist."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import pywbem
 from pypsrp.exceptions import WSManFaultError
 from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan
 
-from tests.conftest import QEMU_URI, fresh_dir
+from tests.authserved import auth_served
 from tests.e2e import wbemflow
-from tests.wsman.conftest import NS, WMI, free_port
-from vsms.app import Service
+from tests.wsman.conftest import NS, WMI
 from vsms.auth.policy import Role
-from vsms.auth.setup import audit_from_settings, authenticator_from_settings
-from vsms.auth.users import UsersFile
 from vsms.cim import names
 from vsms.model.vm import new_guid
-from vsms.settings import Settings
 from vsms.wbem.server import WbemServer
 
 pytestmark = pytest.mark.qemu
@@ -46,39 +39,21 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    root = fresh_dir()
-    settings = Settings(state_dir=root / "state", storage_roots=(root,), libvirt_uri=QEMU_URI)
-    users = UsersFile(settings.users_file)
-    users.add("admin", Role.ADMINISTRATOR, PASSWORD)
-    users.add("alice", Role.ADMINISTRATOR, PASSWORD, scope="t1")
-    service = Service(settings)
-    server = WbemServer(service.registry, http_port=0, workers=4,
-                        auth=authenticator_from_settings(settings),
-                        audit=audit_from_settings(settings), wsman_http_port=free_port())
-    server.start()
-    try:
-        admin = pywbem.WBEMConnection(f"http://127.0.0.1:{server.ports['http']}",
-                                      ("admin", PASSWORD), default_namespace=names.NAMESPACE)
-        guids = []
-        for tag, scope in (("a", "t1"), ("c", "")):
-            gsd = pywbem.CIMInstance(names.VSGSD, properties={
-                "ElementName": f"wscope-{tag}-{root.name}", "ScopeOfResidence": scope})
-            out = wbemflow.completed(admin, *wbemflow.invoke(
-                admin, names.VSMS, "DefineVirtualSystem", SystemSettingData=gsd))
-            guids.append(str(out["DefinedSystem"].keybindings["Name"]))
-        yield Live(server, guids[0], guids[1])
-    finally:
-        server.stop()
-        _cleanup(service, root)
-
-
-def _cleanup(service: Service, root: Path) -> None:
-    for vs in service.host.list_systems():
-        if root.name in vs.name:
-            with contextlib.suppress(Exception):
-                service.host.undefine(vs.guid)
-    service.close()
-    shutil.rmtree(root, ignore_errors=True)
+    users = [("admin", Role.ADMINISTRATOR, None), ("alice", Role.ADMINISTRATOR, "t1")]
+    with auth_served(PASSWORD, users, wsman=True) as served:
+        try:
+            admin = served.connect("admin")
+            guids = []
+            for tag, scope in (("a", "t1"), ("c", "")):
+                gsd = pywbem.CIMInstance(names.VSGSD, properties={
+                    "ElementName": f"wscope-{tag}-{served.root.name}",
+                    "ScopeOfResidence": scope})
+                out = wbemflow.completed(admin, *wbemflow.invoke(
+                    admin, names.VSMS, "DefineVirtualSystem", SystemSettingData=gsd))
+                guids.append(str(out["DefinedSystem"].keybindings["Name"]))
+            yield Live(served.server, guids[0], guids[1])
+        finally:
+            served.remove_vms()
 
 
 def names_seen(w: WSMan) -> set[str]:
