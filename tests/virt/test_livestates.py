@@ -69,3 +69,34 @@ def test_the_event_marks_stay_bounded_and_dropping_one_voids_its_entry(
     assert A not in t._last_event
     found, missing = t.valid([A, B])
     assert list(found) == [B] and missing == [A]  # A's void read did not come back to life
+
+
+def test_the_version_changes_exactly_when_what_valid_answers_may() -> None:
+    """inventory() gives its last answer again while this version (and the cache's) stay:
+    every change of what ``valid`` answers must move it; reads and events that change
+    nothing it answers must not (else a host whose other domains churn never reuses one)."""
+    t = LiveStates()
+    v = t.version()
+    t.put(A, SHUTOFF, False, t.begin())
+    assert t.version() != v  # a new entry
+    v = t.version()
+    t.put(A, SHUTOFF, False, t.begin())  # a newer read that saw the same: nothing to tell
+    t.mark(B)  # an event of a domain without an entry (another instance's, say)
+    assert t.version() == v
+    t.mark(A)  # voids A's entry
+    assert t.version() != v and t.valid([A]) == ({}, [A])
+    v = t.version()
+    t.mark(A)  # already void: valid() answers the same
+    assert t.version() == v
+    t.put(A, SHUTOFF, False, t.begin())  # valid again, same state: still a change
+    assert t.version() != v
+    v = t.version()
+    t.put(A, SHUTOFF, True, t.begin())  # saved now
+    assert t.version() != v
+    v = t.version()
+    t.keep_only(set(), t.begin())  # A vanished from a listing: forgotten
+    assert t.version() != v and t.valid([A]) == ({}, [A])
+    t.put(A, RUNNING, False, t.begin())
+    v = t.version()
+    t.reset()
+    assert t.version() != v

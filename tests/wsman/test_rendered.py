@@ -28,12 +28,14 @@ from vsms.auth.policy import Role
 from vsms.auth.setup import audit_from_settings, authenticator_from_settings
 from vsms.auth.users import UsersFile
 from vsms.cim import names
+from vsms.cim.enums import OperationalStatus, RequestedState
 from vsms.model.vm import VirtualSystem, default_controllers, new_guid
+from vsms.operations.transitions import Transition
 from vsms.settings import Settings
 from vsms.wbem import encode as cimxml_encode
 from vsms.wbem.rendered import Rendered
 from vsms.wbem.server import WbemServer
-from vsms.wsman import encode
+from vsms.wsman import encode, ops
 
 PASSWORD = "rendered-pass-123"
 CS = WMI + "Msvm_ComputerSystem"
@@ -229,6 +231,53 @@ def test_an_enumeration_shows_every_change_at_once(live: Live) -> None:
             if i["Name"] == live.c} == {f"renamed-{live.root.name}"}
     assert after[live.a] == {**first[live.a], "TimeOfLastStateChange":
                              after[live.a]["TimeOfLastStateChange"]}
+
+
+@pytest.mark.qemu
+def test_an_unchanged_enumeration_is_the_same_answer_and_a_change_is_not(live: Live) -> None:
+    """While nothing Msvm_ComputerSystem is made from changed, the registry gives the very
+    same answer (the host's inventory, the provider's and the registry's tuples) and WS-Man
+    its kept text (vsms.wsman.ops.BATCHES); a transition, a run (its OnTimeInMilliseconds
+    moves with the clock) and a saved state removed behind the server's back (libvirt sends
+    no event for it) are each shown at the first enumeration after them."""
+    registry, admin = live.service.registry, live.client("admin")
+
+    def answer() -> object:
+        return registry.enumerate_instances(names.NAMESPACE, names.COMPUTER_SYSTEM)
+    # other test processes' domains churn on this host: their events void nothing of ours
+    assert settles(lambda: answer() is answer())
+    assert settles(lambda: live.service.host.inventory() is live.service.host.inventory())
+    first = systems(admin)
+    hits = ops.BATCHES.hits
+    assert systems(admin) == first
+    assert ops.BATCHES.hits > hits  # the whole batch's text came from the table
+    # a transition (an export under way, say) begins and ends: shown at once
+    busy = live.service.context.transitions.begin(live.c.upper(), Transition(
+        None, RequestedState.NOT_APPLICABLE, OperationalStatus.EXPORTING, "exporting"))
+    try:
+        assert systems(admin)[live.c]["OperationalStatus"] == str(int(OperationalStatus.EXPORTING))
+    finally:
+        busy.release()
+    assert systems(admin)[live.c] == first[live.c]
+    dom = _domain(live.c)
+    dom.create()  # behind the server's back
+    try:
+        assert settles(lambda: systems(admin)[live.c]["EnabledState"] == "2")
+        on = int(systems(admin)[live.c]["OnTimeInMilliseconds"])
+        time.sleep(0.05)
+        assert int(systems(admin)[live.c]["OnTimeInMilliseconds"]) >= on + 50
+        assert answer() is not answer()  # a running VM's answer is never given again
+        dom.managedSave()
+        assert settles(lambda: systems(admin)[live.c]["EnabledState"] == "32769")
+        assert systems(admin)[live.c]["EnabledState"] == "32769"
+        dom.managedSaveRemove(0)  # no event: the very next enumeration must see it
+        assert systems(admin)[live.c]["EnabledState"] == "3"
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.destroy()
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.managedSaveRemove(0)
+    assert settles(lambda: systems(admin)[live.c]["EnabledState"] == "3")
 
 
 # ------------------------------------------------- states kept by libvirt's lifecycle events

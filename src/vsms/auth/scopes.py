@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pywbem
@@ -179,7 +179,8 @@ class ScopedRegistry(Registry):
         return [i for i in found if self.visible(i.path)]
 
     # ------------------------------------------------------------------ intrinsic operations
-    def enumerate_instances(self, namespace: str, classname: str) -> list[pywbem.CIMInstance]:
+    def enumerate_instances(self, namespace: str, classname: str
+                            ) -> Sequence[pywbem.CIMInstance]:
         found = self.base.enumerate_instances(namespace, classname)
         return self._keep(found) if self.scoped else found
 

@@ -60,6 +60,11 @@ class Transitions:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_guid: dict[str, Transition] = {}
+        self._version = 0  # bumped by every change of _by_guid
+
+    def version(self) -> int:
+        """A number that changes whenever a transition begins, changes or ends."""
+        return self._version
 
     def get(self, guid: str) -> Transition | None:
         with self._lock:
@@ -78,6 +83,7 @@ class Transitions:
                     f"virtual machine {label} is busy: {current.what or 'a state change'} is in "
                     "progress; wait for its job to finish and try again")
             self._by_guid[guid] = transition
+            self._version += 1
         return Reservation(self, guid)
 
     def relabel(self, guid: str, transition: Transition) -> None:
@@ -86,10 +92,12 @@ class Transitions:
         with self._lock:
             if guid in self._by_guid:
                 self._by_guid[guid] = transition
+                self._version += 1
 
     def end(self, guid: str) -> None:
         with self._lock:
-            self._by_guid.pop(guid, None)
+            if self._by_guid.pop(guid, None) is not None:
+                self._version += 1
 
     @contextmanager
     def during(self, guid: str, transition: Transition, vm_name: str = "") -> Iterator[None]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pywbem
@@ -41,6 +42,7 @@ from vsms.operations.transitions import Transition
 from vsms.providers.base import CIMTarget, ServiceProvider, method
 from vsms.providers.common import Params, Result, key, param, vm_element
 from vsms.providers.context import ServiceContext
+from vsms.virt.host import Inventory
 
 
 class StateClock:
@@ -71,6 +73,19 @@ class StateClock:
         return int((self._now() - self.since(guid, state)).total_seconds() * 1000)
 
 
+@dataclass(frozen=True)
+class _Listed:
+    """An enumeration's answer and what it was made from: the host's inventory (the very
+    tuple, which the host gives again while no VM and no state changed), the transitions'
+    version read before their snapshot, and whether a VM was running (its OnTimeInMilliseconds
+    moves with the clock: such an answer is never given again)."""
+
+    systems: Inventory
+    transitions: int
+    timed: bool
+    instances: tuple[pywbem.CIMInstance, ...]
+
+
 class ComputerSystemProvider(ServiceProvider):
     classnames = (names.COMPUTER_SYSTEM,)
 
@@ -78,6 +93,7 @@ class ComputerSystemProvider(ServiceProvider):
         super().__init__(ctx)
         self.clock = StateClock()
         self._built = InstanceMemo()
+        self._listed: _Listed | None = None
 
     def _instance(self, vs: VirtualSystem, steady: EnabledState, transition: Transition | None,
                   since: datetime, on_time_ms: int) -> pywbem.CIMInstance:
@@ -96,18 +112,27 @@ class ComputerSystemProvider(ServiceProvider):
 
     def enumerate(self, classname: str) -> Iterable[pywbem.CIMInstance]:
         systems = self.ctx.host.inventory()  # shared models: read only
+        moved = self.ctx.transitions.version()  # before the snapshot: see _Listed
+        last = self._listed
+        if (last is not None and last.systems is systems and last.transitions == moved
+                and not last.timed):
+            return last.instances
         moving = {g.upper(): t for g, t in self.ctx.transitions.snapshot().items()}
         self.clock.keep_only(vs.guid.upper() for vs, _ in systems)
         self._built.keep_only(vs.guid.upper() for vs, _ in systems)
         out = [host_system(self.ctx.hostname)]
+        timed = False
         for vs, steady in systems:
             guid = vs.guid.upper()
             transition = moving.get(guid)
             since, on_ms = self._observed(guid, steady)
+            timed = timed or steady is EnabledState.ENABLED
             # everything the instance is made from (the transition is a frozen dataclass)
             inputs = (vs, steady, transition, since, on_ms)
             out.append(self._built.get(guid, inputs, self._instance))
-        return out
+        listed = _Listed(systems, moved, timed, tuple(out))
+        self._listed = listed
+        return listed.instances
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:
         try:

@@ -14,7 +14,7 @@ like a CIMOM's GetClass with LocalOnly=false and inherited methods can be invoke
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from vsms.providers.base import MethodDecl
 
 CIMTarget: TypeAlias = "pywbem.CIMInstanceName | pywbem.CIMClassName"
+# an enumeration's answer: a list, or a tuple shared between calls (read only)
+Instances: TypeAlias = "Sequence[pywbem.CIMInstance]"
 
 
 class Provider(Protocol):
@@ -112,6 +114,8 @@ class Registry:
     def __init__(self, host: str) -> None:
         self.host = host
         self._ns: dict[str, Namespace] = {}
+        # (namespace, class) -> (the providers' shared answers, the enumeration made of them)
+        self._shared: dict[tuple[str, str], tuple[tuple[Any, ...], Instances]] = {}
 
     # ------------------------------------------------------------------ set-up
     def add_namespace(self, name: str, classes: Iterable[pywbem.CIMClass],
@@ -176,17 +180,28 @@ class Registry:
         inst.path.host = self.host
         return inst
 
-    def enumerate_instances(self, namespace: str, classname: str) -> list[pywbem.CIMInstance]:
-        """Instances of classname and of all its subclasses."""
+    def enumerate_instances(self, namespace: str, classname: str) -> Instances:
+        """Instances of classname and of all its subclasses. When every provider involved
+        answers with a tuple (its shared, read-only answer, which it gives again while nothing
+        it is made from changed: Msvm_ComputerSystem), the answer is a tuple too, and the very
+        same one while those are: callers read it and never change it."""
         ns = self.namespace(namespace)
         base = ns.cls(classname)
-        out: list[pywbem.CIMInstance] = []
+        found: list[Iterable[pywbem.CIMInstance]] = []
         for c in [base, *ns.subclasses(base.classname, deep=True)]:
             prov = ns.providers.get(c.classname.lower())
-            if prov is None:
-                continue
-            out.extend(self._fix_path(ns, i) for i in prov.enumerate(c.classname))
-        return out
+            if prov is not None:
+                found.append(prov.enumerate(c.classname))
+        if found and all(type(f) is tuple for f in found):
+            key = (ns.name.lower(), base.classname.lower())
+            last = self._shared.get(key)
+            if last is not None and len(last[0]) == len(found) and \
+                    all(a is b for a, b in zip(last[0], found, strict=True)):
+                return last[1]
+            shared = tuple(self._fix_path(ns, i) for f in found for i in f)
+            self._shared[key] = (tuple(found), shared)
+            return shared
+        return [self._fix_path(ns, i) for f in found for i in f]
 
     def get_instance(self, namespace: str, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance:
         ns = self.namespace(namespace)

@@ -81,6 +81,7 @@ class SystemCache:
         self.instance = instance.upper() if instance is not None else None
         self._lock = threading.Lock()  # the tables below; held while re-reading domains
         self._ours: dict[str, VirtualSystem] = {}
+        self._version = 0  # bumped whenever _ours changes (under _lock; see version)
         self._foreign: set[str] = set()
         self._others: dict[str, str] = {}  # GUID -> owner ("" = none) of vsms domains not ours
         self._broken: dict[str, str] = {}
@@ -154,12 +155,14 @@ class SystemCache:
             self._broken[guid] = reading.error or "unreadable"
         else:
             self._ours[guid] = reading.vs
+            self._version += 1
             self._usage.add(guid, reading.vs)
             self._ports.add(guid, reading.vs)
 
     def _forget(self, guid: str) -> None:
         old = self._ours.pop(guid, None)
         if old is not None:
+            self._version += 1
             self._usage.remove(guid, old)
             self._ports.remove(guid, old)
         self._foreign.discard(guid)
@@ -182,6 +185,7 @@ class SystemCache:
                 recent = self._recent(since) if domains is not None else set()
                 if resync:
                     kept = {g: self._ours[g] for g in recent if g in self._ours}
+                    self._version += 1
                     self._ours.clear()
                     self._foreign.clear()
                     self._others.clear()
@@ -261,6 +265,11 @@ class SystemCache:
             return {g for g, s in self._touched.items() if s > since}
 
     # -- reading -------------------------------------------------------------------------
+
+    def version(self) -> int:
+        """A number that changes whenever the listed VMs or their models do: equal numbers,
+        equal ``shared()`` (read without the lock: an int is read whole)."""
+        return self._version
 
     def shared(self) -> list[tuple[str, VirtualSystem]]:
         """(GUID, model) of the listed VMs, sorted by GUID: the cached models themselves, not

@@ -41,6 +41,7 @@ _UNSUPPORTED_FLAGS = (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT)
 GUID_TAKEN = "this GUID is already used by a virtual machine this service does not manage"
 
 Action = Callable[[Any, EnabledState, str], None]  # (domain, its steady state, label)
+Inventory = tuple[tuple[VirtualSystem, EnabledState], ...]  # inventory(): shared, read only
 
 
 class VirtHost:
@@ -57,6 +58,8 @@ class VirtHost:
         self.instance = instance.upper() if instance is not None else None
         self._cache = SystemCache(self.instance)
         self._states = LiveStates()  # run states kept by lifecycle events (inventory())
+        # inventory()'s last answer and the (cache, states) versions it was made at
+        self._inventory: tuple[tuple[int, int], Inventory] | None = None
         self._conn = Connection(uri, on_domain_changed=self._cache.mark,
                                 on_reset=self._reset, reconnect_timeout=reconnect_timeout,
                                 on_lifecycle=self._states.mark)
@@ -150,27 +153,40 @@ class VirtHost:
             return result
         return self._conn.run("read the states of the virtual machines", work)
 
-    def inventory(self) -> list[tuple[VirtualSystem, EnabledState]]:
+    def inventory(self) -> Inventory:
         """Every VM (sorted by GUID) with its steady EnabledState. The models are the cache's
         own: callers read them and never change them (use ``list_systems()`` for copies).
 
         While libvirt's events are delivered (``events_healthy``) the states come from the
         event-kept table (``vsms.virt.livestates``): no libvirt call when nothing changed, one
-        per VM whose lifecycle event arrived since it was last read. Otherwise, or when many
-        changed, every domain is listed with its state: two libvirt calls whatever the number
-        of VMs (what ``list_systems()`` and ``states()`` give together)."""
-        def work(conn: Any) -> list[tuple[VirtualSystem, EnabledState]]:
+        per VM whose lifecycle event arrived since it was last read; and while neither the
+        VMs' models nor that table changed since the last answer (their version numbers),
+        that very answer (a tuple) is given again, whatever the number of VMs — unless a VM
+        was saved (no event tells when its saved state is removed: checked on every read).
+        Otherwise, or when many changed, every domain is listed with its state: two libvirt
+        calls whatever the number of VMs (what ``list_systems()`` and ``states()`` give
+        together)."""
+        def work(conn: Any) -> Inventory:
             if self.events_healthy():
                 self._refresh(conn, None)
+                # read before the answer is made: a change meanwhile makes the next call
+                # differ, never an old answer be kept
+                versions = (self._cache.version(), self._states.version())
+                last = self._inventory
+                if last is not None and last[0] == versions:
+                    return last[1]
                 shared = self._cache.shared()
                 kept = self._states.steady(conn, [g for g, _ in shared])
                 if kept is not None:
-                    return [(vs, kept[g]) for g, vs in shared if g in kept]
+                    out = tuple((vs, kept[g]) for g, vs in shared if g in kept)
+                    if EnabledState.SUSPENDED not in kept.values():
+                        self._inventory = (versions, out)
+                    return out
             since = self._cache.seq()
             listing = self._states.listing(conn)
             self._refresh(conn, listing.domains, since)
-            return [(vs, listing.states[g]) for g, vs in self._cache.shared()
-                    if g in listing.states]
+            return tuple((vs, listing.states[g]) for g, vs in self._cache.shared()
+                         if g in listing.states)
         return self._conn.run("list the virtual machines and their states", work)
 
     def cached_state(self, guid: str) -> EnabledState:

@@ -53,14 +53,18 @@ class LiveStates:
         self._floor = 0  # entries whose read began before this are void (a reset)
         self._last_event: dict[str, int] = {}  # GUID -> count at its last event
         self._entries: dict[str, Observed] = {}
+        self._version = 0  # bumped by every change of the above (see version)
 
     # -- from libvirt's event thread ---------------------------------------------------------
 
     def mark(self, guid: str) -> None:
         """A lifecycle event of this domain arrived: entries read before it are void."""
+        g = guid.upper()
         with self._lock:
             self._count += 1
-            self._last_event[guid.upper()] = self._count
+            if self._shown(g, self._entries.get(g)) is not None:
+                self._version += 1  # it voids a valid entry (else valid() answers the same)
+            self._last_event[g] = self._count
             if len(self._last_event) > MARKS:  # domains come and go: keep the marks bounded
                 self._forget_oldest_marks()
 
@@ -70,17 +74,26 @@ class LiveStates:
         floor = sorted(self._last_event.values())[len(self._last_event) // 2]
         for g in [g for g, n in self._last_event.items() if n < floor]:
             del self._last_event[g]
-            self._entries.pop(g, None)
+            if self._entries.pop(g, None) is not None:
+                self._version += 1
 
     def reset(self) -> None:
         """Events may have been lost (a new connection): every entry is void."""
         with self._lock:
             self._count += 1
+            self._version += 1
             self._floor = self._count
             self._last_event.clear()
             self._entries.clear()
 
     # -- readers -----------------------------------------------------------------------------
+
+    def version(self) -> int:
+        """A number that changes whenever what ``valid`` answers may (an event of a domain
+        with an entry, a reset, a read recorded, an entry forgotten): equal numbers, equal
+        answers from ``valid`` for the same GUIDs."""
+        with self._lock:
+            return self._version
 
     def begin(self) -> int:
         """Take this before reading states from libvirt and pass it to ``put``."""
@@ -95,7 +108,16 @@ class LiveStates:
                 return
             old = self._entries.get(g)
             if old is None or old.begun <= begun:
-                self._entries[g] = Observed(raw, saved, begun)
+                new = Observed(raw, saved, begun)
+                self._entries[g] = new
+                if self._shown(g, old) != self._shown(g, new):
+                    self._version += 1
+
+    def _shown(self, g: str, entry: Observed | None) -> tuple[int, bool] | None:
+        """What ``valid`` gives of this entry: its state, or None when void (lock held)."""
+        if entry is None or entry.begun < max(self._floor, self._last_event.get(g, 0)):
+            return None
+        return entry.raw, entry.saved
 
     def valid(self, guids: list[str]) -> tuple[dict[str, Observed], list[str]]:
         """(the valid entries of these GUIDs, the GUIDs without one), in one lock."""
@@ -117,8 +139,10 @@ class LiveStates:
         with self._lock:
             for g in [g for g, e in self._entries.items() if g not in guids and e.begun <= begun]:
                 del self._entries[g]
+                self._version += 1
             for g in [g for g, n in self._last_event.items() if g not in guids and n <= begun]:
                 del self._last_event[g]
+                self._version += 1
 
     # -- reading libvirt ----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,7 @@ class Enumeration:
     owner: str | None
     namespace: str
     kind: str  # what the items are; the front end's Pull must ask for the same kind
-    items: list[Any]
+    items: Sequence[Any]  # read only (may be a provider's shared tuple)
     render: Callable[[Any], str]
     timeout: float
     expires: float
@@ -90,7 +90,7 @@ class EnumerationContexts:
         for key in [k for k, e in self._open.items() if e.expires <= now]:
             del self._open[key]
 
-    def open(self, namespace: str, kind: str, items: list[Any], render: Callable[[Any], str],
+    def open(self, namespace: str, kind: str, items: Sequence[Any], render: Callable[[Any], str],
              max_count: int, timeout: float, owner: str | None = None) -> tuple[str, str | None]:
         """First batch (rendered) and the context id, or None when nothing remains."""
         if max_count >= len(items):

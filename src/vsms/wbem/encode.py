@@ -325,7 +325,7 @@ def _framed(inst: pywbem.CIMInstance, origins: bool, quals: bool, frames: Frames
             parts.append(f"{frame[0]}<VALUE>{atom(v)}</VALUE>{frame[1]}")
 
 
-RENDERED = Rendered()  # the CIM-XML text of shared instances
+RENDERED: Rendered[str] = Rendered()  # the CIM-XML text of shared instances
 
 
 def instance(inst: pywbem.CIMInstance, keep: Collection[str] | None = None,

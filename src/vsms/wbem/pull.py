@@ -10,7 +10,7 @@ codes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pywbem
@@ -56,7 +56,7 @@ def _tail(items: str, key: str | None) -> tuple[str, list[str]]:
     return items, [ctx_param, eos]
 
 
-def _open(ctx: Ctx, a: Args, contexts: EnumerationContexts, kind: str, items: list[Any],
+def _open(ctx: Ctx, a: Args, contexts: EnumerationContexts, kind: str, items: Sequence[Any],
           render_one: Callable[[Any], str], classname: str | None) -> Result:
     try:
         body, key = contexts.open(ctx.namespace, kind, items, render_one,

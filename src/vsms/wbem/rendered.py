@@ -25,8 +25,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Hashable
-
-import pywbem
+from typing import Generic, TypeVar
 
 SWEEP_FLOOR = 512
 # references to an instance while the sweep looks at it when only the table holds it: the
@@ -34,19 +33,21 @@ SWEEP_FLOOR = 512
 _ONLY_OURS = 2
 
 
-class Rendered:
+T = TypeVar("T")  # what is kept: str (a text) or bytes (an encoded one)
+
+
+class Rendered(Generic[T]):
     """Thread-safe table id(instance) -> (instance, options, text)."""
 
     def __init__(self, floor: int = SWEEP_FLOOR) -> None:
         self._lock = threading.Lock()
-        self._table: dict[int, tuple[pywbem.CIMInstance, Hashable, str]] = {}
+        self._table: dict[int, tuple[object, Hashable, T]] = {}
         self._floor = floor
         self._sweep_at = floor
         self.hits = 0
         self.misses = 0
 
-    def text(self, inst: pywbem.CIMInstance, options: Hashable,
-             write: Callable[[], str]) -> str:
+    def text(self, inst: object, options: Hashable, write: Callable[[], T]) -> T:
         """``write()``'s text for ``inst`` written with ``options`` (hashable, compared with
         ==): the kept one when this very object was written with equal options before."""
         got = self._table.get(id(inst))

@@ -61,6 +61,7 @@ from vsms.wbem.streams import linger, start_tls
 log = logging.getLogger("vsms.wbem")
 
 MiB = 1024 * 1024
+BIG_BODY = 256 * 1024  # larger reply bodies are written after their head, not copied to it
 
 
 class _Abort(Exception):
@@ -363,7 +364,8 @@ class WbemServer:
 
     async def _line(self, reader: asyncio.StreamReader, timeout: float) -> bytes:
         try:
-            return await asyncio.wait_for(reader.readline(), timeout)
+            async with asyncio.timeout(timeout):  # no task per line, unlike wait_for
+                return await reader.readline()
         except (ValueError, asyncio.LimitOverrunError):
             raise _Abort(error_reply(431, None, f"request line or header longer than "
                                                 f"{self.max_header} bytes")) from None
@@ -383,7 +385,8 @@ class WbemServer:
                                                                    login - now)
                 if wait <= 0:
                     return None
-                first = await asyncio.wait_for(reader.read(1), wait)
+                async with asyncio.timeout(wait):
+                    first = await reader.read(1)
             except TimeoutError:
                 return None
             if not first:
@@ -474,15 +477,14 @@ class WbemServer:
         body = bytearray(length)
         view = memoryview(body)
         pos = 0
-        deadline = time.monotonic() + self.body_timeout
         try:
-            while pos < length:
-                chunk = await asyncio.wait_for(reader.read(min(length - pos, 256 * 1024)),
-                                               deadline - time.monotonic())
-                if not chunk:
-                    raise _Abort(None)
-                view[pos:pos + len(chunk)] = chunk
-                pos += len(chunk)
+            async with asyncio.timeout(self.body_timeout):  # the whole body's deadline
+                while pos < length:
+                    chunk = await reader.read(min(length - pos, 256 * 1024))
+                    if not chunk:
+                        raise _Abort(None)
+                    view[pos:pos + len(chunk)] = chunk
+                    pos += len(chunk)
         except TimeoutError:
             raise _Abort(error_reply(408, None, f"body not received within "
                                                 f"{self.body_timeout:g} s")) from None
@@ -495,8 +497,14 @@ class WbemServer:
         head.extend(f"{k}: {v}" for k, v in reply.headers)
         head.append(f"Content-Length: {len(reply.body)}")
         head.append("Connection: close" if close else "Connection: keep-alive")
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
-        await asyncio.wait_for(writer.drain(), self.body_timeout)
+        start = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if len(reply.body) < BIG_BODY:
+            writer.write(start + reply.body)  # one segment
+        else:  # a copy of a large body costs more than a second write
+            writer.write(start)
+            writer.write(reply.body)
+        async with asyncio.timeout(self.body_timeout):
+            await writer.drain()
 
     @staticmethod
     def _log(client: str, reply: Reply, seconds: float) -> None:

@@ -110,7 +110,7 @@ class Shapes:
 
 
 SHAPES = Shapes()
-RENDERED = Rendered()  # the WS-Man text of shared instances (vsms.wbem.rendered)
+RENDERED: Rendered[str] = Rendered()  # the WS-Man text of shared instances (vsms.wbem.rendered)
 
 
 def value_xml(tag: str, close: str, v: Any, prefix: str = "p") -> str:

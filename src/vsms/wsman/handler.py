@@ -30,7 +30,7 @@ from vsms.wbem.protocol import Reply, error_reply
 from vsms.wbem.xmltree import XmlError, parse
 from vsms.wsman import invoke, ops, soap
 from vsms.wsman import names as n
-from vsms.wsman.soap import Fault, Request, q, timed_out
+from vsms.wsman.soap import Content, Fault, Request, q, timed_out
 from vsms.wsman.target import instance_path, resolve
 
 log = logging.getLogger(__name__)
@@ -117,11 +117,10 @@ class WsmanHandler:
                                      soap.WSMAN_INTERNAL, soap.WBEM_E_FAILED, sender=False),
                                req, "-")
         if action is None:  # Identify: no SOAP header
-            xml = (f'<s:Envelope xmlns:s="{n.SOAP}"><s:Header/><s:Body>{content}</s:Body>'
-                   f"</s:Envelope>")
+            data = (f'<s:Envelope xmlns:s="{n.SOAP}"><s:Header/><s:Body>{content}</s:Body>'
+                    f"</s:Envelope>").encode()
         else:
-            xml = soap.envelope(action, req.message_id, content)
-        data = xml.encode("utf-8")
+            data = soap.envelope_bytes(action, req.message_id, content)
         if req.max_envelope is not None and req.max_envelope < MIN_ENVELOPE:
             return self._fault(Fault("w:EncodingLimit", f"MaxEnvelopeSize {req.max_envelope} "
                                      f"is below the minimum of {MIN_ENVELOPE} bytes",
@@ -148,9 +147,9 @@ class WsmanHandler:
                      cim_status=f.status, detail=str(f))
 
     # ------------------------------------------------------------------ operations
-    def _read(self, operation: str, principal: Principal, run: Callable[[Registry], str]
-              ) -> str:
-        result: list[str] = []
+    def _read(self, operation: str, principal: Principal, run: Callable[[Registry], Content]
+              ) -> Content:
+        result: list[Content] = []
         faults: list[Fault] = []
 
         def go(registry: Registry) -> Outcome:
@@ -168,7 +167,7 @@ class WsmanHandler:
         return result[0]
 
     def _dispatch(self, req: Request, principal: Principal
-                  ) -> tuple[str, str | None, str, str]:
+                  ) -> tuple[Content, str | None, str, str]:
         """(Body content, reply action (None: Identify), operation, class for the log)."""
         body = req.body
         if req.action is None and body is not None and body.name in (
@@ -193,7 +192,7 @@ class WsmanHandler:
                             "wsen:Enumerate body", soap.WSMAN_BAD_MESSAGE)
             box: list[str] = []
 
-            def enum(r: Registry) -> str:
+            def enum(r: Registry) -> Content:
                 operation, content = ops.enumerate_(r, contexts, req, user, started)
                 box.append(operation)
                 return content

@@ -13,7 +13,7 @@ and the DMTF association filter (AssociatedInstances / AssociationInstances).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import pywbem
@@ -21,19 +21,27 @@ import pywbem
 from vsms.providers.registry import Registry
 from vsms.wbem import query
 from vsms.wbem.contexts import ContextLimit, EnumerationContexts, UnknownContext
+from vsms.wbem.rendered import Rendered
 from vsms.wbem.xmltree import Node
 from vsms.wsman import encode, soap
 from vsms.wsman import names as n
 from vsms.wsman.soap import Fault, Request, q
 from vsms.wsman.target import epr_path, find_path, instance_path, keys_of, resolve
 
-Row = tuple[pywbem.CIMInstance, Collection[str] | None]
+Row = tuple[pywbem.CIMInstance, Collection[str] | None]  # an instance, the properties to write
+# what an enumeration renders: Rows, or instances (all their properties) as the registry gave
+# them — a tuple the provider shares between calls stays that very tuple (see BATCHES)
+Rows = Sequence[Any]
 # WS-Man contexts are kept under one name, not the CIM namespace: a Pull names the resource URI
 # of its Enumerate, which need not name a namespace (the association filter's
 # http://schemas.dmtf.org/wbem/wscim/1/*); the owner check is the store's
 CONTEXTS = "wsman"
 _EMPTY = object()  # the one item of an enumeration with no result (its Pull ends it)
 MODES = {"enumerateepr": "epr", "enumerateobjectandepr": "objepr"}
+# the text of whole first batches made of a shared answer (a tuple the registry gives again
+# while nothing changed: Msvm_ComputerSystem), kept as the instances' texts are; few live at
+# once (one per class and namespace served that way), so the sweep keeps the table small
+BATCHES: Rendered[bytes] = Rendered(floor=8)
 
 
 def get(registry: Registry, req: Request) -> str:
@@ -70,14 +78,13 @@ def _filter_fault(why: str) -> Fault:
                  soap.WBEM_E_INVALID_QUERY, pywbem.CIM_ERR_INVALID_QUERY)
 
 
-def _rows(registry: Registry, req: Request, enum: Node) -> tuple[str, list[Row], str]:
+def _rows(registry: Registry, req: Request, enum: Node) -> tuple[str, Rows, str]:
     """(namespace, rows, the intrinsic operation it amounts to) of an Enumerate."""
     filt = _child(enum, n.WSMAN, "Filter")
     if filt is None:
         ns, cls = resolve(registry, req.resource_uri, req.selectors)
         assert cls is not None
-        return ns, [(i, None) for i in registry.enumerate_instances(ns, cls.classname)], \
-            "EnumerateInstances"
+        return ns, registry.enumerate_instances(ns, cls.classname), "EnumerateInstances"
     dialect = (filt.attr("Dialect") or n.WQL).strip()
     if dialect.lower() == n.WQL.lower():
         ns, _ = resolve(registry, req.resource_uri, req.selectors, wildcard=True)
@@ -157,7 +164,7 @@ def renderer(registry: Registry, namespace: str, mode: str) -> Callable[[Any], s
     def render(row: Any) -> str:
         if row is _EMPTY:
             return ""
-        inst, keep = row
+        inst, keep = row if type(row) is tuple else (row, None)
         if mode == "epr":
             return f"{encode.EPR_OPEN}{encode.epr(inst.path, namespace)}</a:EndpointReference>"
         body = encode.instance(inst, namespace, cls_of(inst.classname), keep)
@@ -169,7 +176,7 @@ def renderer(registry: Registry, namespace: str, mode: str) -> Callable[[Any], s
 
 
 def enumerate_(registry: Registry, contexts: EnumerationContexts, req: Request,
-               owner: str | None, started: float | None = None) -> tuple[str, str]:
+               owner: str | None, started: float | None = None) -> tuple[str, soap.Content]:
     """(the intrinsic operation it amounts to, EnumerateResponse content); ``started``
     (time.monotonic()) with the request's OperationTimeout: TimedOut before a context opens."""
     enum = req.body
@@ -190,11 +197,20 @@ def enumerate_(registry: Registry, contexts: EnumerationContexts, req: Request,
     optimized = _child(enum, n.WSMAN, "OptimizeEnumeration") is not None
     first = _count(_child(enum, n.WSMAN, "MaxElements"), "wsman:MaxElements", 1) \
         if optimized else 0
-    items: list[Any] = list(rows) if rows else [_EMPTY]
     render = renderer(registry, ns, mode)
+    if optimized and type(rows) is tuple and rows and first >= len(rows):
+        # a shared answer (the registry gives this very tuple again while nothing changed),
+        # all of it in this response: its text is written and encoded once
+        shared: tuple[Any, ...] = rows
+        batch = BATCHES.text(shared, (ns, mode),
+                             lambda: "".join(render(r) for r in shared).encode("utf-8"))
+        return operation, soap.Spliced((
+            "<n:EnumerateResponse><n:EnumerationContext/><w:Items>", batch,
+            "</w:Items><w:EndOfSequence/></n:EnumerateResponse>"))
+    items: Rows = rows if rows else [_EMPTY]  # never changed: a snapshot as it is
     try:
-        batch, key = contexts.open(CONTEXTS, f"wsman-{mode}", items, render, first,
-                                   contexts.default_timeout, owner)
+        text, key = contexts.open(CONTEXTS, f"wsman-{mode}", items, render, first,
+                                  contexts.default_timeout, owner)
     except ContextLimit as exc:
         raise soap.from_cim(pywbem.CIM_ERR_SERVER_LIMITS_EXCEEDED, str(exc)) from None
     ctx = f"<n:EnumerationContext>uuid:{key}</n:EnumerationContext>" if key else \
@@ -202,7 +218,7 @@ def enumerate_(registry: Registry, contexts: EnumerationContexts, req: Request,
     if not optimized:
         return operation, f"<n:EnumerateResponse>{ctx}</n:EnumerateResponse>"
     end = "" if key else "<w:EndOfSequence/>"
-    return operation, (f"<n:EnumerateResponse>{ctx}<w:Items>{batch}</w:Items>{end}"
+    return operation, (f"<n:EnumerateResponse>{ctx}<w:Items>{text}</w:Items>{end}"
                        f"</n:EnumerateResponse>")
 
 

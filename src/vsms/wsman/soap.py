@@ -180,13 +180,40 @@ def read_request(root: Node) -> Request:
 
 
 # ---------------------------------------------------------------------- the reply
-def envelope(action: str, relates_to: str | None, body: str) -> str:
+@dataclass(frozen=True)
+class Spliced:
+    """Body content made of text and of parts already encoded as UTF-8 (kept texts of
+    whole batches, :data:`vsms.wsman.ops.BATCHES`): the reply is joined from them in one copy
+    instead of being written, joined and encoded again."""
+
+    parts: tuple[str | bytes, ...]
+
+
+Content = str | Spliced  # what an operation answers: the content of the reply's s:Body
+
+
+def _envelope_ends(action: str, relates_to: str | None) -> tuple[str, str]:
     header = (f'<s:Header><a:To>{n.ANONYMOUS}</a:To>'
               f'<a:Action s:mustUnderstand="true">{esc(action)}</a:Action>'
               f"<a:MessageID>uuid:{str(uuid.uuid4()).upper()}</a:MessageID>")
     if relates_to:
         header += f"<a:RelatesTo>{esc(relates_to)}</a:RelatesTo>"
-    return f"{ENVELOPE_OPEN}{header}</s:Header><s:Body>{body}</s:Body></s:Envelope>"
+    return f"{ENVELOPE_OPEN}{header}</s:Header><s:Body>", "</s:Body></s:Envelope>"
+
+
+def envelope(action: str, relates_to: str | None, body: str) -> str:
+    start, end = _envelope_ends(action, relates_to)
+    return f"{start}{body}{end}"
+
+
+def envelope_bytes(action: str, relates_to: str | None, body: Content) -> bytes:
+    """The reply envelope as UTF-8, joined once when ``body`` is :class:`Spliced`."""
+    if isinstance(body, str):
+        return envelope(action, relates_to, body).encode("utf-8")
+    start, end = _envelope_ends(action, relates_to)
+    return b"".join([start.encode("utf-8"),
+                     *(p.encode("utf-8") if isinstance(p, str) else p for p in body.parts),
+                     end.encode("utf-8")])
 
 
 def fault_body(f: Fault, machine: str) -> str:
