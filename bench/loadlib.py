@@ -108,7 +108,7 @@ class Probe:
         elapsed = time.perf_counter() - start
         with self._lock:
             self.times.append(elapsed)
-            self.body = reply.body
+            self.body = reply.data()
         return reply
 
     def last(self) -> tuple[float, bytes]:

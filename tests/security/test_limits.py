@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -265,7 +265,7 @@ def test_worker_pool_is_bounded(server: WbemServer, monkeypatch: pytest.MonkeyPa
     busy = [0, 0]  # now, most at once
     lock = threading.Lock()
 
-    def slow(namespace: str, classname: str) -> list[pywbem.CIMInstance]:
+    def slow(namespace: str, classname: str) -> Sequence[pywbem.CIMInstance]:
         with lock:
             busy[0] += 1
             busy[1] = max(busy)

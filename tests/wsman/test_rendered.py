@@ -47,7 +47,7 @@ def inst(name: str, state: int = 3) -> pywbem.CIMInstance:
 
 
 def test_the_same_object_only_is_given_its_kept_text() -> None:
-    table = Rendered()
+    table: Rendered[str] = Rendered()
     written: list[str] = []
 
     def write(i: pywbem.CIMInstance, tag: str) -> str:
@@ -68,7 +68,7 @@ def test_the_same_object_only_is_given_its_kept_text() -> None:
 
 
 def test_the_table_drops_what_only_it_holds() -> None:
-    table = Rendered(floor=16)
+    table: Rendered[str] = Rendered(floor=16)
     kept = [inst(f"K{n}") for n in range(10)]
     for i in kept:
         table.text(i, None, lambda: "x")

@@ -13,7 +13,10 @@ Building a pywbem CIMInstance costs far more than writing it as CIM-XML, so enum
 instance of each VM and builds it again only when something it is made from changed (the VM's
 definition, its state, transition or on-time): a VM list of 1,000 VMs then costs about as much
 as the two libvirt calls. The instances ``enumerate`` returns are therefore shared between calls:
-treat them as read-only (``get`` builds a fresh one).
+treat them as read-only (``get`` builds a fresh one). And while the host's inventory is the very
+same tuple (no VM and no state changed), no transition began or ended and no VM runs (a running
+VM's OnTimeInMilliseconds moves with the clock), ``enumerate`` returns its last tuple again, so
+that the registry and the writers can keep what they made of it (docs/contracts.md).
 """
 
 from __future__ import annotations

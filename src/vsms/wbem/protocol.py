@@ -58,6 +58,16 @@ class Reply:
     classname: str = "-"
     cim_status: int = 0
     detail: str = ""
+    # more body after ``body``, written as it is: kept texts (vsms.wsman.ops.BATCHES) are
+    # sent without being copied into one buffer first
+    more: tuple[bytes, ...] = ()
+
+    def size(self) -> int:
+        return len(self.body) + sum(len(m) for m in self.more)
+
+    def data(self) -> bytes:
+        """The whole body in one piece (a copy when there is ``more``)."""
+        return b"".join((self.body, *self.more)) if self.more else self.body
 
 
 def error_reply(status: int, cimerror: str | None, text: str, operation: str = "-") -> Reply:

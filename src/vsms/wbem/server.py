@@ -495,14 +495,19 @@ class WbemServer:
     async def _send(self, writer: asyncio.StreamWriter, reply: Reply, close: bool) -> None:
         head = [f"HTTP/1.1 {reply.status} {reason(reply.status)}"]
         head.extend(f"{k}: {v}" for k, v in reply.headers)
-        head.append(f"Content-Length: {len(reply.body)}")
+        head.append(f"Content-Length: {reply.size()}")
         head.append("Connection: close" if close else "Connection: keep-alive")
-        start = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        if len(reply.body) < BIG_BODY:
-            writer.write(start + reply.body)  # one segment
-        else:  # a copy of a large body costs more than a second write
-            writer.write(start)
-            writer.write(reply.body)
+        small = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        for piece in (reply.body, *reply.more):
+            if len(piece) < BIG_BODY:
+                small += piece  # small pieces go together, in one segment
+                continue
+            if small:  # a copy of a large piece costs more than another write
+                writer.write(small)
+                small = b""
+            writer.write(piece)
+        if small:
+            writer.write(small)
         async with asyncio.timeout(self.body_timeout):
             await writer.drain()
 

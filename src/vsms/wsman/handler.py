@@ -117,10 +117,11 @@ class WsmanHandler:
                                      soap.WSMAN_INTERNAL, soap.WBEM_E_FAILED, sender=False),
                                req, "-")
         if action is None:  # Identify: no SOAP header
-            data = (f'<s:Envelope xmlns:s="{n.SOAP}"><s:Header/><s:Body>{content}</s:Body>'
-                    f"</s:Envelope>").encode()
+            pieces: tuple[bytes, ...] = ((f'<s:Envelope xmlns:s="{n.SOAP}"><s:Header/><s:Body>'
+                                          f"{content}</s:Body></s:Envelope>").encode(),)
         else:
-            data = soap.envelope_bytes(action, req.message_id, content)
+            pieces = soap.envelope_bytes(action, req.message_id, content)
+        size = sum(len(p) for p in pieces)
         if req.max_envelope is not None and req.max_envelope < MIN_ENVELOPE:
             return self._fault(Fault("w:EncodingLimit", f"MaxEnvelopeSize {req.max_envelope} "
                                      f"is below the minimum of {MIN_ENVELOPE} bytes",
@@ -128,8 +129,8 @@ class WsmanHandler:
                                      detail="http://schemas.dmtf.org/wbem/wsman/1/wsman/"
                                             "faultDetail/MinimumEnvelopeLimit"),
                                req, operation)
-        if req.max_envelope is not None and len(data) > req.max_envelope:
-            return self._fault(Fault("w:EncodingLimit", f"the reply ({len(data)} bytes) is "
+        if req.max_envelope is not None and size > req.max_envelope:
+            return self._fault(Fault("w:EncodingLimit", f"the reply ({size} bytes) is "
                                      f"larger than MaxEnvelopeSize {req.max_envelope}; raise "
                                      f"MaxEnvelopeSize or ask for fewer items "
                                      f"(wsman:MaxElements)", soap.WSMAN_ENCODING_LIMIT,
@@ -138,7 +139,7 @@ class WsmanHandler:
                                req, operation)
         micros = int((time.perf_counter() - started) * 1e6)
         return Reply(200, [("Content-Type", _CT), ("WBEMServerResponseTime", str(micros))],
-                     data, operation=operation, classname=classname)
+                     pieces[0], operation=operation, classname=classname, more=pieces[1:])
 
     def _fault(self, f: Fault, req: Request | None, operation: str) -> Reply:
         xml = soap.fault_envelope(f, req.message_id if req else None, f"{self.host}")

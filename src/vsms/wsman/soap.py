@@ -206,14 +206,16 @@ def envelope(action: str, relates_to: str | None, body: str) -> str:
     return f"{start}{body}{end}"
 
 
-def envelope_bytes(action: str, relates_to: str | None, body: Content) -> bytes:
-    """The reply envelope as UTF-8, joined once when ``body`` is :class:`Spliced`."""
+def envelope_bytes(action: str, relates_to: str | None, body: Content) -> tuple[bytes, ...]:
+    """The reply envelope as UTF-8, in pieces: one, or the encoded parts of a
+    :class:`Spliced` body between the envelope's ends (written one after the other, never
+    joined: the reply's body and its ``more``)."""
     if isinstance(body, str):
-        return envelope(action, relates_to, body).encode("utf-8")
+        return (envelope(action, relates_to, body).encode("utf-8"),)
     start, end = _envelope_ends(action, relates_to)
-    return b"".join([start.encode("utf-8"),
-                     *(p.encode("utf-8") if isinstance(p, str) else p for p in body.parts),
-                     end.encode("utf-8")])
+    return (start.encode("utf-8"),
+            *(p.encode("utf-8") if isinstance(p, str) else p for p in body.parts),
+            end.encode("utf-8"))
 
 
 def fault_body(f: Fault, machine: str) -> str:
