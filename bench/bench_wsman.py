@@ -12,8 +12,9 @@ prints, from the same run:
   ElementTree (and lxml when installed) (target <= 1.3x), both in a client process of their
   own, as a user's client is; and, alone, the reading of every VM with its state that any
   enumeration of them makes (``VirtHost.inventory()``: from the table libvirt's lifecycle
-  events keep, no libvirt call when nothing changed; the end to end can be no shorter than it
-  plus the parse), and the libvirt listing of every domain with its state it replaces
+  events keep, no libvirt call when nothing changed, its kept answer while no VM, state or
+  transition changed; the end to end can be no shorter than it plus the parse), and the
+  libvirt listing of every domain with its state it replaces
   (``VirtHost.states()``: what each enumeration made before, and makes when events fail);
 * 32 concurrent WS-Man clients (pypsrp, separate processes) doing Get of the VMs in turn:
   requests, latency, errors (target 0);

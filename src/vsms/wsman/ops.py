@@ -41,7 +41,7 @@ MODES = {"enumerateepr": "epr", "enumerateobjectandepr": "objepr"}
 # the text of whole first batches made of a shared answer (a tuple the registry gives again
 # while nothing changed: Msvm_ComputerSystem), kept as the instances' texts are; few live at
 # once (one per class and namespace served that way), so the sweep keeps the table small
-BATCHES: Rendered[bytes] = Rendered(floor=8)
+BATCHES: Rendered[bytes] = Rendered(floor=4)
 
 
 def get(registry: Registry, req: Request) -> str:
