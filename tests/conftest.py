@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from vsms.cim import schema
+
 QEMU_URI = os.environ.get("VSMS_TEST_LIBVIRT_URI", "qemu:///system")
 TEST_ROOT = Path(os.environ.get("VSMS_TEST_ROOT", "/var/tmp/vsms-tests"))
 
@@ -40,3 +42,12 @@ def storage_root() -> Iterator[Path]:
 @pytest.fixture
 def qemu_uri() -> str:
     return QEMU_URI
+
+
+@pytest.fixture(scope="session", autouse=True)
+def schema_cache_untouched() -> Iterator[None]:
+    """Every Service of this process shares the compiled classes (vsms.cim.schema): at the end
+    of the session they must still equal a fresh compile, or some code changed them."""
+    yield
+    changed = schema.changed_in_cache()
+    assert not changed, f"the shared compiled classes of {changed} were modified"

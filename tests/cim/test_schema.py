@@ -224,17 +224,100 @@ def test_registry_accepts_the_schema() -> None:
             names.IMPORT_SD} <= subs
 
 
-def test_each_call_compiles_fresh_objects() -> None:
+def test_each_call_returns_fresh_objects() -> None:
     first = schema.load_schema()
     assert first.namespace == names.NAMESPACE
     assert {q.name.lower() for q in first.qualifiers} >= {"key", "valuemap", "values", "in",
                                                           "out", "embeddedinstance"}
     second = schema.load_classes()
+    assert second == first.classes
+    # change everything a caller could reach in the first copy, down to qualifier values
+    for cls in first.classes:
+        for item in (cls, *cls.properties.values(), *cls.methods.values(),
+                     *(p for m in cls.methods.values() for p in m.parameters.values())):
+            for q in item.qualifiers.values():
+                if isinstance(q.value, list) and q.value:
+                    q.value.append(q.value[0])
+            if isinstance(item, pywbem.CIMProperty) and isinstance(item.value, list):
+                item.value.append(item.value[0])
+            if isinstance(item, pywbem.CIMParameter):
+                item.embedded_object = "object"
     first.classes[0].properties.clear()
+    for q in first.qualifiers:
+        q.scopes["CLASS"] = not q.scopes.get("CLASS")
     assert second[0].properties, "a later call must not share objects with an earlier one"
+    assert schema.load_classes() == second
+    assert schema.load_schema().qualifiers != first.qualifiers
+    assert list(schema.shared_classes().values()) == second  # the cache is untouched too
     order = [c.classname for c in second]
     for i, cls in enumerate(second):  # superclasses come first
         assert cls.superclass is None or order.index(cls.superclass) < i
+
+
+def test_shared_classes_are_the_cache_read_only() -> None:
+    shared = schema.shared_classes(names.NAMESPACE)
+    copies = schema.load_classes(names.NAMESPACE)
+    assert list(shared.values()) == copies
+    assert all(shared[c.classname.lower()] is not c for c in copies)
+    assert schema.shared_classes(names.NAMESPACE) is shared  # no compile, no copy
+    with pytest.raises(TypeError):
+        shared["msvm_computersystem"] = copies[0]  # type: ignore[index]
+
+
+def test_served_classes_equal_a_fresh_compile() -> None:
+    """GetClass answers of a registry built from the cache equal those of a fresh compile."""
+    fresh = schema._compile(schema.mof_file(names.NAMESPACE), names.NAMESPACE)
+    cached, uncached = Registry("h"), Registry("h")
+    cached.add_namespace(names.NAMESPACE, *_parts(schema.load_schema(names.NAMESPACE)))
+    uncached.add_namespace(names.NAMESPACE, *_parts(fresh))
+    for c in fresh.classes:
+        assert cached.get_class(names.NAMESPACE, c.classname) == \
+            uncached.get_class(names.NAMESPACE, c.classname)
+    assert cached.qualifier_declarations(names.NAMESPACE) == \
+        uncached.qualifier_declarations(names.NAMESPACE)
+
+
+def _parts(compiled: schema.CompiledSchema
+           ) -> tuple[list[pywbem.CIMClass], list[pywbem.CIMQualifierDeclaration]]:
+    return compiled.classes, compiled.qualifiers
+
+
+def test_compiled_once_per_mof_contents(monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    compiles: list[str] = []
+    real = schema._compile
+
+    def counted(path: Path, ns: str) -> schema.CompiledSchema:
+        compiles.append(ns)
+        return real(path, ns)
+
+    monkeypatch.setattr(schema, "_compile", counted)
+    monkeypatch.setattr(schema, "mof_dir", lambda: tmp_path)
+    (tmp_path / "qualifiers.mof").write_text("Qualifier Key : boolean = false, "
+                                             "Scope(property), Flavor(DisableOverride);\n")
+    top = tmp_path / "once.mof"
+    top.write_text('#pragma include ("qualifiers.mof")\nclass T_A { [Key] string Id; };\n')
+    assert [c.classname for c in schema.load_classes("root/once")] == ["T_A"]
+    assert [c.classname for c in schema.load_classes("/root/once")] == ["T_A"]
+    assert list(schema.shared_classes("root/once")) == ["t_a"]
+    assert compiles == ["root/once"]
+    # an included file changes: compiled again
+    (tmp_path / "qualifiers.mof").write_text("Qualifier Key : boolean = false, "
+                                             "Scope(property), Flavor(DisableOverride);\n"
+                                             "Qualifier Description : string = null, "
+                                             "Scope(any), Flavor(Translatable);\n")
+    schema.load_schema("root/once")
+    assert len(compiles) == 2
+    # the top file gains a class that does not compile: an error, and nothing cached
+    top.write_text(top.read_text() + "class T_B : T_Missing { string X; };\n")
+    for _ in range(2):
+        with pytest.raises(OperationFailed, match="T_Missing"):
+            schema.load_schema("root/once")
+    assert len(compiles) == 4
+    top.write_text(top.read_text().replace("T_Missing", "T_A"))
+    assert [c.classname for c in schema.load_classes("root/once")] == ["T_A", "T_B"]
+    assert len(compiles) == 5
+    assert schema.changed_in_cache() == []
 
 
 def test_unknown_namespace() -> None:

@@ -24,7 +24,7 @@ import pywbem
 from vsms.auth.policy import Role
 from vsms.cim import names
 from vsms.cim.enums import ElementEffects, EnabledState, ReturnCode
-from vsms.cim.schema import load_schema
+from vsms.cim.schema import shared_classes
 from vsms.errors import InvalidParameter, NotFound, VsmsError
 from vsms.jobs.context import OpContext
 from vsms.mapping import components as mc
@@ -79,7 +79,7 @@ class ComponentProvider(ServiceProvider):
 
     @functools.cached_property
     def classes(self) -> dict[str, pywbem.CIMClass]:
-        return {c.classname.lower(): c for c in load_schema(names.NAMESPACE).classes}
+        return dict(shared_classes(names.NAMESPACE))  # read only (docs/contracts.md)
 
     def _instances(self, vs: VirtualSystem, state: EnabledState, classname: str
                    ) -> list[pywbem.CIMInstance]:

@@ -20,7 +20,7 @@ import pywbem
 
 from vsms.cim import names
 from vsms.cim.enums import EnabledState
-from vsms.cim.schema import load_schema
+from vsms.cim.schema import shared_classes
 from vsms.mapping import logical_devices as ld
 from vsms.model.vm import VirtualSystem
 from vsms.providers.base import ServiceProvider
@@ -30,7 +30,7 @@ from vsms.providers.common import same_path
 class _Classes(ServiceProvider):
     @functools.cached_property
     def classes(self) -> dict[str, pywbem.CIMClass]:
-        return {c.classname.lower(): c for c in load_schema(names.NAMESPACE).classes}
+        return dict(shared_classes(names.NAMESPACE))  # read only (docs/contracts.md)
 
     def _one(self, guid: str) -> VirtualSystem | None:
         return self.ctx.host.get_system(guid)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 import pywbem
 
 from vsms.cim import names
-from vsms.cim.schema import load_schema
+from vsms.cim.schema import shared_classes
 from vsms.mapping import switch_paths as sp
 from vsms.mapping import switches as sm
 from vsms.mapping.logical_devices import EMULATED_PORT, SYNTHETIC_PORT, Link, from_class
@@ -47,7 +47,7 @@ class _Base(ServiceProvider):
 
     @functools.cached_property
     def classes(self) -> dict[str, pywbem.CIMClass]:
-        return {c.classname.lower(): c for c in load_schema(names.NAMESPACE).classes}
+        return dict(shared_classes(names.NAMESPACE))  # read only (docs/contracts.md)
 
     def cls(self, classname: str) -> pywbem.CIMClass:
         return self.classes[classname.lower()]
