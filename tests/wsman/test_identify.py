@@ -12,6 +12,7 @@ import base64
 import os
 import socket
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +196,23 @@ def test_large_bodies_without_credentials_are_refused_unread(served: AuthServed)
     post(served, source, identify.encode()).identity()
     (line,) = identify_lines(served, source)
     assert line["repeated"] == 0
+
+
+def test_a_slow_body_without_credentials_is_cut_at_the_login_timeout(
+        served: AuthServed) -> None:
+    """Not body_timeout (60 s): a client without credentials holds a connection no longer
+    than before this change (the login deadline)."""
+    server = served.server
+    saved, server.login_timeout = server.login_timeout, 1.0
+    try:
+        with connect(served, "127.0.0.16") as sock:
+            started = time.monotonic()
+            sock.sendall(request(b"", length=300))  # announces a small body, never sends it
+            answer = read_answer(sock)
+            assert answer.status == 408 and b"within 1 s" in answer.body, answer.body
+            assert time.monotonic() - started < 10
+    finally:
+        server.login_timeout = saved
 
 
 def test_a_connection_that_identified_is_not_logged_in(served: AuthServed) -> None:
