@@ -10,7 +10,9 @@ authentication and each complete request runs on a bounded pool of worker thread
 keep-alive connections cost no worker. Per request, in this order: request line and headers →
 authentication (HTTP Basic, ``auth``) → only then the body → the protocol handler, which gets the
 caller's :class:`Principal`. A refused login (401, or 429 during back-off) is answered and the
-connection closed without reading the body.
+connection closed without reading the body. The one request served without credentials is a
+WS-Man Identify (``vsms.auth.anonymous``: a body of at most 8 KiB is read, within login_timeout,
+and answered if it is an Identify; anything else gets the same 401).
 
 Limits: ``max_body`` (413), ``max_header`` (431), ``header_timeout`` for the request line and
 headers and ``body_timeout`` for the body (408), ``idle_timeout`` between requests on a
@@ -40,6 +42,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
+from vsms.auth.anonymous import may_identify
 from vsms.auth.audit import AuditLog
 from vsms.auth.basic import Authenticator, Principal, Refusal
 from vsms.auth.policy import Role
@@ -325,6 +328,13 @@ class WbemServer:
         conn.waiting = False
         method, version, headers, started = request
         loop = asyncio.get_running_loop()
+        if (self.auth is not None and handler is self.wsman
+                and may_identify(self.auth.limiter, method, headers, source)):
+            reply = await self._identify(reader, writer, headers, method, source)
+            keep = self._keep_alive(version, headers)  # still not logged in (login_timeout)
+            await self._send(writer, reply, close=not keep)
+            self._log(client, reply, time.perf_counter() - started)
+            return keep
         principal = await self._authenticate(loop, headers, source)
         self.admission.authenticated(conn)
         size, body = await self._body(reader, writer, headers, method)
@@ -340,6 +350,23 @@ class WbemServer:
         await self._send(writer, reply, close=not keep)
         self._log(client, reply, time.perf_counter() - started)
         return keep
+
+    async def _identify(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        headers: dict[str, str], method: str, source: str) -> Reply:
+        """A small WS-Man request without credentials (vsms.auth.anonymous): the Identify reply,
+        or the refusal any request without credentials gets (raised). Its body must arrive
+        within login_timeout."""
+        size, body = await self._body(reader, writer, headers, method, self.login_timeout)
+        try:
+            reply: Reply | None = await asyncio.get_running_loop().run_in_executor(
+                self._pool, functools.partial(self.wsman.identify, headers, body,
+                                              source=source))
+        finally:
+            self.bodies.give(size)
+        if reply is None:
+            await self._authenticate(asyncio.get_running_loop(), headers, source)
+            raise _Abort(None)  # not reached: a request without credentials is refused
+        return reply
 
     async def _authenticate(self, loop: asyncio.AbstractEventLoop, headers: dict[str, str],
                             source: str) -> Principal:
@@ -438,8 +465,10 @@ class WbemServer:
         return parts[0], parts[2], headers, started
 
     async def _body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    headers: dict[str, str], method: str) -> tuple[int, bytes]:
-        """(bytes taken from the body budget, the body); the caller gives the bytes back."""
+                    headers: dict[str, str], method: str,
+                    timeout: float | None = None) -> tuple[int, bytes]:
+        """(bytes taken from the body budget, the body); the caller gives the bytes back.
+        ``timeout``: for the body (default body_timeout)."""
         if "transfer-encoding" in headers and headers["transfer-encoding"].lower() != "identity":
             raise _Abort(error_reply(411, None, "chunked request bodies are not supported; "
                                                 "send Content-Length"))
@@ -463,14 +492,15 @@ class WbemServer:
             busy.headers.append(("Retry-After", "1"))
             raise _Abort(busy)
         try:
-            return length, await self._read_body(reader, writer, headers, length)
+            return length, await self._read_body(reader, writer, headers, length,
+                                                 timeout or self.body_timeout)
         except BaseException:
             self.bodies.give(length)
             self.trim.passed(length)
             raise
 
     async def _read_body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                         headers: dict[str, str], length: int) -> bytes:
+                         headers: dict[str, str], length: int, timeout: float) -> bytes:
         """Read in chunks into one buffer of the announced size (no second copy)."""
         if "100-continue" in headers.get("expect", "").lower():
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -478,7 +508,7 @@ class WbemServer:
         view = memoryview(body)
         pos = 0
         try:
-            async with asyncio.timeout(self.body_timeout):  # the whole body's deadline
+            async with asyncio.timeout(timeout):  # the whole body's deadline
                 while pos < length:
                     chunk = await reader.read(min(length - pos, 256 * 1024))
                     if not chunk:
@@ -487,7 +517,7 @@ class WbemServer:
                     pos += len(chunk)
         except TimeoutError:
             raise _Abort(error_reply(408, None, f"body not received within "
-                                                f"{self.body_timeout:g} s")) from None
+                                                f"{timeout:g} s")) from None
         finally:
             view.release()
         return body  # type: ignore[return-value]  # a bytearray: bytes-like, parsed in place

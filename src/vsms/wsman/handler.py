@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 import pywbem
 
 from vsms import __version__ as VERSION
+from vsms.auth.anonymous import IdentifyAudit
 from vsms.auth.basic import Principal
 from vsms.auth.policy import Role
 from vsms.providers.registry import Registry
@@ -66,12 +67,20 @@ def _text(body: bytes, ctype: str) -> bytes:
     return raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
 
 
+def _is_identify(req: Request) -> bool:
+    """No wsa:Action and a wsmid:Identify body (either namespace spelling)."""
+    return req.action is None and req.body is not None and req.body.name in (
+        q(n.WSMID, "Identify"), q(n.WSMID_ALT, "Identify"))
+
+
 class WsmanHandler:
     """Thread-safe; one instance serves every WS-Man listener."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self.host = dispatcher.host
+        audit = dispatcher.audit
+        self.identify_audit = IdentifyAudit(audit) if audit is not None else None
 
     def close(self) -> None:
         """Nothing of its own to stop (the dispatcher is the CIM-XML handler's)."""
@@ -116,6 +125,35 @@ class WsmanHandler:
                                      f"{type(exc).__name__}: {exc} (logged by the server)",
                                      soap.WSMAN_INTERNAL, soap.WBEM_E_FAILED, sender=False),
                                req, "-")
+        return self._reply(req, content, action, operation, classname, started)
+
+    def identify(self, headers: Mapping[str, str], body: bytes, *, source: str = ""
+                 ) -> Reply | None:
+        """The reply to a request sent without credentials if it is an Identify (audited,
+        ``vsms.auth.anonymous``), else None: the HTTP layer then refuses it as any request
+        without credentials (401). The body is read as :meth:`handle` reads it."""
+        path = headers.get(":path", "/wsman").split("?", 1)[0].rstrip("/").lower()
+        ctype = headers.get("content-type", "")
+        mtype = ctype.partition(";")[0].strip().lower()
+        if path != "/wsman" or mtype not in ("", "application/soap+xml", "text/xml",
+                                             "application/xml"):
+            return None
+        started = time.perf_counter()
+        try:
+            req = soap.read_request(parse(_text(body, ctype), namespaces=True))
+        except (XmlError, Fault):
+            return None
+        except Exception:  # a bug of ours: logged; the request is refused as unauthenticated
+            log.exception("internal error reading a WS-Man request sent without credentials")
+            return None
+        if not _is_identify(req):
+            return None
+        if self.identify_audit is not None:
+            self.identify_audit.record(source)
+        return self._reply(req, self._identify(anonymous=True), None, "Identify", "-", started)
+
+    def _reply(self, req: Request, content: Content, action: str | None, operation: str,
+               classname: str, started: float) -> Reply:
         if action is None:  # Identify: no SOAP header
             pieces: tuple[bytes, ...] = ((f'<s:Envelope xmlns:s="{n.SOAP}"><s:Header/><s:Body>'
                                           f"{content}</s:Body></s:Envelope>").encode(),)
@@ -171,8 +209,7 @@ class WsmanHandler:
                   ) -> tuple[Content, str | None, str, str]:
         """(Body content, reply action (None: Identify), operation, class for the log)."""
         body = req.body
-        if req.action is None and body is not None and body.name in (
-                q(n.WSMID, "Identify"), q(n.WSMID_ALT, "Identify")):
+        if _is_identify(req):
             return self._identify(), None, "Identify", "-"
         if not req.action:
             raise Fault("a:MessageInformationHeaderRequired", "the request has no wsa:Action "
@@ -228,12 +265,14 @@ class WsmanHandler:
         res = n.resource(req.resource_uri or "")
         return res.classname if res is not None else "-"
 
-    def _identify(self) -> str:
+    @staticmethod
+    def _identify(anonymous: bool = False) -> str:
+        """Without credentials the OS is not named (as WinRM answers: "OS: 0.0.0")."""
         return (f'<wsmid:IdentifyResponse xmlns:wsmid="{n.WSMID}">'
                 f"<wsmid:ProtocolVersion>http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
                 f"</wsmid:ProtocolVersion><wsmid:ProductVendor>vsms</wsmid:ProductVendor>"
-                f"<wsmid:ProductVersion>OS: Linux SP: 0.0 Stack: {VERSION}"
-                f"</wsmid:ProductVersion></wsmid:IdentifyResponse>")
+                f"<wsmid:ProductVersion>OS: {'0.0.0' if anonymous else 'Linux'} SP: 0.0 "
+                f"Stack: {VERSION}</wsmid:ProductVersion></wsmid:IdentifyResponse>")
 
     def _refuse_transfer(self, req: Request, principal: Principal, operation: str) -> None:
         def check(registry: Registry) -> str:
