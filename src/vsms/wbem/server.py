@@ -58,13 +58,12 @@ from vsms.wbem.admission import (
     trim_heap,
 )
 from vsms.wbem.contexts import EnumerationContexts
-from vsms.wbem.protocol import CimXmlHandler, Reply, error_reply, reason
-from vsms.wbem.streams import linger, start_tls
+from vsms.wbem.protocol import CimXmlHandler, Reply, error_reply
+from vsms.wbem.streams import keep_alive, linger, start_tls, write_reply
 
 log = logging.getLogger("vsms.wbem")
 
 MiB = 1024 * 1024
-BIG_BODY = 256 * 1024  # larger reply bodies are written after their head, not copied to it
 
 
 class _Abort(Exception):
@@ -331,7 +330,7 @@ class WbemServer:
         if (self.auth is not None and handler is self.wsman
                 and may_identify(self.auth.limiter, method, headers, source)):
             reply = await self._identify(reader, writer, headers, method, source)
-            keep = self._keep_alive(version, headers)  # still not logged in (login_timeout)
+            keep = keep_alive(version, headers)  # still not logged in (login_timeout)
             await self._send(writer, reply, close=not keep)
             self._log(client, reply, time.perf_counter() - started)
             return keep
@@ -346,7 +345,7 @@ class WbemServer:
             body = b""
             self.bodies.give(size)
             self.trim.passed(size)
-        keep = self._keep_alive(version, headers)
+        keep = keep_alive(version, headers)
         await self._send(writer, reply, close=not keep)
         self._log(client, reply, time.perf_counter() - started)
         return keep
@@ -381,13 +380,6 @@ class WbemServer:
             reply.headers.extend(who.headers)
             raise _Abort(reply)
         return who
-
-    @staticmethod
-    def _keep_alive(version: str, headers: dict[str, str]) -> bool:
-        conn = headers.get("connection", "").lower()
-        if "close" in conn:
-            return False
-        return version != "HTTP/1.0" or "keep-alive" in conn
 
     async def _line(self, reader: asyncio.StreamReader, timeout: float) -> bytes:
         try:
@@ -523,23 +515,7 @@ class WbemServer:
         return body  # type: ignore[return-value]  # a bytearray: bytes-like, parsed in place
 
     async def _send(self, writer: asyncio.StreamWriter, reply: Reply, close: bool) -> None:
-        head = [f"HTTP/1.1 {reply.status} {reason(reply.status)}"]
-        head.extend(f"{k}: {v}" for k, v in reply.headers)
-        head.append(f"Content-Length: {reply.size()}")
-        head.append("Connection: close" if close else "Connection: keep-alive")
-        small = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        for piece in (reply.body, *reply.more):
-            if len(piece) < BIG_BODY:
-                small += piece  # small pieces go together, in one segment
-                continue
-            if small:  # a copy of a large piece costs more than another write
-                writer.write(small)
-                small = b""
-            writer.write(piece)
-        if small:
-            writer.write(small)
-        async with asyncio.timeout(self.body_timeout):
-            await writer.drain()
+        await write_reply(writer, reply, close, self.body_timeout)
 
     @staticmethod
     def _log(client: str, reply: Reply, seconds: float) -> None:
