@@ -109,9 +109,9 @@ def net() -> Iterator[Net]:
         remove_vms(served)
         for name in n.switches:
             with contextlib.suppress(Exception):
-                # undefined first: a service starting meanwhile (another test) starts every
-                # inactive switch network it finds, and undefining an active network only
-                # makes it transient; an undefined one is gone once destroyed
+                # undefined first (an active network becomes transient, gone once destroyed),
+                # so no stopped switch network is ever left defined; a service starting
+                # meanwhile leaves a stopped one stopped anyway (docs/switches.md, Start-up)
                 virsh("net-undefine", name, check=False)
                 virsh("net-destroy", name, check=False)
         # external switches' bridges this service left (a failed test): released and removed

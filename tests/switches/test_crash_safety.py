@@ -1,13 +1,17 @@
 """Crash safety of the switch service (issue 14): SIGKILL during CreateSwitch, DeleteSwitch and
 ConnectSwitchPort at every kill point around the libvirt steps, then a restarted service must
 show the old state or the new one, never a half: no libvirt network without its record (our
-metadata) or the reverse, a switch it lists is started, and a VM adapter is connected in its
-domain XML exactly when its record names the port.
+metadata) or the reverse, a switch it lists is started and recorded ``running``, a DeleteSwitch
+killed after its ``deleting`` record is finished, and a VM adapter is connected in its domain
+XML exactly when its record names the port. The children and the restarted service share one
+instance ID (the same vsms restarting): a switch's ``creating``/``deleting`` record is finished
+only by its own instance.
 
 ``VSMS_KILLPOINTS=all`` tries every kill point of each scenario (N = 1, 2, … as counted by a
-run that is not killed); by default one point per scenario, the one between its two libvirt
-steps (CreateSwitch: network defined, not started; DeleteSwitch: stopped, not undefined;
-ConnectSwitchPort: the VM redefined, the call not answered)."""
+run that is not killed); by default one point per scenario, the one between its libvirt steps
+that matters (CreateSwitch: network defined ``creating``, not started; DeleteSwitch: recorded
+``deleting`` and stopped, not undefined; ConnectSwitchPort: the VM redefined, the call not
+answered)."""
 
 from __future__ import annotations
 
@@ -26,19 +30,25 @@ from tests.switches.killswitch import PORT
 from vsms.app import Service
 from vsms.operations.switchports import full
 from vsms.settings import Settings
+from vsms.virt.adopt import INSTANCE_FILE
 
 pytestmark = pytest.mark.qemu
 REPO = Path(__file__).resolve().parents[2]
 
 
 def start_child(scenario: str, work: Path, kill_at: int, switch: str) -> subprocess.Popen[str]:
+    (work / "state").mkdir(parents=True, mode=0o700)
+    (work / "state" / INSTANCE_FILE).write_text(INSTANCE + "\n")
     return subprocess.Popen(
         [sys.executable, "-m", "tests.switches.killswitch", scenario, str(work), str(kill_at),
          QEMU_URI, switch], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
 
 
-def check(service: Service, scenario: str, work: Path, switch: str) -> list[str]:
+INSTANCE = str(uuid.uuid4()).upper()
+
+
+def check(service: Service, scenario: str, work: Path, switch: str, kill_at: int) -> list[str]:
     """The invariants, seen by a restarted ``service`` (on the state of the ``connect`` child
     when there is one: its VM belongs to that instance); problems as text."""
     problems = []
@@ -47,12 +57,14 @@ def check(service: Service, scenario: str, work: Path, switch: str) -> list[str]
     if switch in names_now:
         if sw is None or not sw.made_here:
             problems.append(f"network {switch} without its record")
-        elif not sw.active:
-            problems.append(f"switch {switch} not started after the restart")
+        elif not sw.active or sw.state != "running":
+            problems.append(f"switch {switch} not started after the restart: {sw}")
     elif sw is not None:
         problems.append(f"record of {switch} without its network")
     if scenario == "create" and sw is not None and sw.friendly != f"kill {switch}":
         problems.append(f"switch {switch} has a damaged record: {sw}")
+    if scenario == "delete" and kill_at > 1 and sw is not None:  # recorded deleting
+        problems.append(f"the interrupted DeleteSwitch of {switch} is not finished: {sw}")
     if scenario == "delete" and sw is not None and len(sw.ports) != 1:
         problems.append(f"switch {switch} kept without its port: {sw.ports}")
     if scenario == "connect" and (work / "vm").exists():
@@ -81,7 +93,7 @@ def cleanup(work: Path, switch: str) -> None:
     virsh("net-destroy", switch, check=False)
 
 
-DEFAULT_POINTS = {"create": 2, "delete": 2, "connect": 2}
+DEFAULT_POINTS = {"create": 2, "delete": 4, "connect": 2}
 SCENARIOS = ("create", "delete", "connect")
 
 
@@ -123,7 +135,7 @@ def test_kill_points_leave_old_or_new_state() -> None:
                                            libvirt_uri=QEMU_URI))
                 try:
                     for s, (work, switch, kill_at) in runs.items():
-                        problems = check(service, s, work, switch)
+                        problems = check(service, s, work, switch, kill_at)
                         assert not problems, (s, kill_at, (work / "hits.log").read_text(),
                                               problems)
                 finally:

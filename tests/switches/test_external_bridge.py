@@ -197,6 +197,17 @@ def test_crash_between_steps_and_stray_bridges_are_repaired(
     assert state(veth)[0] == rec.bridge and ops.bridges.records()[0].step == "bound"
     sw = service.host.networks.get(name)
     assert sw is not None and sw.active and sw.external == veth
+    assert list(net.conn.GetInstance(switch)["OperationalStatus"]) == [2]
+    # the interface taken off the bridge by hand: shown, and left so at the next start (an
+    # administrator's change, not a crash's or a reboot's)
+    ip("link", "set", "dev", veth, "nomaster")
+    shown = net.conn.GetInstance(switch)
+    assert list(shown["OperationalStatus"]) == [3] and shown["HealthState"] == 10
+    assert f"ip link set {veth} master {rec.bridge}" in shown["StatusDescriptions"][0]
+    SwitchOps(service.host, tmp_path, ops.hostname).recover()
+    assert state(veth)[0] == "" and ops.bridges.records()[0].step == "bound"
+    ip("link", "set", "dev", veth, "master", rec.bridge)  # put back as the status says
+    assert list(net.conn.GetInstance(switch)["OperationalStatus"]) == [2]
     # a crash in DeleteSwitch after the network went: the interface released at the next start
     monkeypatch.setattr(switchbridge, "release_interface", crash)
     with pytest.raises(Crash):

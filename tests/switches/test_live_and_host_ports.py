@@ -65,6 +65,14 @@ def test_running_vm_moves_between_switches(net: Net) -> None:
         spare = [e for e in net.conn.EnumerateInstances(sp.VM_ENDPOINT)
                  if str(e["SystemName"]).upper() == guid.upper() and not e["Connected"]]
         assert len(spare) == 1, spare
+        # a switch an administrator stopped (virsh net-destroy): no running VM joins it
+        r_switch, r_name = net.create_switch("live-R")
+        r_port = net.create_port(r_switch, "lr")
+        virsh("net-destroy", r_name)
+        rv, out = net.call("ConnectSwitchPort", SwitchPort=r_port, LANEndpoint=spare[0].path)
+        assert rv == ReturnCode.INVALID_STATE, out
+        assert f"virsh net-start {r_name}" in out["ErrorDescription"]
+        assert stored_nics(guid)[1].get("type") == "user"
         q2_port = net.create_port(q_switch, "lq2")
         net.ok("ConnectSwitchPort", SwitchPort=q2_port, LANEndpoint=spare[0].path)
         live = live_nics(guid)

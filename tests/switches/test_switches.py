@@ -9,6 +9,7 @@ import json
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from vsms.cim.embedded import parse_instance
 from vsms.cim.enums import JobState, ReturnCode
 from vsms.cli.main import main as cli_main
 from vsms.mapping import switch_paths as sp
+from vsms.model.switch import Port, Switch
+from vsms.operations.switches import SwitchOps
 from vsms.virt import networks
 
 pytestmark = pytest.mark.qemu
@@ -265,3 +268,83 @@ def test_export_records_switches_and_import_finds_them(net: Net) -> None:
 def _with_target(isd: pywbem.CIMInstance, targets: list[str]) -> pywbem.CIMInstance:
     isd["TargetNetworkConnections"] = targets
     return isd
+
+
+def _record(name: str) -> tuple[str, str, bool]:
+    """(state, owner, active) of network ``name`` as libvirt has it."""
+    meta = ET.fromstring(net_xml(name)).find(f"metadata/{{{networks.NAMESPACE}}}switch")
+    assert meta is not None, name
+    active = name in virsh("net-list", "--name").split()
+    return meta.get("state", ""), meta.get("owner", ""), active
+
+
+def test_start_up_finishes_interrupted_work_only(net: Net, tmp_path: Path) -> None:
+    """What the service's next start does (``SwitchOps.recover`` on the served service's
+    host and state): a switch an administrator stopped stays stopped (and shows so); a
+    CreateSwitch or DeleteSwitch of this instance left halfway is finished (a delete whose
+    switch is in use now is rolled back); an older vsms's switch is started once; another
+    instance's records and a foreign network are left as they are."""
+    service = net.served.service
+    me = service.host.instance
+    assert me
+    ops = SwitchOps(service.host, service.settings.state_dir, "localhost")
+    assert ops.owner == me
+    switch, stopped = net.create_switch("stopped")
+    assert _record(stopped) == ("running", "", True)
+    vm = net.vm("stopped")
+    net.add_nic(vm, net.create_port(switch, "vm"))
+    virsh("net-destroy", stopped)  # the administrator's stop
+    shown = net.conn.GetInstance(switch)
+    assert shown["EnabledState"] == 3 and list(shown["OperationalStatus"]) == [10]
+    assert f"virsh net-start {stopped}" in shown["StatusDescriptions"][0]
+    net.create_port(switch, "more")  # a change of its record does not start it
+    assert _record(stopped) == ("running", "", False)
+    # a VM on it does not start, and the job says which network
+    job = wbemflow.run_job(net.conn, vm, "RequestStateChange", RequestedState=pywbem.Uint16(2))
+    assert job["JobState"] != JobState.COMPLETED and stopped in job["ErrorDescription"]
+
+    def define(label: str, state: str, owner: str, *, made_here: bool = True) -> str:
+        name = str(uuid.uuid4()).upper()
+        net.switches.append(name)
+        sw = Switch(id=name, friendly=f"{label}-{net.token}", network=name, state=state,
+                    owner=owner, made_here=made_here, ports=(Port("p1", "p1"),))
+        (tmp_path / "n.xml").write_text(networks.build_xml(sw))
+        virsh("net-define", str(tmp_path / "n.xml"))
+        return name
+
+    other = str(uuid.uuid4()).upper()
+    creating, legacy = define("creating", "creating", me), define("legacy", "", "")
+    deleting = define("deleting", "deleting", me)
+    theirs = [define("their-c", "creating", other), define("their-d", "deleting", other)]
+    foreign = f"vsms-foreign-{net.token}"
+    net.switches.append(foreign)
+    (tmp_path / "f.xml").write_text(f"<network><name>{foreign}</name></network>")
+    virsh("net-define", str(tmp_path / "f.xml"))
+    foreign_xml = net_xml(foreign)
+    # a DeleteSwitch of ours interrupted, and a VM connected to the switch since
+    used_path, used = net.create_switch("used")
+    net.add_nic(net.vm("used"), net.create_port(used_path, "u"))
+    sw = service.host.networks.get(used)
+    assert sw is not None
+    service.host.networks.save(replace(sw, state="deleting", owner=me))
+    virsh("net-destroy", used)
+    status = {s["Name"]: list(s["OperationalStatus"])
+              for s in net.conn.EnumerateInstances(sp.SWITCH)}
+    assert (status[creating], status[deleting], status[used]) == ([8], [9], [9])
+    ops.recover()  # the next start
+    assert _record(stopped) == ("running", "", False)
+    assert _record(creating) == ("running", "", True)
+    assert _record(legacy) == ("running", "", True)
+    assert _record(used) == ("running", "", True)
+    assert deleting not in virsh("net-list", "--all", "--name").split()
+    assert [_record(n) for n in theirs] == [("creating", other, False),
+                                            ("deleting", other, False)]
+    assert net_xml(foreign) == foreign_xml and foreign not in virsh("net-list", "--name")
+    # an older vsms's switch was wanted running once: stopped now, it stays stopped
+    virsh("net-destroy", legacy)
+    ops.recover()
+    assert _record(legacy) == ("running", "", False) and _record(stopped)[2] is False
+    # the administrator starts the stopped switch again: OK
+    virsh("net-start", stopped)
+    shown = net.conn.GetInstance(switch)
+    assert list(shown["OperationalStatus"]) == [2] and shown["StatusDescriptions"] == ["OK"]

@@ -46,13 +46,17 @@ class Connected:
     nic: NetworkAdapter
 
 
-def switch_instance(cls: pywbem.CIMClass, sw: Switch) -> pywbem.CIMInstance:
+def switch_instance(cls: pywbem.CIMClass, sw: Switch, status: tuple[int, str] = (2, "OK")
+                    ) -> pywbem.CIMInstance:
+    """``status``: OperationalStatus and StatusDescription (``SwitchOps.status``)."""
     kind = ("external" if sw.external else "internal" if sw.internal is not None
             else "private" if sw.made_here else f"libvirt network '{sw.network}'")
     return from_class(cls, switch_path(sw.id), {
         "ElementName": sw.friendly, "Description": f"Virtual switch ({kind})",
         "NumLearnableAddresses": pywbem.Uint32(sw.learnable), "ScopeOfResidence": sw.scope,
         "EnabledState": pywbem.Uint16(2 if sw.active else 3),
+        "OperationalStatus": [pywbem.Uint16(status[0])], "StatusDescriptions": [status[1]],
+        "HealthState": pywbem.Uint16(5 if status[0] != 3 else 10),
         "OtherIdentifyingInfo": [sw.network], "IdentifyingDescriptions": ["libvirt network"]})
 
 

@@ -44,6 +44,8 @@ class Switch:
     external_port: str = ""  # the switch port the external interface is connected to
     forward: str = ""  # libvirt forward mode ("" = isolated)
     addresses: tuple[str, ...] = field(default=(), compare=False)  # <ip> of a foreign network
+    state: str = ""  # vsms's lifecycle record: creating, running, deleting ("" older vsms)
+    owner: str = ""  # the instance ID of the vsms creating or deleting it
 
     def port(self, name: str) -> Port | None:
         return next((p for p in self.ports if p.name.casefold() == name.casefold()), None)

@@ -161,7 +161,7 @@ class Bridges:
             saved = self.nets.save(replace(sw, external=ifname, external_port=port,
                                            bridge=bridge), rebuild=True, before_start=plug)
         except VsmsError:
-            self.unbind(replace(sw, external=ifname, bridge=bridge), rec)
+            self.unbind(replace(sw, external=ifname, bridge=bridge), rec, start=sw.active)
             raise
         self._journal(replace(rec, step="bound"), ifname)
         return saved
@@ -176,19 +176,22 @@ class Bridges:
         return BridgeRecord(sw.external, sw.bridge, sw.network, "unbind",
                             up="UP" in info.get("flags", []), mtu=int(info.get("mtu", 0)))
 
-    def unbind(self, sw: Switch, rec: BridgeRecord | None = None) -> None:
+    def unbind(self, sw: Switch, rec: BridgeRecord | None = None, *,
+               start: bool = True) -> None:
         """Put ``sw`` back to an isolated switch: interface released and restored, bridge
-        removed, the network restarted on libvirt's own bridge."""
+        removed, the network restarted on libvirt's own bridge (started if inactive only
+        with ``start``: a half-done bind or unbind stopped it; a switch an administrator
+        stopped stays stopped)."""
         rec = replace(rec or self._record(sw), step="unbind")
         self._journal(rec, rec.ifname)
         current = self.nets.by_network(sw.network)
         if current is not None and current.made_here and current.external:
             self.nets.save(replace(current, external="", external_port=""), rebuild=True,
-                           before_start=lambda: self._unplug(rec))
+                           before_start=lambda: self._unplug(rec), start=start)
         else:
             self._unplug(rec)
-            if current is not None and current.made_here and not current.active:
-                self.nets.save(current)
+            if current is not None and current.made_here and not current.active and start:
+                self.nets.save(current, start=True)
         self._journal(None, rec.ifname)
 
     def delete(self, sw: Switch, remove: Callable[[], None]) -> None:
@@ -207,12 +210,18 @@ class Bridges:
         release_interface(rec)
         remove_bridge(rec.bridge, self.mark)
 
-    def repair(self) -> None:
-        """At start: converge every journal record, then remove bridges of ours without one."""
+    def repair(self) -> bool:
+        """At start: converge every journal record, then remove bridges of ours without one.
+        True when a switch's network may have changed. A complete binding whose interface was
+        taken off its bridge by hand is left so (``Switch`` status shows it: see
+        ``operations.switches.SwitchOps.status``): vsms repairs what a crash or a reboot
+        broke, not what an administrator changed."""
+        changed = False
         for rec in self.records():
             try:
                 sw = self.nets.by_network(rec.network)
                 if rec.step != "bound" or sw is None or sw.external != rec.ifname:
+                    changed = True
                     log.info("releasing host interface %s from bridge %s (%s)", rec.ifname,
                              rec.bridge, rec.step)
                     if sw is None:
@@ -221,10 +230,11 @@ class Bridges:
                     else:
                         self.unbind(sw, rec)
                 elif link(rec.bridge) is None:  # a reboot: the bridge is gone, make it again
+                    changed = True
                     create_bridge(rec.bridge, self.mark)
                     enslave_interface(rec.ifname, rec.bridge)
-                    if not sw.active:
-                        self.nets.save(sw)
+                    if not sw.active:  # libvirt's autostart failed without the bridge
+                        self.nets.save(sw, start=True)
             except VsmsError:
                 log.exception("could not repair the binding of %s", rec.ifname)
         known = {r.bridge for r in self.records()}
@@ -238,3 +248,4 @@ class Bridges:
                     remove_bridge(name, self.mark)
                 except VsmsError:
                     log.exception("could not remove bridge %s", name)
+        return changed

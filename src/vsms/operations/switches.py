@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from vsms.operations.switchports import compact, full
 from vsms.operations.undo import OpContext
 from vsms.virt import hostnet
 from vsms.virt.host import VirtHost
-from vsms.virt.networks import host_link_local
+from vsms.virt.networks import CREATING, DELETING, RUNNING, host_link_local
 
 log = logging.getLogger(__name__)
 
@@ -105,22 +106,33 @@ class SwitchOps:
         self.hostname = hostname
         self.allow_management = allow_management
         self.bridges = Bridges(self.nets, self.ports_file, f"vsms:{state_dir.resolve()}")
+        # who creates or deletes a switch (its record's ``owner``): the instance ID
+        self.owner = host.instance or self.bridges.mark
 
     # -- start-up ------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Start the inactive switches vsms made (a crash between defining and starting one)
-        and drop lines of host-ports.json whose port is on a switch already; first repair
-        the external switches' bridges from their journal."""
+        """Finish what a crash of this instance interrupted, from the switches' records:
+        a DeleteSwitch (``deleting``) is completed, or rolled back when a VM's adapter is on
+        the switch now; the external switches' bridges are repaired from their journal; a
+        CreateSwitch (``creating``) gets its network started. A record of an older vsms
+        (no ``state``) is wanted running, once: started if inactive, then recorded
+        ``running``. Any other inactive network stays inactive (stopped on purpose), and
+        other instances' ``creating``/``deleting`` switches are theirs to finish. Lines of
+        host-ports.json whose port is on a switch already are dropped."""
         try:
-            self.bridges.repair()
             switches = self.nets.switches()
+            deleting = [s for s in switches if s.state == DELETING and s.owner == self.owner]
+            for sw in deleting:
+                self._recover_one(sw, self._finish_delete)
+            if self.bridges.repair() or deleting:
+                switches = self.nets.switches()
             for sw in switches:
-                if sw.made_here and not sw.active:
-                    log.info("starting virtual switch '%s' (%s)", sw.friendly, sw.id)
-                    self.nets.save(sw)
+                if sw.made_here and (sw.state == "" or (sw.state == CREATING
+                                                        and sw.owner == self.owner)):
+                    self._recover_one(sw, self._finish_create)
                 elif sw.active:
-                    host_link_local(sw)
+                    self._recover_one(sw, host_link_local)
             on_switch = {sw.internal.name for sw in switches if sw.internal is not None}
             with self.ports_file.lock:
                 held = self.ports_file.load()
@@ -129,6 +141,66 @@ class SwitchOps:
                     self.ports_file.save(held)
         except VsmsError:
             log.exception("could not recover the virtual switches")
+
+    @staticmethod
+    def _recover_one(sw: Switch, action: Callable[[Switch], object]) -> None:
+        try:
+            action(sw)
+        except VsmsError:
+            log.exception("could not recover virtual switch '%s' (%s)", sw.friendly, sw.id)
+
+    def _finish_create(self, sw: Switch) -> None:
+        """A CreateSwitch interrupted before its network started, or an older vsms's switch
+        (wanted running once): start it, record it running."""
+        if not sw.active:
+            log.info("starting virtual switch '%s' (%s)%s", sw.friendly, sw.id,
+                     " made by an older vsms" if sw.state == "" else
+                     ": its CreateSwitch was interrupted")
+        self.nets.save(replace(sw, state=RUNNING, owner=""), start=True)
+
+    def _finish_delete(self, sw: Switch) -> None:
+        """A DeleteSwitch of this instance interrupted: completed (the internal port back on
+        no switch, as DeleteSwitch does), or, when a VM's adapter is on the switch now,
+        rolled back (recorded running and started)."""
+        users = self.users(sw)
+        if users:
+            log.warning("virtual switch '%s' (%s) was being deleted but is in use now (%s): "
+                        "it stays", sw.friendly, sw.id, ", ".join(users))
+            self.nets.save(replace(sw, state=RUNNING, owner=""), start=True)
+            return
+        log.info("finishing the deletion of virtual switch '%s' (%s)", sw.friendly, sw.id)
+        self.nets.delete(sw, self.owner)
+        if sw.internal is not None:
+            self._hold_internal(replace(sw.internal, port=""))
+
+    # -- status --------------------------------------------------------------------------
+
+    @staticmethod
+    def status(sw: Switch) -> tuple[int, str]:
+        """Msvm_VirtualSwitch's OperationalStatus and its StatusDescription: OK (2), Starting
+        (8) while a CreateSwitch runs or was interrupted, Stopping (9) for a DeleteSwitch,
+        Stopped (10) for an inactive network, Degraded (3) for an external switch whose
+        interface is not on its bridge (taken off by hand)."""
+        if sw.state == CREATING:
+            return 8, ("Starting: CreateSwitch has not started its network yet (if it was "
+                       "interrupted, the next start of its vsms instance starts it)")
+        if sw.state == DELETING:
+            return 9, ("Stopping: DeleteSwitch is removing it (if it was interrupted, the next "
+                       "start of its vsms instance finishes it)")
+        if not sw.active:
+            return 10, (f"Stopped: its libvirt network {sw.network} is not active (stopped "
+                        f"by an administrator, e.g. virsh net-destroy); start it with virsh "
+                        f"net-start {sw.network}")
+        if sw.external and sw.made_here and sw.bridge:
+            master = hostnet.master_of(sw.external)
+            if master != sw.bridge:
+                return 3, (f"Degraded: host interface {sw.external} is not a port of the "
+                           f"switch's bridge {sw.bridge} (" + (f"it is on {master}" if master
+                                                               else "taken off by hand") +
+                           f"): guests have no uplink; put it back with ip link set "
+                           f"{sw.external} master {sw.bridge}, or disconnect and connect its "
+                           "switch port again")
+        return 2, "OK"
 
     # -- switches ------------------------------------------------------------------------
 
@@ -148,7 +220,7 @@ class SwitchOps:
                     raise InUse(f"a virtual switch named {name!r} already exists "
                                 f"('{s.friendly}'): choose another Name")
             return self.nets.create(Switch(id=name, friendly=friendly, network=name,
-                                           learnable=learnable, scope=scope))
+                                           learnable=learnable, scope=scope), self.owner)
 
     def users(self, sw: Switch) -> list[str]:
         """What keeps ``sw`` in use: VMs (any owner) with an adapter on it."""
@@ -164,9 +236,9 @@ class SwitchOps:
                             f"{', '.join(users)}; disconnect them first (DisconnectSwitchPort "
                             "or the adapters' Connection)")
             if sw.external and sw.made_here:
-                self.bridges.delete(sw, lambda: self.nets.delete(sw))
+                self.bridges.delete(sw, lambda: self.nets.delete(sw, self.owner))
             else:
-                self.nets.delete(sw)
+                self.nets.delete(sw, self.owner)
             if sw.internal is not None:  # the host's port goes back to being on no switch
                 self._hold_internal(replace(sw.internal, port=""))
 
@@ -303,7 +375,7 @@ class SwitchOps:
                 return
             if sw.external and sw.external_port.casefold() == p.name.casefold():
                 self._require_idle(sw, "unbind the switch from its host interface")
-                self.bridges.unbind(sw)
+                self.bridges.unbind(sw, start=sw.active)
                 return
             found = self.host.held_ports().user_nic(sw.id, p.name)
             if found is None:

@@ -86,6 +86,14 @@ def plan(host: VirtHost, vs: VirtualSystem, index: int, link: Link) -> tuple[Vir
     src = iface.find("source")
     live = src.get("network", "") if iface.get("type") == "network" and src is not None else ""
     if link[0]:
+        target = host.networks.by_network(link[0])
+        if target is not None and not target.active:
+            raise InvalidState(
+                f"cannot connect a network adapter of running virtual machine '{vs.name}' "
+                f"({vs.guid}) to virtual switch '{target.friendly}': the switch is stopped (its "
+                f"libvirt network {target.network} is not active, e.g. after virsh "
+                f"net-destroy); start it with virsh net-start {target.network}, or turn the "
+                "virtual machine off first")
         if not live:  # unconnected since the start: a new adapter on the switch replaces it
             return new, LiveChange(_with_alias(domxml.interface_xml(new, index),
                                                networks.live_alias(alias)), replaces=alias)

@@ -76,7 +76,7 @@ class SwitchProvider(_Base):
     def _switch_items(self, want: str, sw: Switch) -> list[pywbem.CIMInstance]:
         cls = self.cls(want)
         if want == sp.SWITCH.lower():
-            return [sm.switch_instance(cls, sw)]
+            return [sm.switch_instance(cls, sw, self.ops.status(sw))]
         out = []
         for n, port in enumerate(sw.ports, start=1):
             if want == sp.PORT.lower():

@@ -52,6 +52,15 @@ def interfaces(root: Path = SYS_NET) -> list[Interface]:
     return out
 
 
+def master_of(name: str, root: Path = SYS_NET) -> str:
+    """The bridge (or other master) interface ``name`` is a port of ("" none or no such
+    interface)."""
+    try:
+        return os.path.basename(os.readlink(root / name / "master"))
+    except OSError:
+        return ""
+
+
 def _default_route_interfaces() -> set[str]:
     found: set[str] = set()
     try:

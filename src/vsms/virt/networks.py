@@ -13,6 +13,12 @@ network alone is the record: there is no libvirt network without its record, nor
 whatever moment a crash hits. A network without our metadata (``virsh net-define``) is a
 switch too: its Name is the network's UUID, its ElementName the network's name. Every method
 raises ``vsms.errors`` classes only.
+
+The record also says whether the switch should run (``state``, written before each step):
+``creating`` from CreateSwitch's define until its network has started, then ``running``;
+``deleting`` (with the deleting instance's ID, ``owner``) before DeleteSwitch stops it. Only
+these records make the service's start-up act (``operations.switches.SwitchOps.recover``): an
+inactive ``running`` switch was stopped on purpose and stays stopped.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ PREFIX = "vsw"
 _SWITCH = f"{{{NAMESPACE}}}switch"
 _PORT = f"{{{NAMESPACE}}}port"
 _INTERNAL = f"{{{NAMESPACE}}}internal"
+CREATING, RUNNING, DELETING = "creating", "running", "deleting"  # a switch's ``state``
 
 
 def new_bridge_name() -> str:
@@ -60,6 +67,10 @@ def _metadata(sw: Switch) -> ET.Element:
         f"xmlns:{PREFIX}": NAMESPACE, "id": sw.id, "name": sw.friendly,
         "learnable": str(sw.learnable), "scope": sw.scope,
         "made-here": "true" if sw.made_here else "false"})
+    if sw.state:
+        root.set("state", sw.state)
+    if sw.owner:
+        root.set("owner", sw.owner)
     if sw.external:
         root.set("external", sw.external)
         root.set("external-port", sw.external_port)
@@ -135,7 +146,8 @@ def parse(xml: str, active: bool) -> Switch:
                   made_here=meta.get("made-here", "true") == "true", learnable=learnable,
                   scope=meta.get("scope", ""), ports=ports, internal=internal,
                   external=meta.get("external", ""), external_port=meta.get("external-port", ""),
-                  forward=forward, addresses=addresses)
+                  forward=forward, addresses=addresses, state=meta.get("state", ""),
+                  owner=meta.get("owner", ""))
 
 
 def host_link_local(sw: Switch, proc: Path = Path("/proc/sys/net/ipv6/conf")) -> None:
@@ -291,26 +303,31 @@ class Networks:
         found: Switch | None = self._run(f"read network {network}", work)
         return found
 
-    def create(self, sw: Switch) -> Switch:
-        """Define the network of ``sw`` (its record inside), start it, autostart it."""
+    def create(self, sw: Switch, owner: str) -> Switch:
+        """Define the network of ``sw`` (its record inside, ``creating`` by instance
+        ``owner``), autostart it, start it, then record it ``running``."""
         def work(conn: Any) -> Switch:
-            net = define_network(conn, build_xml(sw))
+            net = define_network(conn, build_xml(replace(sw, state=CREATING, owner=owner)))
             try:
+                net.setAutostart(1)
                 start_network(net)
             except libvirt.libvirtError:
                 undefine_network(net)  # no record without its network started
                 raise
-            net.setAutostart(1)
+            xml = _inactive_xml(net)
+            net = define_network(conn, with_metadata(xml, replace(parse(xml, True),
+                                                                  state=RUNNING, owner="")))
             return parse(_inactive_xml(net), True)
         made: Switch = self._run(f"create virtual switch '{sw.friendly}'", work)
         return made
 
     def save(self, sw: Switch, *, rebuild: bool = False,
-             before_start: Callable[[], None] | None = None) -> Switch:
+             before_start: Callable[[], None] | None = None, start: bool = False) -> Switch:
         """Write ``sw``'s record into its network's persistent definition. With ``rebuild``
         (a switch vsms made whose bridge, host port or binding changed) the whole definition is
         rebuilt and an active network restarted so the change applies now; ``before_start``
-        runs between the stop and the start (an external switch's bridge)."""
+        runs between the stop and the start (an external switch's bridge). An inactive network
+        stays inactive (stopped on purpose: ``virsh net-destroy``) unless ``start``."""
         def work(conn: Any) -> Switch:
             net = conn.networkLookupByName(sw.network)
             active = bool(net.isActive())
@@ -326,25 +343,36 @@ class Networks:
                 stop_network(net)
             if before_start is not None:
                 before_start()
-            if rebuild or not active:
+            if (rebuild and active) or (start and not active):
                 try:
                     start_network(net)
                 except libvirt.libvirtError as exc:  # another service's start-up started it
                     if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID \
                             or not net.isActive():
                         raise
-            return parse(_inactive_xml(net), True)
+            return parse(_inactive_xml(net), bool(net.isActive()))
         saved: Switch = self._run(f"update virtual switch '{sw.friendly}'", work)
-        host_link_local(saved)
+        if saved.active:
+            host_link_local(saved)
         return saved
 
-    def delete(self, sw: Switch) -> None:
-        """Stop and undefine the network (the record goes with it)."""
+    def delete(self, sw: Switch, owner: str) -> None:
+        """Record the switch ``deleting`` by instance ``owner``, stop and undefine its network
+        (the record goes with it). A failing stop or undefine puts the record back."""
         def work(conn: Any) -> None:
             net = conn.networkLookupByName(sw.network)
-            if net.isActive():
-                stop_network(net)
-            undefine_network(net)
+            xml = _inactive_xml(net)
+            before = parse(xml, bool(net.isActive()))
+            net = define_network(conn, with_metadata(xml, replace(before, state=DELETING,
+                                                                  owner=owner)))
+            try:
+                if net.isActive():
+                    stop_network(net)
+                undefine_network(net)
+            except libvirt.libvirtError:
+                with contextlib.suppress(libvirt.libvirtError):
+                    define_network(conn, xml)
+                raise
         self._run(f"delete virtual switch '{sw.friendly}'", work)
 
     def users(self, network: str) -> list[tuple[str, bool]]:
