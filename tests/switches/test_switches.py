@@ -302,6 +302,7 @@ def test_start_up_finishes_interrupted_work_only(net: Net, tmp_path: Path) -> No
     # a VM on it does not start, and the job says which network
     job = wbemflow.run_job(net.conn, vm, "RequestStateChange", RequestedState=pywbem.Uint16(2))
     assert job["JobState"] != JobState.COMPLETED and stopped in job["ErrorDescription"]
+    assert f"'virsh net-start {stopped}'" in job["ErrorDescription"]  # and the fix
 
     def define(label: str, state: str, owner: str, *, made_here: bool = True) -> str:
         name = str(uuid.uuid4()).upper()

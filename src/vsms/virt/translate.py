@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import libvirt
 
 from vsms.errors import (
@@ -20,6 +22,9 @@ _CONNECTION_CODES = frozenset({
     libvirt.VIR_ERR_INVALID_CONN,
 })
 _CONNECTION_DOMAINS = frozenset({libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE})
+
+
+_STOPPED_NETWORK = re.compile(r"network '([^']+)' is not active")
 
 
 def message_of(exc: libvirt.libvirtError) -> str:
@@ -62,6 +67,13 @@ def translate(exc: libvirt.libvirtError, uri: str, what: str) -> VsmsError:
             f"cannot {what}: libvirt at {uri} cannot attach VHDX images ({text}); convert the "
             "disk first, e.g. 'qemu-img convert -f vhdx -O qcow2 disk.vhdx disk.qcow2', or "
             "use a libvirt release that knows the vhdx format")
+    stopped = _STOPPED_NETWORK.search(text)
+    if stopped is not None:
+        net = stopped.group(1)
+        return InvalidState(
+            f"cannot {what}: a network adapter is connected to the virtual switch whose libvirt "
+            f"network {net} is stopped ({text}); start the switch with 'virsh net-start {net}', "
+            "or connect the adapter to another switch or to none, and retry")
     if code == libvirt.VIR_ERR_CONFIG_UNSUPPORTED:
         return NotSupported(f"cannot {what}: libvirt at {uri} does not support this "
                             f"configuration ({text}); change the virtual machine's settings")
