@@ -17,7 +17,7 @@ from pypsrp.wsman import SelectorSet, WSMan
 
 from tests.components.conftest import SHUTDOWN_TIMEOUT, Server
 from tests.e2e import wbemflow
-from tests.wsman.conftest import NS, WMI
+from tests.wsman.conftest import NS, WMI, epr_into
 from vsms.cim import names
 from vsms.cim.embedded import parse_instance
 from vsms.cim.enums import EnabledState, JobState, ReturnCode
@@ -114,15 +114,7 @@ def wsman_add(server: Server, vm: pywbem.CIMInstanceName, name: str, data: str) 
     for k, v in svc.keybindings.items():
         sel.add_option(k, str(v))
     body = ET.Element(f"{{{uri}}}AddKvpItems_INPUT")
-    target = ET.SubElement(body, f"{{{uri}}}TargetSystem")
-    ET.SubElement(target, f"{{{NS['a']}}}Address").text = \
-        "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
-    ref = ET.SubElement(target, f"{{{NS['a']}}}ReferenceParameters")
-    ET.SubElement(ref, f"{{{NS['w']}}}ResourceURI").text = WMI + names.COMPUTER_SYSTEM
-    sset = ET.SubElement(ref, f"{{{NS['w']}}}SelectorSet")
-    for k, v in vm.keybindings.items():
-        s = ET.SubElement(sset, f"{{{NS['w']}}}Selector", Name=k)
-        s.text = str(v)
+    epr_into(ET.SubElement(body, f"{{{uri}}}TargetSystem"), vm)
     ET.SubElement(body, f"{{{uri}}}DataItems").text = item(name, data)
     assert server.served.wsman_http_port is not None
     ws = WSMan("127.0.0.1", port=server.served.wsman_http_port, ssl=False, auth="basic",

@@ -12,13 +12,11 @@ import pywbem
 
 from tests.cli.conftest import Vsms
 from tests.lifecycle.service import make_vhd
-from tests.wsman.conftest import NS, WsServer
+from tests.wsman.conftest import NS, WsServer, epr_into
 from tests.wsman.conftest import ws as ws  # the module-scoped server fixture
-from tests.wsman.test_operations import CS, VSMS_URI, cimxml, invoke, wait_job
+from tests.wsman.test_operations import VSMS_URI, cimxml, invoke, wait_job
 
 pytestmark = pytest.mark.qemu
-A = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
-W = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
 
 
 @pytest.fixture
@@ -27,16 +25,8 @@ def vsms(ws: WsServer) -> Iterator[Vsms]:
 
 
 def vm_epr(guid: str) -> ET.Element:
-    holder = ET.Element("x")
-    ET.SubElement(holder, f"{{{A}}}Address").text = \
-        "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
-    params = ET.SubElement(holder, f"{{{A}}}ReferenceParameters")
-    ET.SubElement(params, f"{{{W}}}ResourceURI").text = CS
-    sels = ET.SubElement(params, f"{{{W}}}SelectorSet")
-    ET.SubElement(sels, f"{{{W}}}Selector", Name="CreationClassName").text = \
-        "Msvm_ComputerSystem"
-    ET.SubElement(sels, f"{{{W}}}Selector", Name="Name").text = guid
-    return holder
+    return epr_into(ET.Element("x"), pywbem.CIMInstanceName(
+        "Msvm_ComputerSystem", {"CreationClassName": "Msvm_ComputerSystem", "Name": guid}))
 
 
 def test_cli_and_wsman(ws: WsServer, vsms: Vsms) -> None:

@@ -23,7 +23,7 @@ from pypsrp.wsman import SelectorSet, WSMan
 from tests.e2e import wbemflow
 from tests.switches.conftest import Net, domain_xml, guid_of, net_xml, virsh
 from tests.switches.test_wsman_switch import _invoke
-from tests.wsman.conftest import NS, WMI
+from tests.wsman.conftest import WMI, epr_into
 from vsms.cim.enums import ReturnCode
 from vsms.errors import InvalidState
 from vsms.mapping import switch_paths as sp
@@ -261,15 +261,7 @@ def test_macvtap_network_defined_outside_vsms_stays_a_read_only_switch(net: Net,
 
 def _epr(path: pywbem.CIMInstanceName) -> ET.Element:
     """A WS-Addressing reference to ``path`` (its children go into a method's parameter)."""
-    holder = ET.Element("epr")
-    ET.SubElement(holder, f"{{{NS['a']}}}Address").text = \
-        "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
-    params = ET.SubElement(holder, f"{{{NS['a']}}}ReferenceParameters")
-    ET.SubElement(params, f"{{{NS['w']}}}ResourceURI").text = WMI + path.classname
-    selectors = ET.SubElement(params, f"{{{NS['w']}}}SelectorSet")
-    for key, value in path.keybindings.items():
-        ET.SubElement(selectors, f"{{{NS['w']}}}Selector", Name=key).text = str(value)
-    return holder
+    return epr_into(ET.Element("epr"), path)
 
 
 def test_bind_and_connect_over_wsman(net: Net, veth: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pywbem
 from pypsrp.wsman import WSMan
 
 from tests.cli import served as srv
@@ -29,6 +30,19 @@ NS = {
     "xsi": "http://www.w3.org/2001/XMLSchema-instance",
     "f": "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault",
 }
+
+
+def epr_into(parent: ET.Element, path: pywbem.CIMInstanceName) -> ET.Element:
+    """``parent`` filled with a WS-Addressing reference to ``path`` (address, resource URI,
+    selectors), as WMI clients send a reference argument; returns ``parent``."""
+    ET.SubElement(parent, f"{{{NS['a']}}}Address").text = \
+        "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+    params = ET.SubElement(parent, f"{{{NS['a']}}}ReferenceParameters")
+    ET.SubElement(params, f"{{{NS['w']}}}ResourceURI").text = WMI + path.classname
+    selectors = ET.SubElement(params, f"{{{NS['w']}}}SelectorSet")
+    for key, value in path.keybindings.items():
+        ET.SubElement(selectors, f"{{{NS['w']}}}Selector", Name=key).text = str(value)
+    return parent
 
 
 def free_port() -> int:
