@@ -5,7 +5,7 @@ then, per repetition and in alternating order, fills a new, empty ``SystemCache`
 listing of every domain on the connection (what a service does on its first listing after a
 start): once with ``PARALLEL_FROM`` raised out of reach (every ``XMLDesc`` call in turn), once
 as shipped (``READERS`` calls in flight past ``PARALLEL_FROM`` domains). Both caches must list
-the same VMs. It prints the times, their ratio, and the time per domain. Every VM it defined is
+every VM it defined (other domains may come and go meanwhile). It prints the times, their ratio, and the time per domain. Every VM it defined is
 undefined at the end. Not part of the test suite.
 
     .venv/bin/python bench/bench_xml_fetch.py [--count 3000] [--repeat 5] [--uri qemu:///system]
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                 elapsed, ours = fill(args.uri, parallel)
                 times["parallel" if parallel else "serial"].append(elapsed)
                 listed.append(ours)
-            if listed[0] != listed[1] or not set(guids) <= listed[0]:
+            # other users of the host may define and undefine domains between the two
+            # listings: only this benchmark's own VMs must be listed by both
+            if not (set(guids) <= listed[0] and set(guids) <= listed[1]):
                 raise BenchError("the two ways of reading listed different VMs")
     except (BenchError, VsmsError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
