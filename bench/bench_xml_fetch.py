@@ -6,7 +6,8 @@ listing of every domain on the connection (what a service does on its first list
 start): once with ``PARALLEL_FROM`` raised out of reach (every ``XMLDesc`` call in turn), once
 as shipped (``READERS`` calls in flight past ``PARALLEL_FROM`` domains). Both caches must list
 every VM it defined (other domains may come and go meanwhile). It prints the times, their
-ratio, and the time per domain. Every VM it defined is undefined at the end. Not part of the test suite.
+ratio, and the time per domain. Every VM it defined is undefined at the end. Not part of the
+test suite.
 
     .venv/bin/python bench/bench_xml_fetch.py [--count 3000] [--repeat 5] [--uri qemu:///system]
 """
